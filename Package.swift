@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// EvLoop: a completion-based event loop for Swift on Linux (see README.md).
+// The library depends on nothing but the C library and liburing (Debian's liburing-dev,
+// installed by scripts/setup.sh when missing). Benchmarks live in Benchmarks/, a separate
+// package, so that their dependencies never reach users of the library.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "EvLoop",
+    products: [
+        .library(name: "Ev", targets: ["Ev"]),
+        .library(name: "EvLoop", targets: ["EvLoop"]),
+        .executable(name: "ev-echo-tcp", targets: ["ev-echo-tcp"]),
+        .executable(name: "ev-echo-udp", targets: ["ev-echo-udp"]),
+        .executable(name: "ev-echo-client", targets: ["ev-echo-client"]),
+    ],
+    targets: [
+        // Small C shims for system calls Swift cannot reach directly (variadic syscall()).
+        .target(name: "CEvSys"),
+        // liburing, found with pkg-config; its static inline helpers import directly.
+        .systemLibrary(
+            name: "CLiburing",
+            pkgConfig: "liburing",
+            providers: [.apt(["liburing-dev"])]
+        ),
+        .target(name: "EvLoop", dependencies: ["CEvSys"], swiftSettings: strict),
+        // The readiness engine shared by the epoll and poll backends.
+        .target(name: "EvReadiness", dependencies: ["EvLoop", "CEvSys"], swiftSettings: strict),
+        .target(name: "EvBackendPoll", dependencies: ["EvLoop", "EvReadiness", "CEvSys"], swiftSettings: strict),
+        .target(name: "EvBackendEpoll", dependencies: ["EvLoop", "EvReadiness", "CEvSys"], swiftSettings: strict),
+        .target(name: "EvBackendUring", dependencies: ["EvLoop", "CLiburing", "CEvSys"], swiftSettings: strict),
+        .target(
+            name: "Ev",
+            dependencies: ["EvLoop", "EvBackendPoll", "EvBackendEpoll", "EvBackendUring", "CEvSys"],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "ev-echo-tcp", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-tcp", swiftSettings: strict),
+        .executableTarget(name: "ev-echo-udp", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-udp", swiftSettings: strict),
+        .executableTarget(name: "ev-echo-client", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-client", swiftSettings: strict),
+        // Option parsing and reporting shared by the examples (hand-written: the package
+        // takes no dependencies, not even for its examples).
+        .target(name: "EvExampleSupport", dependencies: ["Ev"], path: "Examples/EvExampleSupport", swiftSettings: strict),
+        .testTarget(name: "EvLoopTests", dependencies: ["EvLoop", "Ev"], swiftSettings: strict),
+        .testTarget(name: "EvConformanceTests", dependencies: ["Ev", "CEvSys"], swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

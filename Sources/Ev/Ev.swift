@@ -1,0 +1,4 @@
+@_exported import EvLoop
+@_exported import EvBackendPoll
+@_exported import EvBackendEpoll
+@_exported import EvBackendUring

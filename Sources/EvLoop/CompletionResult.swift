@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What a finished operation produced, typed per operation kind.
+///
+/// Backends hand the loop a raw result in the kernel's convention (a count or descriptor,
+/// or `-errno`); `Completion.makeResult(raw:)` turns it into this value in one place, so a
+/// read of 0 bytes means `.endOfFile` (or 0 for an empty buffer) identically on io_uring,
+/// epoll and poll.
+public enum CompletionResult: Sendable {
+    case nop
+    /// `.success` when the deadline passed; `.failure(.canceled)` when cancelled.
+    case timer(Result<Void, EvError>)
+    /// `.success` when the target was cancelled; `.notFound` or `.inProgress` when it
+    /// could not be (the target then reports its real result).
+    case cancel(Result<Void, EvError>)
+    /// The accepted descriptor, which the callback now owns.
+    case accept(Result<Int32, EvError>)
+    case connect(Result<Void, EvError>)
+    /// Bytes read (read, pread, recv).
+    case read(Result<Int, EvError>)
+    /// Bytes written (write, pwrite, send, sendmsg); may be short.
+    case write(Result<Int, EvError>)
+    case recvmsg(Result<ReceivedMessage, EvError>)
+    case shutdown(Result<Void, EvError>)
+    case close(Result<Void, EvError>)
+    /// The events that are ready.
+    case poll(Result<PollEvents, EvError>)
+
+    /// The error, if the operation failed.
+    public var error: EvError? {
+        switch self {
+        case .nop: return nil
+        case .timer(let r), .cancel(let r), .connect(let r), .shutdown(let r), .close(let r):
+            if case .failure(let e) = r { return e }
+        case .accept(let r): if case .failure(let e) = r { return e }
+        case .read(let r), .write(let r): if case .failure(let e) = r { return e }
+        case .recvmsg(let r): if case .failure(let e) = r { return e }
+        case .poll(let r): if case .failure(let e) = r { return e }
+        }
+        return nil
+    }
+
+    /// The count of bytes (read/write/recvmsg) or the descriptor (accept), if that is what
+    /// the operation produced.
+    public var count: Int? {
+        switch self {
+        case .read(.success(let n)), .write(.success(let n)): return n
+        case .recvmsg(.success(let m)): return m.count
+        case .accept(.success(let fd)): return Int(fd)
+        default: return nil
+        }
+    }
+}
+
+/// A datagram (or stream chunk) received with `recvmsg`.
+public struct ReceivedMessage: Sendable {
+    /// Bytes stored in the buffer.
+    public var count: Int
+    /// The sender's address (unset, `length == 0`, for connected stream sockets).
+    public var address: SocketAddress
+    /// The datagram was larger than the buffer and its tail was discarded (MSG_TRUNC).
+    public var truncated: Bool
+}
+
+extension Completion {
+    /// Turns a raw kernel-convention result for this completion's operation into its
+    /// typed `CompletionResult`.
+    package func makeResult(raw: Int) -> CompletionResult {
+        @inline(__always) func err() -> EvError { EvError(errno: Int32(truncatingIfNeeded: -raw)) }
+        switch operation {
+        case .nop:
+            return .nop
+        case .timer:
+            return raw < 0 ? .timer(.failure(err())) : .timer(.success(()))
+        case .cancel:
+            return raw < 0 ? .cancel(.failure(err())) : .cancel(.success(()))
+        case .accept:
+            return raw < 0 ? .accept(.failure(err())) : .accept(.success(Int32(truncatingIfNeeded: raw)))
+        case .connect:
+            return raw < 0 ? .connect(.failure(err())) : .connect(.success(()))
+        case .read(_, let buffer), .pread(_, let buffer, _), .recv(_, let buffer):
+            if raw < 0 { return .read(.failure(err())) }
+            if raw == 0 && buffer.count > 0 { return .read(.failure(.endOfFile)) }
+            return .read(.success(raw))
+        case .write, .pwrite, .send, .sendmsg:
+            return raw < 0 ? .write(.failure(err())) : .write(.success(raw))
+        case .recvmsg(_, let buffer):
+            if raw < 0 { return .recvmsg(.failure(err())) }
+            let s = scratch
+            let truncated = (s.pointee.message.msg_flags & Int32(MSG_TRUNC)) != 0
+            if raw == 0 && buffer.count > 0 && s.pointee.message.msg_namelen == 0 && !truncated {
+                // A connected stream socket at end of stream. (An empty UDP datagram has
+                // a sender address and is reported as a 0-byte message.)
+                return .recvmsg(.failure(.endOfFile))
+            }
+            let addr = SocketAddress(storage: s.pointee.address, length: s.pointee.message.msg_namelen)
+            return .recvmsg(.success(ReceivedMessage(count: raw, address: addr, truncated: truncated)))
+        case .shutdown:
+            return raw < 0 ? .shutdown(.failure(err())) : .shutdown(.success(()))
+        case .close:
+            return raw < 0 ? .close(.failure(err())) : .close(.success(()))
+        case .poll:
+            return raw < 0 ? .poll(.failure(err())) : .poll(.success(PollEvents(rawValue: UInt32(truncatingIfNeeded: raw))))
+        }
+    }
+}

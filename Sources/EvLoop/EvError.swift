@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The error every EvLoop operation reports, as a value (never a crash).
+///
+/// The cases that programs branch on are named (a refused connection, a reset, the end of
+/// a stream, a cancellation); everything else keeps its errno in `.errno(_:)`, so nothing
+/// the kernel says is lost. Backends report raw results in the kernel's convention
+/// (a count, or `-errno`); `EvError(errno:)` is the single place where those become names,
+/// so the three backends cannot disagree about what an errno means.
+public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The operation was cancelled before it completed (ECANCELED).
+    case canceled
+    /// The peer closed its side: a read returned 0 bytes into a non-empty buffer.
+    case endOfFile
+    /// ECONNREFUSED: nothing listens at the address.
+    case connectionRefused
+    /// ECONNRESET: the peer reset the connection.
+    case connectionReset
+    /// ECONNABORTED: a connection was aborted before accept took it.
+    case connectionAborted
+    /// EPIPE: writing to a connection the peer has closed (no SIGPIPE is raised).
+    case brokenPipe
+    /// EBADF: the descriptor is closed or was never valid.
+    case badFileDescriptor
+    /// ETIMEDOUT.
+    case timedOut
+    /// ENOTCONN: the socket is not connected.
+    case notConnected
+    /// EADDRINUSE.
+    case addressInUse
+    /// EADDRNOTAVAIL.
+    case addressNotAvailable
+    /// ENETUNREACH / EHOSTUNREACH.
+    case unreachable
+    /// EACCES / EPERM.
+    case permissionDenied
+    /// EINVAL, or an argument the loop refuses before the kernel sees it.
+    case invalidArgument
+    /// EMFILE, ENFILE, ENOBUFS, ENOMEM: out of descriptors or memory. An accept that gets
+    /// this is reported, not retried, so a full descriptor table cannot spin the loop.
+    case systemResources
+    /// A cancel found nothing to cancel: the target had already finished, or was never added.
+    case notFound
+    /// A cancel came too late: the target is already completing and will report its real result.
+    case inProgress
+    /// `run` was called from inside a callback of the same loop.
+    case nestedRun
+    /// `add` was given a completion that is still active.
+    case completionActive
+    /// A cancel was aimed at another cancel, or at itself.
+    case cannotCancelCancel
+    /// Any other errno, kept as it is.
+    case errno(Int32)
+
+    /// Maps a positive errno value to its named case (or `.errno` when it has no name).
+    public init(errno code: Int32) {
+        switch code {
+        case ECANCELED: self = .canceled
+        case ECONNREFUSED: self = .connectionRefused
+        case ECONNRESET: self = .connectionReset
+        case ECONNABORTED: self = .connectionAborted
+        case EPIPE: self = .brokenPipe
+        case EBADF: self = .badFileDescriptor
+        case ETIMEDOUT, ETIME: self = .timedOut
+        case ENOTCONN: self = .notConnected
+        case EADDRINUSE: self = .addressInUse
+        case EADDRNOTAVAIL: self = .addressNotAvailable
+        case ENETUNREACH, EHOSTUNREACH: self = .unreachable
+        case EACCES, EPERM: self = .permissionDenied
+        case EINVAL: self = .invalidArgument
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM: self = .systemResources
+        case ENOENT: self = .notFound
+        case EALREADY: self = .inProgress
+        case EvError.cancelOfCancelCode: self = .cannotCancelCancel
+        default: self = .errno(code)
+        }
+    }
+
+    /// An errno value outside the kernel's range, used internally so a cancel aimed at a
+    /// cancel can travel through the raw-result path like every other outcome.
+    package static let cancelOfCancelCode: Int32 = 100_001
+
+    /// The errno this error stands for, where it has one.
+    public var errnoValue: Int32? {
+        switch self {
+        case .canceled: return ECANCELED
+        case .endOfFile: return nil
+        case .connectionRefused: return ECONNREFUSED
+        case .connectionReset: return ECONNRESET
+        case .connectionAborted: return ECONNABORTED
+        case .brokenPipe: return EPIPE
+        case .badFileDescriptor: return EBADF
+        case .timedOut: return ETIMEDOUT
+        case .notConnected: return ENOTCONN
+        case .addressInUse: return EADDRINUSE
+        case .addressNotAvailable: return EADDRNOTAVAIL
+        case .unreachable: return EHOSTUNREACH
+        case .permissionDenied: return EACCES
+        case .invalidArgument: return EINVAL
+        case .systemResources: return EMFILE
+        case .notFound: return ENOENT
+        case .inProgress: return EALREADY
+        case .nestedRun, .completionActive, .cannotCancelCancel: return nil
+        case .errno(let e): return e
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .canceled: return "operation canceled"
+        case .endOfFile: return "end of file"
+        case .connectionRefused: return "connection refused"
+        case .connectionReset: return "connection reset by peer"
+        case .connectionAborted: return "connection aborted"
+        case .brokenPipe: return "broken pipe"
+        case .badFileDescriptor: return "bad file descriptor"
+        case .timedOut: return "timed out"
+        case .notConnected: return "socket is not connected"
+        case .addressInUse: return "address in use"
+        case .addressNotAvailable: return "address not available"
+        case .unreachable: return "network or host unreachable"
+        case .permissionDenied: return "permission denied"
+        case .invalidArgument: return "invalid argument"
+        case .systemResources: return "out of descriptors or memory"
+        case .notFound: return "nothing to cancel (already finished or never added)"
+        case .inProgress: return "cancel too late: operation already completing"
+        case .nestedRun: return "run() called from inside a callback of the same loop"
+        case .completionActive: return "completion is still active; wait for its callback before reusing it"
+        case .cannotCancelCancel: return "a cancel cannot target another cancel"
+        case .errno(let e): return "errno \(e): \(String(cString: strerror(e)))"
+        }
+    }
+}

@@ -1,0 +1,227 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The half of every loop that does not depend on the kernel interface: the run modes,
+/// the timer heap, the queue of finished work, activation and cancellation rules.
+///
+/// Backends subclass it and override the four `backend…` hooks; everything a user calls is
+/// `final` here, so the three backends cannot drift apart in semantics, and a `LoopCore`
+/// reference is itself the loop chosen at runtime (calls are direct; only the hooks are
+/// dynamically dispatched, once per operation or per tick).
+///
+/// One tick: the backend submits what is queued and waits (no longer than the nearest
+/// timer, not at all when work is already finished), the clock is read once, expired
+/// timers move to the completed queue, and the callbacks of everything completed so far
+/// run in FIFO order. Work completed by those callbacks (a nop, a 0 ms timer) waits for the
+/// next tick, so a callback that rearms itself cannot starve I/O.
+open class LoopCore: EventLoop {
+    public let backend: Backend
+    package var timers = TimerHeap()
+    package var completed = CompletionQueue()
+    public private(set) var activeCount = 0
+    public private(set) var now: LoopInstant
+    private var running = false
+    private var stopRequested = false
+
+    /// For subclasses: `backend` names the kernel interface they implement.
+    public init(backend: Backend) {
+        self.backend = backend
+        self.now = .now()
+    }
+
+    // MARK: Hooks for backends
+
+    /// Starts an I/O operation (any kind but nop, timer and cancel, which the core handles).
+    /// The backend reports the outcome later through `complete(_:raw:)`.
+    open func backendSubmit(_ completion: Completion) {
+        fatalError("EvLoop: \(type(of: self)) does not implement backendSubmit")
+    }
+
+    /// Cancels the I/O operation `target` (which is active and has no result yet) on
+    /// behalf of `cancel`. The backend completes both: the target with `-ECANCELED` or its
+    /// real result, the cancel with 0, `-ENOENT` or `-EALREADY`.
+    open func backendCancel(_ cancel: Completion, target: Completion) {
+        fatalError("EvLoop: \(type(of: self)) does not implement backendCancel")
+    }
+
+    /// Submits queued work and waits up to `timeout` nanoseconds (nil: until something
+    /// happens) for completions, reporting them through `complete(_:raw:)`. Returns early,
+    /// without error, when a signal interrupts the wait: the core recomputes the timeout.
+    open func backendPoll(timeout: UInt64?) throws(EvError) {
+        fatalError("EvLoop: \(type(of: self)) does not implement backendPoll")
+    }
+
+    /// Cancels every I/O operation in flight (each target completes as cancelled, or with
+    /// its real result if it won the race).
+    open func backendCancelAll() {
+        fatalError("EvLoop: \(type(of: self)) does not implement backendCancelAll")
+    }
+
+    open var prefersBlockingDescriptors: Bool { false }
+
+    // MARK: Public API
+
+    public final func updateNow() { now = .now() }
+
+    public final func stop() { stopRequested = true }
+
+    public final func add(_ completion: Completion) throws(EvError) {
+        guard completion.state == .dead else { throw .completionActive }
+        activate(completion)
+        start(completion)
+    }
+
+    public final func run(_ mode: RunMode) throws(EvError) {
+        if running { throw .nestedRun }
+        running = true
+        stopRequested = false
+        defer { running = false }
+        while !stopRequested {
+            if activeCount == 0 { return }
+            let timeout: UInt64?
+            if mode == .noWait || !completed.isEmpty {
+                timeout = 0
+            } else if let next = timers.minDeadline {
+                timeout = next > now.nanoseconds ? next - now.nanoseconds : 0
+            } else {
+                timeout = nil
+            }
+            try backendPoll(timeout: timeout)
+            updateNow()
+            expireTimers()
+            let delivered = dispatchCompleted()
+            switch mode {
+            case .noWait: return
+            case .once: if delivered > 0 { return }
+            case .untilDone: continue
+            }
+        }
+    }
+
+    public final func resetTimer(_ completion: Completion, deadline: LoopInstant) throws(EvError) {
+        if completion.state == .dead {
+            completion.operation = .timer(deadline: deadline)
+            try add(completion)
+            return
+        }
+        guard case .timer = completion.operation else { throw .invalidArgument }
+        completion.operation = .timer(deadline: deadline)
+        if completion.heapIndex >= 0 {
+            timers.update(completion, deadline: deadline.nanoseconds)
+        } else if completion.resultReady, completed.remove(completion) {
+            // It expired this tick but its callback has not run: the old arm is withdrawn
+            // and only the new deadline will fire.
+            completion.resultReady = false
+            timers.insert(completion, deadline: deadline.nanoseconds)
+        }
+    }
+
+    public final func cancelAll() {
+        for t in timers.removeAll() { complete(t, raw: -Int(ECANCELED)) }
+        backendCancelAll()
+    }
+
+    // MARK: Shared machinery for backends
+
+    /// Records the raw result of an active completion (a count or descriptor, or -errno)
+    /// and queues its callback for this or the next tick. Never calls back directly.
+    package final func complete(_ c: Completion, raw: Int) {
+        precondition(c.state == .active && !c.resultReady, "EvLoop: completing a completion that is not in flight")
+        c.rawResult = raw
+        c.resultReady = true
+        completed.push(c)
+    }
+
+    private func activate(_ c: Completion) {
+        c.state = .active
+        c.resultReady = false
+        c.generation &+= 1
+        _ = Unmanaged.passRetained(c)   // balanced in dispatchCompleted
+        activeCount += 1
+    }
+
+    private func start(_ c: Completion) {
+        switch c.operation {
+        case .nop:
+            complete(c, raw: 0)
+        case .timer(let deadline):
+            timers.insert(c, deadline: deadline.nanoseconds)
+        case .cancel(let target):
+            startCancel(c, target: target)
+        default:
+            backendSubmit(c)
+        }
+    }
+
+    private func startCancel(_ c: Completion, target: Completion) {
+        if target === c {
+            complete(c, raw: -Int(EvError.cancelOfCancelCode))
+            return
+        }
+        if case .cancel = target.operation, target.state == .active {
+            complete(c, raw: -Int(EvError.cancelOfCancelCode))
+            return
+        }
+        // A dead target, or one that has finished and waits for its callback: nothing to
+        // cancel. The target's own state decides this, never the cancel's (libxev#230).
+        guard target.state == .active, !target.resultReady else {
+            complete(c, raw: -Int(ENOENT))
+            return
+        }
+        c.cancelTargetGeneration = target.generation
+        switch target.operation {
+        case .timer:
+            if timers.remove(target) {
+                complete(target, raw: -Int(ECANCELED))
+                complete(c, raw: 0)
+            } else {
+                complete(c, raw: -Int(ENOENT))
+            }
+        case .nop:
+            complete(c, raw: -Int(ENOENT))
+        default:
+            backendCancel(c, target: target)
+        }
+    }
+
+    private func expireTimers() {
+        let t = now.nanoseconds
+        while let c = timers.popExpired(now: t) {
+            complete(c, raw: 0)
+        }
+    }
+
+    /// Runs the callbacks of everything completed before this call; returns how many ran.
+    private func dispatchCompleted() -> Int {
+        var remaining = completed.count
+        var delivered = 0
+        while remaining > 0, let c = completed.pop() {
+            remaining -= 1
+            delivered += 1
+            let result = c.makeResult(raw: c.rawResult)
+            c.resultReady = false
+            c.state = .dead
+            activeCount -= 1
+            let action = c.callback(c, result)
+            if action == .rearm {
+                precondition(c.state == .dead,
+                             "EvLoop: a callback returned .rearm for a completion it had already added again")
+                activate(c)
+                start(c)
+            }
+            Unmanaged.passUnretained(c).release()   // the retain taken when it was activated
+            if stopRequested { break }
+        }
+        return delivered
+    }
+
+    deinit {
+        // Tearing down a loop with work in flight would let the kernel write into freed
+        // buffers (io_uring) or leak the loop's references. Drain first:
+        // `cancelAll()` then `run(.untilDone)`.
+        assert(activeCount == 0, "EvLoop: loop deinitialized with \(activeCount) active completions; cancelAll() and run(.untilDone) first")
+    }
+}

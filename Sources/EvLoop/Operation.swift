@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One piece of work for the loop, stored in a `Completion`.
+///
+/// Buffers are the caller's: the loop keeps the raw pointer and the kernel (or the loop's
+/// non-blocking syscall) reads or fills it later, so the memory must stay valid until the
+/// completion's callback has run, even after a cancel (the kernel owns it until then).
+/// Descriptors are plain `Int32`s owned by the caller; only `.close` closes one.
+public enum Operation {
+    /// Completes on the next tick without doing anything.
+    case nop
+    /// Fires once the loop's monotonic clock reaches `deadline`; never early.
+    case timer(deadline: LoopInstant)
+    /// Cancels the activation of `target` that is current when the cancel is added.
+    case cancel(target: Completion)
+    /// Accepts one connection on a listening socket; the result is the new descriptor
+    /// (close-on-exec; non-blocking on readiness backends).
+    case accept(socket: Int32)
+    /// Connects a socket to an address.
+    case connect(socket: Int32, address: SocketAddress)
+    /// read(2) at the descriptor's current position (regular files go to a thread pool on
+    /// readiness backends). A result of 0 into a non-empty buffer is `.endOfFile`.
+    case read(fd: Int32, buffer: UnsafeMutableRawBufferPointer)
+    /// write(2) at the descriptor's current position (appends in order on regular files).
+    case write(fd: Int32, buffer: UnsafeRawBufferPointer)
+    /// pread(2) at an absolute offset.
+    case pread(fd: Int32, buffer: UnsafeMutableRawBufferPointer, offset: UInt64)
+    /// pwrite(2) at an absolute offset.
+    case pwrite(fd: Int32, buffer: UnsafeRawBufferPointer, offset: UInt64)
+    /// recv(2) on a socket.
+    case recv(socket: Int32, buffer: UnsafeMutableRawBufferPointer)
+    /// send(2) on a socket, with MSG_NOSIGNAL so a closed peer gives `.brokenPipe`, not SIGPIPE.
+    case send(socket: Int32, buffer: UnsafeRawBufferPointer)
+    /// recvmsg(2) into one buffer; the sender's address and truncation are reported.
+    case recvmsg(socket: Int32, buffer: UnsafeMutableRawBufferPointer)
+    /// sendmsg(2) of one buffer, to `address` (or to the connected peer when nil).
+    case sendmsg(socket: Int32, buffer: UnsafeRawBufferPointer, address: SocketAddress?)
+    /// shutdown(2) of one or both directions.
+    case shutdown(socket: Int32, how: ShutdownHow)
+    /// Closes the descriptor. Operations still pending on it through this loop are
+    /// cancelled first, so the peer sees the close at once.
+    case close(fd: Int32)
+    /// Waits until the descriptor is ready for `events`, without doing any I/O.
+    case poll(fd: Int32, events: PollEvents)
+
+    /// The kind of operation, without its arguments.
+    public var kind: OperationKind {
+        switch self {
+        case .nop: return .nop
+        case .timer: return .timer
+        case .cancel: return .cancel
+        case .accept: return .accept
+        case .connect: return .connect
+        case .read: return .read
+        case .write: return .write
+        case .pread: return .pread
+        case .pwrite: return .pwrite
+        case .recv: return .recv
+        case .send: return .send
+        case .recvmsg: return .recvmsg
+        case .sendmsg: return .sendmsg
+        case .shutdown: return .shutdown
+        case .close: return .close
+        case .poll: return .poll
+        }
+    }
+
+    /// The descriptor the operation works on, if any.
+    public var fd: Int32? {
+        switch self {
+        case .nop, .timer, .cancel: return nil
+        case .accept(let fd), .connect(let fd, _), .read(let fd, _), .write(let fd, _),
+             .pread(let fd, _, _), .pwrite(let fd, _, _), .recv(let fd, _), .send(let fd, _),
+             .recvmsg(let fd, _), .sendmsg(let fd, _, _), .shutdown(let fd, _), .close(let fd),
+             .poll(let fd, _):
+            return fd
+        }
+    }
+}
+
+/// The kind of an `Operation`, without its arguments.
+public enum OperationKind: UInt8, Sendable, CaseIterable {
+    case nop, timer, cancel, accept, connect, read, write, pread, pwrite
+    case recv, send, recvmsg, sendmsg, shutdown, close, poll
+}
+
+/// Which direction(s) `shutdown` closes.
+public enum ShutdownHow: Sendable {
+    case read, write, both
+
+    public var rawValue: Int32 {
+        switch self {
+        case .read: return Int32(SHUT_RD)
+        case .write: return Int32(SHUT_WR)
+        case .both: return Int32(SHUT_RDWR)
+        }
+    }
+}
+
+/// poll(2) event bits, as requested by `.poll` and reported in its result.
+public struct PollEvents: OptionSet, Sendable, Hashable {
+    public var rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let readable = PollEvents(rawValue: UInt32(POLLIN))
+    public static let writable = PollEvents(rawValue: UInt32(POLLOUT))
+    public static let error = PollEvents(rawValue: UInt32(POLLERR))
+    public static let hangup = PollEvents(rawValue: UInt32(POLLHUP))
+    public static let readHangup = PollEvents(rawValue: 0x2000) // POLLRDHUP
+    public static let invalid = PollEvents(rawValue: UInt32(POLLNVAL))
+}

@@ -1,0 +1,116 @@
+/// A binary min-heap of timer completions ordered by (deadline, arm order).
+///
+/// Every backend keeps its timers here, in user space, and asks the kernel for one wait
+/// timeout: the nearest deadline. libxev's io_uring backend instead submits one kernel
+/// timeout per timer, which the kernel keeps in a sorted list; a million timers cost it
+/// 68 times the CPU of a heap (see ANCHORS.md). Each completion stores its own index, so
+/// cancel and reset are O(log n) and never allocate; the array grows only when more timers
+/// are pending than ever before. Equal deadlines fire in the order they were armed.
+package struct TimerHeap {
+    private var items: [Unmanaged<Completion>] = []
+    private var sequence: UInt64 = 0
+
+    package init() {}
+
+    package var count: Int { items.count }
+    package var isEmpty: Bool { items.isEmpty }
+
+    /// The earliest deadline, if any timer is pending.
+    package var minDeadline: UInt64? {
+        items.isEmpty ? nil : items[0].takeUnretainedValue().timerDeadline
+    }
+
+    package var min: Completion? { items.first?.takeUnretainedValue() }
+
+    package mutating func insert(_ c: Completion, deadline: UInt64) {
+        precondition(c.heapIndex < 0, "EvLoop: timer is already pending")
+        c.timerDeadline = deadline
+        sequence &+= 1
+        c.timerSequence = sequence
+        c.heapIndex = items.count
+        items.append(.passUnretained(c))
+        siftUp(items.count - 1)
+    }
+
+    /// Removes and returns the earliest timer if its deadline is at or before `now`.
+    package mutating func popExpired(now: UInt64) -> Completion? {
+        guard let first = items.first?.takeUnretainedValue(), first.timerDeadline <= now else { return nil }
+        remove(first)
+        return first
+    }
+
+    /// Removes `c` from the heap; returns false if it was not pending.
+    @discardableResult
+    package mutating func remove(_ c: Completion) -> Bool {
+        let i = c.heapIndex
+        guard i >= 0, i < items.count, items[i].takeUnretainedValue() === c else { return false }
+        let last = items.count - 1
+        if i != last {
+            swapAt(i, last)
+        }
+        items.removeLast()
+        c.heapIndex = -1
+        if i < items.count {
+            siftDown(i)
+            siftUp(i)
+        }
+        return true
+    }
+
+    /// Moves a pending timer to a new deadline (it becomes the newest among equals).
+    package mutating func update(_ c: Completion, deadline: UInt64) {
+        let i = c.heapIndex
+        precondition(i >= 0 && i < items.count, "EvLoop: timer is not pending")
+        c.timerDeadline = deadline
+        sequence &+= 1
+        c.timerSequence = sequence
+        siftDown(i)
+        siftUp(c.heapIndex)
+    }
+
+    /// Removes every timer, returning them (for cancel-all).
+    package mutating func removeAll() -> [Completion] {
+        let all = items.map { $0.takeUnretainedValue() }
+        for c in all { c.heapIndex = -1 }
+        items.removeAll(keepingCapacity: true)
+        return all
+    }
+
+    @inline(__always)
+    private func less(_ a: Int, _ b: Int) -> Bool {
+        let x = items[a].takeUnretainedValue(), y = items[b].takeUnretainedValue()
+        if x.timerDeadline != y.timerDeadline { return x.timerDeadline < y.timerDeadline }
+        return x.timerSequence < y.timerSequence
+    }
+
+    @inline(__always)
+    private mutating func swapAt(_ a: Int, _ b: Int) {
+        items.swapAt(a, b)
+        items[a].takeUnretainedValue().heapIndex = a
+        items[b].takeUnretainedValue().heapIndex = b
+    }
+
+    private mutating func siftUp(_ start: Int) {
+        var i = start
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard less(i, parent) else { break }
+            swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var i = start
+        let n = items.count
+        while true {
+            let l = 2 * i + 1
+            if l >= n { break }
+            var m = l
+            if l + 1 < n && less(l + 1, l) { m = l + 1 }
+            guard less(m, i) else { break }
+            swapAt(i, m)
+            i = m
+        }
+    }
+}
