@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #endif
 #include "CEvSys.h"
+#include <signal.h>
 #include <errno.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -15,7 +16,7 @@
 #define SYS_pidfd_send_signal 424
 #endif
 
-int cevsys_pidfd_open(pid_t pid, unsigned int flags) {
+int cevsys_pidfd_open(int pid, unsigned int flags) {
     return (int)syscall(SYS_pidfd_open, pid, flags);
 }
 
@@ -23,9 +24,9 @@ int cevsys_pidfd_send_signal(int pidfd, int sig, unsigned int flags) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, flags);
 }
 
-pid_t cevsys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+int cevsys_gettid(void) { return (int)syscall(SYS_gettid); }
 
-int cevsys_tgkill(pid_t tgid, pid_t tid, int sig) {
+int cevsys_tgkill(int tgid, int tid, int sig) {
     return (int)syscall(SYS_tgkill, tgid, tid, sig);
 }
 
@@ -37,7 +38,8 @@ int cevsys_wexitstatus(int status) { return WEXITSTATUS(status); }
 int cevsys_wifsignaled(int status) { return WIFSIGNALED(status); }
 int cevsys_wtermsig(int status) { return WTERMSIG(status); }
 
-int cevsys_sigset_make(sigset_t *set, const int *signals, int count) {
+int cevsys_sigset_make(void *setp, const int *signals, int count) {
+    sigset_t *set = (sigset_t *)setp;
     if (sigemptyset(set) != 0) return -1;
     for (int i = 0; i < count; i++) {
         if (sigaddset(set, signals[i]) != 0) return -1;
@@ -45,6 +47,6 @@ int cevsys_sigset_make(sigset_t *set, const int *signals, int count) {
     return 0;
 }
 
-int cevsys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
-    return accept4(fd, addr, len, flags);
+int cevsys_accept4(int fd, void *addr, void *len, int flags) {
+    return accept4(fd, (struct sockaddr *)addr, (socklen_t *)len, flags);
 }

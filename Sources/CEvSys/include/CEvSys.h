@@ -4,31 +4,24 @@
 #ifndef CEVSYS_H
 #define CEVSYS_H
 
-// The same feature macros liburing.h sets, so that the system types this header pulls in
-// (fd_set, sigset_t) have one definition across the CEvSys and CLiburing clang modules.
-#ifndef _XOPEN_SOURCE
-#define _XOPEN_SOURCE 500
-#endif
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+// This header includes no system header but <stdint.h>: a C module that textually
+// includes <sys/types.h> gets its own fd_set, and clang refuses to import two modules
+// whose fd_set definitions differ (liburing.h sets _XOPEN_SOURCE, Swift's Glibc does not).
+// So pids are plain ints (pid_t is int on Linux) and pointers to system structs are void*.
 
 #include <stdint.h>
-#include <signal.h>
-#include <sys/types.h>
-#include <sys/socket.h>
 
 /// pidfd_open(2), Linux 5.3+. ENOSYS on older kernels, EPERM under some seccomp profiles.
-int cevsys_pidfd_open(pid_t pid, unsigned int flags);
+int cevsys_pidfd_open(int pid, unsigned int flags);
 
 /// pidfd_send_signal(2), Linux 5.1+.
 int cevsys_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
 
 /// The calling thread's kernel thread id (gettid(2)), for tgkill in tests.
-pid_t cevsys_gettid(void);
+int cevsys_gettid(void);
 
 /// tgkill(2): deliver a signal to one thread of this process.
-int cevsys_tgkill(pid_t tgid, pid_t tid, int sig);
+int cevsys_tgkill(int tgid, int tid, int sig);
 
 /// errno of the calling thread (a macro in glibc, so Swift reads it through this).
 int cevsys_errno(void);
@@ -41,9 +34,9 @@ int cevsys_wifsignaled(int status);
 int cevsys_wtermsig(int status);
 
 /// sigemptyset/sigaddset wrappers taking a plain signal list (glibc's are macros on some arches).
-int cevsys_sigset_make(sigset_t *set, const int *signals, int count);
+int cevsys_sigset_make(void *set, const int *signals, int count);
 
 /// accept4(2) (declared by glibc only under _GNU_SOURCE).
-int cevsys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+int cevsys_accept4(int fd, void *addr, void *len, int flags);
 
 #endif

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing (scripts/setup.sh), then runs the whole
+# suite (unit tests and the conformance suite on every backend) with swift test.
+# A backend this machine cannot run is reported as SKIPPED on stderr and by Swift Testing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+swift build --build-tests
+swift test --skip-build --no-parallel "$@" 2>&1 | tee .test-output.log
+status=${PIPESTATUS[0]}
+if grep -q "EVLOOP TEST SKIPPED" .test-output.log; then
+    echo "==== WARNING: some backend tests were SKIPPED (backend unavailable on this machine):" >&2
+    grep "EVLOOP TEST SKIPPED" .test-output.log | sort | uniq -c >&2
+fi
+exit "$status"
