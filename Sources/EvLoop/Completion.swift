@@ -35,6 +35,11 @@ public final class Completion {
     /// Free for the caller's use (a connection object, a watcher).
     public var userData: AnyObject?
 
+    /// Whether this completion, while active, keeps `run(.untilDone)` (and `.once`) from
+    /// returning. Set it to false for background work that should not hold the loop open on
+    /// its own, such as an executor's or notifier's wake-up poll (libuv calls this `unref`).
+    public var keepsLoopAlive = true
+
     /// `.active` from `add` until the callback is invoked.
     public package(set) var state: State = .dead
     /// Incremented on every activation.
@@ -56,6 +61,9 @@ public final class Completion {
     package var timerDeadline: UInt64 = 0
     /// Insertion order among timers, so equal deadlines fire first-armed first.
     package var timerSequence: UInt64 = 0
+    /// `keepsLoopAlive` as it was when this activation started (the count must balance
+    /// even if the caller flips the property while the completion is in flight).
+    package var activatedInBackground = false
     /// The raw result (count, descriptor, or -errno) once the operation has finished.
     package var rawResult: Int = 0
     /// True between the backend finishing the work and the callback running.

@@ -22,6 +22,8 @@ open class LoopCore: EventLoop {
     package var timers = TimerHeap()
     package var completed = CompletionQueue()
     public private(set) var activeCount = 0
+    /// Active completions with `keepsLoopAlive == false`: they do not hold `run` open.
+    private var backgroundCount = 0
     public private(set) var now: LoopInstant
     private var running = false
     private var stopRequested = false
@@ -80,7 +82,8 @@ open class LoopCore: EventLoop {
         stopRequested = false
         defer { running = false }
         while !stopRequested {
-            if activeCount == 0 { return }
+            // Nothing in flight that holds the loop open, and nothing left to deliver.
+            if activeCount == backgroundCount && completed.isEmpty { return }
             let timeout: UInt64?
             if mode == .noWait || !completed.isEmpty {
                 timeout = 0
@@ -141,6 +144,8 @@ open class LoopCore: EventLoop {
         c.generation &+= 1
         _ = Unmanaged.passRetained(c)   // balanced in dispatchCompleted
         activeCount += 1
+        c.activatedInBackground = !c.keepsLoopAlive
+        if c.activatedInBackground { backgroundCount += 1 }
     }
 
     private func start(_ c: Completion) {
@@ -205,6 +210,7 @@ open class LoopCore: EventLoop {
             c.resultReady = false
             c.state = .dead
             activeCount -= 1
+            if c.activatedInBackground { backgroundCount -= 1 }
             let action = c.callback(c, result)
             if action == .rearm {
                 precondition(c.state == .dead,
