@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "ev-echo-tcp", targets: ["ev-echo-tcp"]),
         .executable(name: "ev-echo-udp", targets: ["ev-echo-udp"]),
         .executable(name: "ev-echo-client", targets: ["ev-echo-client"]),
+        .executable(name: "ev-backend-probe", targets: ["ev-backend-probe"]),
     ],
     targets: [
         // Small C shims for system calls Swift cannot reach directly (variadic syscall()).
@@ -44,8 +45,15 @@ let package = Package(
         // Option parsing and reporting shared by the examples (hand-written: the package
         // takes no dependencies, not even for its examples).
         .target(name: "EvExampleSupport", dependencies: ["Ev"], path: "Examples/EvExampleSupport", swiftSettings: strict),
+        // The seccomp filter ev-backend-probe installs to show io_uring fallback (a small
+        // C BPF program; kept out of the library's CEvSys because only the example needs it).
+        .target(name: "CEvExampleSupport", path: "Examples/CEvExampleSupport"),
+        .executableTarget(name: "ev-backend-probe", dependencies: ["Ev", "EvExampleSupport", "CEvExampleSupport"], path: "Examples/ev-backend-probe", swiftSettings: strict),
         .testTarget(name: "EvLoopTests", dependencies: ["EvLoop", "Ev"], swiftSettings: strict),
         .testTarget(name: "EvConformanceTests", dependencies: ["Ev", "CEvSys"], swiftSettings: strict),
+        // End-to-end tests of the example programs: they spawn the built executables
+        // (found next to the test bundle), so they link nothing but Ev.
+        .testTarget(name: "EvExampleTests", dependencies: ["Ev"], path: "Tests/EvExampleTests", swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

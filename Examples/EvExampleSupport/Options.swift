@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Ev
+
+/// One command-line option an example accepts.
+///
+/// The examples parse their own options (the package takes no dependencies, not even
+/// swift-argument-parser), so this is the whole vocabulary: `--name value`, `--name=value`
+/// and value-less flags such as `--help`. Every option has a default, which the help text
+/// shows, so `--help` documents exactly what a run without options does.
+public struct OptionSpec: Sendable {
+    /// The long name without dashes ("port").
+    public var name: String
+    /// The placeholder shown in help ("PORT"); nil for a flag that takes no value.
+    public var valueName: String?
+    /// The default value (nil: none; for flags, absent means off).
+    public var defaultValue: String?
+    /// One line of help.
+    public var help: String
+
+    public init(_ name: String, value valueName: String? = nil, default defaultValue: String? = nil, help: String) {
+        self.name = name
+        self.valueName = valueName
+        self.defaultValue = defaultValue
+        self.help = help
+    }
+}
+
+/// What went wrong while parsing a command line.
+public enum OptionError: Error, Sendable, CustomStringConvertible {
+    case unknownOption(String)
+    case missingValue(String)
+    case unexpectedValue(String)
+    case unexpectedArgument(String)
+    case invalidValue(option: String, value: String, expected: String)
+
+    public var description: String {
+        switch self {
+        case .unknownOption(let o): return "unknown option '\(o)'"
+        case .missingValue(let o): return "option '--\(o)' needs a value"
+        case .unexpectedValue(let o): return "option '--\(o)' takes no value"
+        case .unexpectedArgument(let a): return "unexpected argument '\(a)'"
+        case .invalidValue(let o, let v, let e): return "invalid value '\(v)' for --\(o): expected \(e)"
+        }
+    }
+}
+
+/// A parsed command line: the value of every option (given or defaulted) and the flags set.
+public struct ParsedOptions: Sendable {
+    public private(set) var values: [String: String]
+    public private(set) var flags: Set<String>
+
+    init(values: [String: String], flags: Set<String>) {
+        self.values = values
+        self.flags = flags
+    }
+
+    /// Whether a value-less flag such as `--help` was given.
+    public func flag(_ name: String) -> Bool { flags.contains(name) }
+
+    /// The string value of `name` (its default when not given).
+    public func string(_ name: String) -> String? { values[name] }
+
+    /// An integer option within `range`.
+    public func int(_ name: String, in range: ClosedRange<Int>) throws(OptionError) -> Int {
+        let raw = values[name] ?? ""
+        guard let v = Int(raw), range.contains(v) else {
+            throw .invalidValue(option: name, value: raw, expected: "an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return v
+    }
+
+    /// A port number (0 means "let the kernel pick one").
+    public func port(_ name: String = "port") throws(OptionError) -> UInt16 {
+        UInt16(try int(name, in: 0...65535))
+    }
+
+    /// A non-negative number of seconds, possibly fractional ("2", "0.5").
+    public func seconds(_ name: String) throws(OptionError) -> Duration {
+        let raw = values[name] ?? ""
+        guard let v = Double(raw), v.isFinite, v >= 0, v <= 86_400 else {
+            throw .invalidValue(option: name, value: raw, expected: "a number of seconds in 0...86400")
+        }
+        return .nanoseconds(Int64(v * 1e9))
+    }
+
+    /// `auto` (nil: let runtime selection decide) or a backend name.
+    public func backend(_ name: String = "backend") throws(OptionError) -> Backend? {
+        let raw = values[name] ?? "auto"
+        do {
+            return try parseBackendOption(raw)
+        } catch {
+            throw .invalidValue(option: name, value: raw, expected: "auto, io_uring, epoll or poll")
+        }
+    }
+
+    /// A numeric IPv4 or IPv6 host ("127.0.0.1", "::1"), checked by building an address.
+    public func host(_ name: String = "host") throws(OptionError) -> String {
+        let raw = values[name] ?? ""
+        do {
+            _ = try SocketAddress(host: raw, port: 0)
+        } catch {
+            throw .invalidValue(option: name, value: raw, expected: "a numeric IPv4 or IPv6 address such as 127.0.0.1 or ::1")
+        }
+        return raw
+    }
+}
+
+/// A program's name, purpose and options: parses its command line and prints its help.
+public struct CommandLineTool: Sendable {
+    public var name: String
+    /// A paragraph or two: what the program does and why it exists.
+    public var summary: String
+    public var options: [OptionSpec]
+    /// Example invocations shown at the end of the help text.
+    public var examples: [String]
+
+    public init(name: String, summary: String, options: [OptionSpec], examples: [String] = []) {
+        self.name = name
+        self.summary = summary
+        self.options = options + [OptionSpec("help", help: "show this help and exit")]
+        self.examples = examples
+    }
+
+    /// The text `--help` prints.
+    public var helpText: String {
+        var s = "USAGE: \(name) [options]\n\n\(summary)\n\nOPTIONS:\n"
+        let left = options.map { o in "  --\(o.name)" + (o.valueName.map { " \($0)" } ?? "") }
+        let width = (left.map(\.count).max() ?? 0) + 2
+        for (o, l) in zip(options, left) {
+            var line = l + String(repeating: " ", count: width - l.count) + o.help
+            if let d = o.defaultValue { line += " (default: \(d))" }
+            s += line + "\n"
+        }
+        if !examples.isEmpty {
+            s += "\nEXAMPLES:\n"
+            for e in examples { s += "  \(e)\n" }
+        }
+        return s
+    }
+
+    /// Parses `arguments` (without the program name).
+    public func parse(_ arguments: [String]) throws(OptionError) -> ParsedOptions {
+        var values: [String: String] = [:]
+        var flags: Set<String> = []
+        for o in options where o.valueName != nil {
+            if let d = o.defaultValue { values[o.name] = d }
+        }
+        var i = 0
+        while i < arguments.count {
+            let arg = arguments[i]
+            i += 1
+            if arg == "-h" { flags.insert("help"); continue }
+            guard arg.hasPrefix("--"), arg.count > 2 else { throw .unexpectedArgument(arg) }
+            var name = String(arg.dropFirst(2))
+            var inline: String? = nil
+            if let eq = name.firstIndex(of: "=") {
+                inline = String(name[name.index(after: eq)...])
+                name = String(name[..<eq])
+            }
+            guard let spec = options.first(where: { $0.name == name }) else { throw .unknownOption(arg) }
+            if spec.valueName == nil {
+                if inline != nil { throw .unexpectedValue(name) }
+                flags.insert(name)
+                continue
+            }
+            if let inline {
+                values[name] = inline
+            } else {
+                guard i < arguments.count else { throw .missingValue(name) }
+                values[name] = arguments[i]
+                i += 1
+            }
+        }
+        return ParsedOptions(values: values, flags: flags)
+    }
+
+    /// Parses the process's command line. `--help` prints the help and exits 0; a bad
+    /// command line prints the problem and a hint to stderr and exits 2 (the usual
+    /// "usage error" status), so the program body only ever sees valid options.
+    public func parseOrExit(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> ParsedOptions {
+        do {
+            let parsed = try parse(arguments)
+            if parsed.flag("help") {
+                print(helpText, terminator: "")
+                Report.flush()
+                exit(0)
+            }
+            return parsed
+        } catch {
+            usageError(error)
+        }
+    }
+
+    /// Reports a bad option value found after parsing and exits 2.
+    public func usageError(_ error: OptionError) -> Never {
+        Report.flush()
+        Report.warn("\(name): \(error)\nTry '\(name) --help' for more information.")
+        exit(2)
+    }
+
+    /// Runs `body`, turning an `OptionError` it throws into a usage error (exit 2).
+    public func validate<T>(_ body: () throws(OptionError) -> T) -> T {
+        do {
+            return try body()
+        } catch {
+            usageError(error)
+        }
+    }
+}
