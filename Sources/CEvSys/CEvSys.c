@@ -8,6 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <poll.h>
+#include <time.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -50,3 +54,62 @@ int cevsys_sigset_make(void *setp, const int *signals, int count) {
 int cevsys_accept4(int fd, void *addr, void *len, int flags) {
     return accept4(fd, (struct sockaddr *)addr, (socklen_t *)len, flags);
 }
+
+// MARK: readiness backends
+
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441
+#endif
+
+enum { CEVSYS_MAX_READY = 256 };
+
+int cevsys_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int cevsys_epoll_ctl(int epfd, int op, int fd, uint32_t events) {
+    struct epoll_event ev;
+    ev.events = events;
+    ev.data.u64 = 0;
+    ev.data.fd = fd;
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+static int cevsys_copy_ready(const struct epoll_event *kev, int n, cevsys_ready_event *out) {
+    for (int i = 0; i < n; i++) {
+        out[i].fd = kev[i].data.fd;
+        out[i].events = kev[i].events;
+    }
+    return n;
+}
+
+int cevsys_epoll_pwait2(int epfd, cevsys_ready_event *out, int maxevents,
+                        int64_t seconds, int64_t nanoseconds) {
+#if defined(__ANDROID__)
+    (void)epfd; (void)out; (void)maxevents; (void)seconds; (void)nanoseconds;
+    errno = ENOSYS;   // Android's seccomp policy kills the process on epoll_pwait2 before API 35
+    return -1;
+#else
+    struct epoll_event kev[CEVSYS_MAX_READY];
+    if (maxevents > CEVSYS_MAX_READY) maxevents = CEVSYS_MAX_READY;
+    // The kernel reads a struct __kernel_timespec: two 64-bit fields on every architecture.
+    struct { int64_t tv_sec; int64_t tv_nsec; } ts = { seconds, nanoseconds };
+    long n = syscall(SYS_epoll_pwait2, epfd, kev, maxevents, seconds < 0 ? NULL : (void *)&ts,
+                     NULL, (size_t)8);
+    if (n < 0) return -1;
+    return cevsys_copy_ready(kev, (int)n, out);
+#endif
+}
+
+int cevsys_epoll_wait(int epfd, cevsys_ready_event *out, int maxevents, int timeout_ms) {
+    struct epoll_event kev[CEVSYS_MAX_READY];
+    if (maxevents > CEVSYS_MAX_READY) maxevents = CEVSYS_MAX_READY;
+    int n = epoll_wait(epfd, kev, maxevents, timeout_ms);
+    if (n < 0) return -1;
+    return cevsys_copy_ready(kev, n, out);
+}
+
+int cevsys_ppoll(void *fds, uint64_t nfds, int64_t seconds, int64_t nanoseconds) {
+    struct timespec ts = { (time_t)seconds, (long)nanoseconds };
+    return ppoll((struct pollfd *)fds, (nfds_t)nfds, seconds < 0 ? NULL : &ts, NULL);
+}
+
+int cevsys_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }

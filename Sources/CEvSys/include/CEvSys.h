@@ -39,4 +39,41 @@ int cevsys_sigset_make(void *set, const int *signals, int count);
 /// accept4(2) (declared by glibc only under _GNU_SOURCE).
 int cevsys_accept4(int fd, void *addr, void *len, int flags);
 
+// MARK: readiness backends (epoll, poll, the loop's eventfd)
+
+/// One ready descriptor as the readiness backends consume it. The kernel's
+/// `struct epoll_event` is packed on x86_64, so it never crosses into Swift: the wait
+/// wrappers below convert it into this naturally aligned pair (data = the descriptor).
+typedef struct cevsys_ready_event {
+    int32_t fd;
+    uint32_t events;
+} cevsys_ready_event;
+
+/// epoll_create1(EPOLL_CLOEXEC).
+int cevsys_epoll_create(void);
+
+/// epoll_ctl operations (the values of EPOLL_CTL_ADD/DEL/MOD).
+enum { CEVSYS_EPOLL_CTL_ADD = 1, CEVSYS_EPOLL_CTL_DEL = 2, CEVSYS_EPOLL_CTL_MOD = 3 };
+
+/// epoll_ctl(epfd, op, fd, {events, data.fd = fd}).
+int cevsys_epoll_ctl(int epfd, int op, int fd, uint32_t events);
+
+/// epoll_pwait2(2) (Linux 5.11+, nanosecond timeout) through syscall(2), so it does not
+/// depend on the C library's version. `seconds < 0` waits forever. ENOSYS on older
+/// kernels (and always on Android, whose seccomp policy kills callers of unknown syscalls).
+/// Fills `out` with up to `maxevents` ready descriptors; returns their number.
+int cevsys_epoll_pwait2(int epfd, cevsys_ready_event *out, int maxevents,
+                        int64_t seconds, int64_t nanoseconds);
+
+/// epoll_wait(2) with a millisecond timeout (-1: forever); fills `out` like the above.
+int cevsys_epoll_wait(int epfd, cevsys_ready_event *out, int maxevents, int timeout_ms);
+
+/// ppoll(2) with a nanosecond timeout (`seconds < 0`: forever) and no signal mask.
+/// `fds` points to `struct pollfd`s (declared by Glibc for Swift).
+int cevsys_ppoll(void *fds, uint64_t nfds, int64_t seconds, int64_t nanoseconds);
+
+/// eventfd(2). `flags` may combine O_CLOEXEC and O_NONBLOCK (equal to EFD_CLOEXEC and
+/// EFD_NONBLOCK on Linux, and visible to Swift where the EFD_ names are not).
+int cevsys_eventfd(unsigned int initval, int flags);
+
 #endif
