@@ -26,6 +26,9 @@ open class LoopCore: EventLoop {
     private var backgroundCount = 0
     public private(set) var now: LoopInstant
     private var running = false
+    /// True while `run` executes (its waits and callbacks). A readiness backend trusts a
+    /// registration it kept across a callback only while the loop is still inside `run`.
+    package final var isRunning: Bool { running }
     private var stopRequested = false
 
     /// For subclasses: `backend` names the kernel interface they implement.
