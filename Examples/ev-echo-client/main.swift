@@ -1,1 +1,95 @@
-print("not yet")
+// ev-echo-client: a load generator and checker for the echo servers.
+//
+// All connections run on one EvLoop loop on one thread. Each repeats: send a message,
+// wait for the whole echo, verify every byte, record the latency. At the end it prints
+// roundtrips per second, throughput and latency percentiles, and exits non-zero if any
+// byte came back wrong, any connection failed, or the run could not finish.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Ev
+import EvExampleSupport
+
+let tool = CommandLineTool(
+    name: "ev-echo-client",
+    summary: """
+    Load generator and checker for ev-echo-tcp (or any TCP echo server). Opens the given
+    number of connections from one EvLoop loop; each sends a message, waits for the full
+    echo, verifies every byte and repeats until the duration is over. Prints roundtrips/s,
+    MB/s and latency percentiles (p50/p90/p99/max). Exits 1 on any mismatch, connection
+    error or unfinished roundtrip, 2 on a bad command line.
+    """,
+    options: [
+        OptionSpec("host", value: "ADDRESS", default: "127.0.0.1", help: "numeric IPv4 or IPv6 address of the echo server"),
+        OptionSpec("port", value: "PORT", help: "TCP port of the echo server (required)"),
+        OptionSpec("connections", value: "N", default: "1", help: "concurrent connections"),
+        OptionSpec("size", value: "BYTES", default: "64", help: "bytes per message"),
+        OptionSpec("duration", value: "SECONDS", default: "3", help: "how long to keep sending (fractions allowed)"),
+        OptionSpec("backend", value: "NAME", default: "auto", help: "auto, io_uring, epoll or poll (auto honours EV_BACKEND)"),
+    ],
+    examples: [
+        "ev-echo-client --port 7000 --connections 8 --size 1024 --duration 3",
+        "ev-echo-client --port 7000 --connections 1000 --duration 2",
+    ]
+)
+
+let options = tool.parseOrExit()
+let host = tool.validate { () throws(OptionError) in try options.host() }
+let connections = tool.validate { () throws(OptionError) in try options.int("connections", in: 1...100_000) }
+let size = tool.validate { () throws(OptionError) in try options.int("size", in: 1...(64 << 20)) }
+let duration = tool.validate { () throws(OptionError) in try options.seconds("duration") }
+let requestedBackend = tool.validate { () throws(OptionError) in try options.backend() }
+guard options.string("port") != nil else {
+    tool.usageError(.missingValue("port"))
+}
+let port = tool.validate { () throws(OptionError) in try options.port() }
+if port == 0 { tool.usageError(.invalidValue(option: "port", value: "0", expected: "the server's port (1...65535)")) }
+
+let limit = ExampleProcess.raiseDescriptorLimit()
+if UInt64(connections) + 16 > limit {
+    Report.fail(tool.name, "\(connections) connections need more descriptors than RLIMIT_NOFILE allows (\(limit)); raise it with ulimit -n")
+}
+
+let (loop, selection) = ExampleProcess.openLoop(program: tool.name, backend: requestedBackend)
+Report.say("ev-echo-client: \(selection)")
+let address: SocketAddress
+do {
+    address = try SocketAddress(host: host, port: port)
+} catch {
+    Report.fail(tool.name, "bad address \(host):\(port): \(error)", status: 2)
+}
+Report.say("target: \(address), \(connections) connection(s), \(size)-byte messages, \(Report.fixed(Report.seconds(duration), 2)) s")
+
+let client = LoadClient(loop: loop, address: address, connections: connections, size: size, duration: duration)
+do {
+    try client.run()
+} catch {
+    Report.fail(tool.name, "loop failed: \(error)")
+}
+
+let h = client.histogram
+let seconds = client.elapsedSeconds
+let rate = seconds > 0 ? Double(client.roundtrips) / seconds : 0
+let megabytes = seconds > 0 ? Double(client.roundtrips) * Double(size) / seconds / 1e6 : 0
+Report.say("connected: \(client.connected) of \(connections)")
+Report.say("roundtrips: \(client.roundtrips) in \(Report.fixed(seconds, 2)) s (\(Report.fixed(rate, 1)) roundtrips/s)")
+Report.say("throughput: \(Report.fixed(megabytes, 2)) MB/s echoed (each direction)")
+if h.count > 0 {
+    Report.say("latency: p50 \(Report.duration(nanoseconds: h.percentile(50))), p90 \(Report.duration(nanoseconds: h.percentile(90))), p99 \(Report.duration(nanoseconds: h.percentile(99))), max \(Report.duration(nanoseconds: h.max)) (min \(Report.duration(nanoseconds: h.min)), mean \(Report.duration(nanoseconds: UInt64(h.mean))))")
+}
+Report.say("mismatches: \(client.mismatches)")
+Report.say("errors: \(client.errorCount)")
+for f in client.failures.prefix(10) {
+    Report.warn("ev-echo-client: " + (f.connection >= 0 ? "connection \(f.connection): " : "") + f.message)
+}
+if client.errorCount > 10 { Report.warn("ev-echo-client: ... and \(client.errorCount - 10) more") }
+
+if client.errorCount > 0 || client.mismatches > 0 || client.timedOut {
+    exit(1)
+}
+if client.roundtrips == 0 {
+    Report.fail(tool.name, "no roundtrip completed")
+}
+exit(0)

@@ -1,0 +1,320 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Ev
+import EvExampleSupport
+
+/// Drives every connection of the load test on one loop and checks every echoed byte.
+///
+/// Each connection repeats a roundtrip: send a `size`-byte message, receive until the whole
+/// echo is back, compare it with what was sent, record the latency. The send and the
+/// receive run at once (a message larger than the socket buffers could otherwise never
+/// complete: the server stops reading while its echo is not being read). Message bytes
+/// differ per connection and carry the roundtrip number, so an echo delivered to the wrong
+/// connection, duplicated, reordered or stale fails the comparison. Buffers and completions
+/// are allocated per connection up front: the measuring itself allocates nothing.
+final class LoadClient {
+    struct Failure {
+        var connection: Int
+        var message: String
+    }
+
+    let loop: LoopCore
+    let address: SocketAddress
+    let size: Int
+    let duration: Duration
+    /// How long after `duration` unfinished roundtrips are given before the run fails.
+    let grace: Duration
+
+    private(set) var connections: [ClientConnection] = []
+    private let durationTimer = Completion()
+    private let deadlineTimer = Completion()
+    private(set) var stopping = false
+    private(set) var timedOut = false
+
+    var histogram = LatencyHistogram()
+    private(set) var roundtrips: UInt64 = 0
+    private(set) var connected = 0
+    private(set) var finished = 0
+    private(set) var failures: [Failure] = []
+    /// Every failure, including those not kept in `failures`.
+    private(set) var errorCount = 0
+    private(set) var mismatches = 0
+    private(set) var startNanoseconds: UInt64 = 0
+    private(set) var lastRoundtripNanoseconds: UInt64 = 0
+
+    init(loop: LoopCore, address: SocketAddress, connections count: Int, size: Int, duration: Duration) {
+        self.loop = loop
+        self.address = address
+        self.size = size
+        self.duration = duration
+        self.grace = max(.seconds(10), duration)
+        for i in 0..<count {
+            connections.append(ClientConnection(id: i, client: self))
+        }
+    }
+
+    /// Runs the whole test; returns when every connection has finished (or the deadline passed).
+    func run() throws(EvError) {
+        startNanoseconds = Report.monotonicNanoseconds()
+        lastRoundtripNanoseconds = startNanoseconds
+        loop.updateNow()
+        try loop.timer(durationTimer, after: duration) { [unowned self] _, result in
+            if case .timer(.success) = result { self.beginStopping() }
+            return .disarm
+        }
+        try loop.timer(deadlineTimer, after: duration + grace) { [unowned self] _, result in
+            if case .timer(.success) = result { self.giveUp() }
+            return .disarm
+        }
+        for c in connections { c.start(blocking: loop.prefersBlockingDescriptors) }
+        try loop.run(.untilDone)
+    }
+
+    // MARK: Called by connections
+
+    func didConnect() { connected += 1 }
+
+    func recordRoundtrip(startedAt: UInt64) {
+        let now = Report.monotonicNanoseconds()
+        histogram.record(now &- startedAt)
+        roundtrips += 1
+        lastRoundtripNanoseconds = now
+    }
+
+    func mismatch(_ connection: Int, _ message: String) {
+        mismatches += 1
+        fail(connection, message)
+    }
+
+    func fail(_ connection: Int, _ message: String) {
+        // Keep the first thousand in full; count them all.
+        errorCount += 1
+        if failures.count < 1000 { failures.append(Failure(connection: connection, message: message)) }
+    }
+
+    /// A connection has closed; when the last one has, the timers go and `run` returns.
+    func connectionFinished() {
+        finished += 1
+        if finished == connections.count {
+            cancelTimers()
+        }
+    }
+
+    // MARK: Ending
+
+    private func beginStopping() {
+        stopping = true
+        // Idle connections (not mid-roundtrip) are closed by their next roundtrip check;
+        // connections still connecting close when the connect completes.
+        for c in connections { c.stopIfIdle() }
+    }
+
+    private func giveUp() {
+        timedOut = true
+        stopping = true
+        let busy = connections.count - finished
+        fail(-1, "\(busy) connection(s) did not finish their roundtrip within \(Report.fixed(Report.seconds(grace), 1)) s after the test ended")
+        for c in connections { c.abort() }
+        if durationTimer.state == .active { try? loop.cancel(durationTimer, using: Completion()) }
+    }
+
+    private func cancelTimers() {
+        for t in [durationTimer, deadlineTimer] where t.state == .active {
+            try? loop.cancel(t, using: Completion())
+        }
+    }
+
+    var elapsedSeconds: Double {
+        Double(lastRoundtripNanoseconds &- startNanoseconds) / 1e9
+    }
+}
+
+/// One client connection: its message, its echo buffer, and its four completions.
+final class ClientConnection {
+    let id: Int
+    unowned let client: LoadClient
+    private var fd: Int32 = -1
+    private let message: UnsafeMutableRawBufferPointer
+    private let echo: UnsafeMutableRawBufferPointer
+    private let connectCompletion = Completion()
+    private let sendCompletion = Completion()
+    private let receiveCompletion = Completion()
+    private let closeCompletion = Completion()
+    private var round: UInt64 = 0
+    private var sent = 0
+    private var received = 0
+    private var startedAt: UInt64 = 0
+    private var inRoundtrip = false
+    private var connecting = false
+    private var closing = false
+
+    init(id: Int, client: LoadClient) {
+        self.id = id
+        self.client = client
+        message = .allocate(byteCount: client.size, alignment: 16)
+        echo = .allocate(byteCount: client.size, alignment: 16)
+        // A per-connection pattern (xorshift seeded by the connection number).
+        var state = UInt64(id) &* 0x9E37_79B9_7F4A_7C15 | 1
+        for i in 0..<client.size {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            message[i] = UInt8(truncatingIfNeeded: state)
+        }
+        connectCompletion.callback = { [unowned self] _, r in self.connected(r) }
+        sendCompletion.callback = { [unowned self] _, r in self.sentSome(r) }
+        receiveCompletion.callback = { [unowned self] _, r in self.receivedSome(r) }
+        closeCompletion.callback = { [unowned self] _, _ in
+            self.fd = -1
+            self.client.connectionFinished()
+            return .disarm
+        }
+    }
+
+    deinit {
+        message.deallocate()
+        echo.deallocate()
+    }
+
+    func start(blocking: Bool) {
+        do {
+            fd = try Sockets.make(family: client.address.family, type: SOCK_STREAM, blocking: blocking)
+        } catch {
+            client.fail(id, "\(error)")
+            close()
+            return
+        }
+        // Each message goes out at once; Nagle's algorithm would hold back the tail of a
+        // message split across segments until the server's delayed ACK.
+        try? Sockets.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
+        connectCompletion.operation = .connect(socket: fd, address: client.address)
+        connecting = true
+        submit(connectCompletion)
+    }
+
+    private func connected(_ result: CompletionResult) -> CallbackAction {
+        connecting = false
+        if case .connect(.failure(let e)) = result {
+            if !closing { client.fail(id, "connect to \(client.address): \(e)") }
+            close()
+            return .disarm
+        }
+        client.didConnect()
+        if client.stopping || closing {
+            close()
+        } else {
+            startRoundtrip()
+        }
+        return .disarm
+    }
+
+    private func startRoundtrip() {
+        round &+= 1
+        // The roundtrip number in the first bytes: a stale or repeated echo cannot match.
+        withUnsafeBytes(of: round.littleEndian) { r in
+            for i in 0..<min(8, message.count) { message[i] = r[i] }
+        }
+        sent = 0
+        received = 0
+        inRoundtrip = true
+        startedAt = Report.monotonicNanoseconds()
+        sendCompletion.operation = .send(socket: fd, buffer: UnsafeRawBufferPointer(message))
+        receiveCompletion.operation = .recv(socket: fd, buffer: echo)
+        submit(sendCompletion)
+        submit(receiveCompletion)
+    }
+
+    private func sentSome(_ result: CompletionResult) -> CallbackAction {
+        switch result {
+        case .write(.success(let n)):
+            sent += n
+            if sent < message.count && !closing {
+                sendCompletion.operation = .send(socket: fd, buffer: UnsafeRawBufferPointer(rebasing: message[sent...]))
+                return .rearm
+            }
+            roundtripStepDone()
+        case .write(.failure(let e)):
+            if !closing { client.fail(id, "send: \(e)") }
+            close()
+        default:
+            close()
+        }
+        return .disarm
+    }
+
+    private func receivedSome(_ result: CompletionResult) -> CallbackAction {
+        switch result {
+        case .read(.success(let n)):
+            received += n
+            if received < echo.count && !closing {
+                receiveCompletion.operation = .recv(socket: fd, buffer: UnsafeMutableRawBufferPointer(rebasing: echo[received...]))
+                return .rearm
+            }
+            roundtripStepDone()
+        case .read(.failure(.endOfFile)):
+            if !closing { client.fail(id, "the server closed the connection after \(received) of \(echo.count) echoed bytes") }
+            close()
+        case .read(.failure(let e)):
+            if !closing { client.fail(id, "receive: \(e)") }
+            close()
+        default:
+            close()
+        }
+        return .disarm
+    }
+
+    /// Called when the send or the receive of a roundtrip has finished; the roundtrip is
+    /// complete when both have.
+    private func roundtripStepDone() {
+        guard !closing, sent == message.count, received == echo.count,
+              sendCompletion.state == .dead, receiveCompletion.state == .dead else { return }
+        inRoundtrip = false
+        if memcmp(message.baseAddress!, echo.baseAddress!, message.count) != 0 {
+            var at = 0
+            while at < message.count && message[at] == echo[at] { at += 1 }
+            client.mismatch(id, "echo differs from the message at byte \(at) of \(message.count) (roundtrip \(round))")
+            close()
+            return
+        }
+        client.recordRoundtrip(startedAt: startedAt)
+        if client.stopping {
+            close()
+        } else {
+            startRoundtrip()
+        }
+    }
+
+    /// At the end of the test: close now unless a roundtrip is in flight (it finishes first).
+    func stopIfIdle() {
+        if !inRoundtrip && !connecting { close() }
+    }
+
+    /// Closes now, whatever is in flight (the close cancels it).
+    func abort() {
+        close()
+    }
+
+    private func close() {
+        guard !closing else { return }
+        closing = true
+        if fd < 0 {
+            client.connectionFinished()
+            return
+        }
+        // Closing through the loop cancels a pending connect, send or receive first; their
+        // callbacks still run once each (and find `closing` set).
+        closeCompletion.operation = .close(fd: fd)
+        submit(closeCompletion)
+    }
+
+    private func submit(_ c: Completion) {
+        do {
+            try client.loop.add(c)
+        } catch {
+            fatalError("ev-echo-client: add failed: \(error)")
+        }
+    }
+}
