@@ -1,0 +1,774 @@
+// Backend-specific checks of the readiness engine shared by epoll and poll: several
+// operations on one descriptor, registrations that never outlive their operations, stale
+// events, POLLNVAL, the thread pool for regular files, sub-millisecond waits and the cost
+// of a steady-state request/response loop (counted in waits and registration changes).
+import Testing
+import Ev
+import EvReadiness
+import CEvSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private let readinessBackends: [Backend] = [.epoll, .poll]
+
+private struct ReadinessTestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ what: String) { description = "\(what): errno \(cevsys_errno())" }
+}
+
+/// Helpers private to this file (the conformance suite has its own).
+private enum RE {
+    static func readiness(_ loop: LoopCore) -> ReadinessLoop { loop as! ReadinessLoop }
+
+    /// A connected, non-blocking, close-on-exec AF_UNIX stream pair.
+    static func socketPair() throws -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        guard socketpair(AF_UNIX, type, 0, &fds) == 0 else { throw ReadinessTestError("socketpair") }
+        return (fds[0], fds[1])
+    }
+
+    /// Moves `fd` to a high descriptor number that tests running in parallel will not be
+    /// handed by the kernel (which always picks the lowest free number), so the number
+    /// stays closed once closed.
+    static func moveHigh(_ fd: Int32) throws -> Int32 {
+        let high = fcntl(fd, F_DUPFD_CLOEXEC, 15_000)
+        guard high >= 0 else { throw ReadinessTestError("F_DUPFD_CLOEXEC") }
+        close(fd)
+        return high
+    }
+
+    /// Fills `fd`'s send buffer (and its peer's receive buffer) until a send would block.
+    static func fill(_ fd: Int32) {
+        var size: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var chunk = [UInt8](repeating: 0x5a, count: 1024)
+        while send(fd, &chunk, chunk.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) > 0 {}
+    }
+
+    /// Reads everything queued on non-blocking `fd`; returns the byte count.
+    @discardableResult
+    static func drain(_ fd: Int32) -> Int {
+        var total = 0
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { return total }
+            total += n
+        }
+    }
+
+    static func put(_ fd: Int32, _ text: String) {
+        var bytes = Array(text.utf8)
+        _ = write(fd, &bytes, bytes.count)
+    }
+
+    /// A listening TCP socket on 127.0.0.1 and its port.
+    static func listener() throws -> (Int32, UInt16) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ReadinessTestError("socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: 0)
+        let ok = address.withSockAddr { bind(fd, $0, $1) } == 0 && listen(fd, 64) == 0
+        guard ok else { close(fd); throw ReadinessTestError("bind/listen") }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &length) }
+        }
+        return (fd, SocketAddress(storage: storage, length: length).port)
+    }
+
+    static func tcpSocket() throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ReadinessTestError("socket") }
+        return fd
+    }
+
+    /// A connected TCP pair over loopback (client, server), both non-blocking.
+    static func tcpPair() throws -> (Int32, Int32) {
+        let (l, port) = try listener()
+        defer { close(l) }
+        let client = try tcpSocket()
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: port)
+        _ = address.withSockAddr { connect(client, $0, $1) }   // EINPROGRESS on loopback
+        var server: Int32 = -1
+        for _ in 0..<1000 {
+            server = cevsys_accept4(l, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+            if server >= 0 { break }
+            usleep(1000)
+        }
+        guard server >= 0 else { close(client); throw ReadinessTestError("accept") }
+        var p = pollfd(fd: client, events: Int16(POLLOUT), revents: 0)
+        _ = poll(&p, 1, 2000)
+        var one: Int32 = 1
+        setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(server, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return (client, server)
+    }
+
+    /// How many of this process's descriptors refer to the same open file as `fd`
+    /// (by /proc link target, e.g. "socket:[1234]"): a dup() leak shows up as more than one.
+    /// Other tests' descriptors never match, so parallel tests cannot disturb the count.
+    static func references(to fd: Int32) -> Int {
+        guard let target = link("/proc/self/fd/\(fd)") else { return 0 }
+        guard let dir = opendir("/proc/self/fd") else { return 0 }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let n = Int32(name) else { continue }
+            if link("/proc/self/fd/\(n)") == target { count += 1 }
+        }
+        return count
+    }
+
+    private static func link(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Runs `loop` (tick by tick) until `done()` or `limit` passes; returns `done()`.
+    /// A watchdog timer that does not hold the loop open bounds every blocking tick, so a
+    /// missing wake-up fails the test instead of hanging the suite.
+    @discardableResult
+    static func run(_ loop: LoopCore, limit: Duration = .seconds(5), until done: () -> Bool) throws -> Bool {
+        loop.updateNow()
+        let deadline = loop.now + limit
+        let watchdog = Completion()
+        watchdog.keepsLoopAlive = false
+        try loop.timer(watchdog, deadline: deadline) { _, _ in .disarm }
+        while !done() && LoopInstant.now() < deadline {
+            try loop.run(.once)
+        }
+        if watchdog.state == .active {
+            let c = Completion()
+            try loop.cancel(watchdog, using: c)
+            while watchdog.state == .active || c.state == .active { try loop.run(.noWait) }
+        }
+        return done()
+    }
+
+    /// `run(.untilDone)`, bounded: after `limit` a watchdog cancels everything (so a
+    /// missing wake-up fails the test instead of hanging the suite). False on timeout.
+    @discardableResult
+    static func runUntilDone(_ loop: LoopCore, limit: Duration = .seconds(5)) throws -> Bool {
+        var timedOut = false
+        let watchdog = Completion()
+        watchdog.keepsLoopAlive = false
+        loop.updateNow()
+        try loop.timer(watchdog, after: limit) { _, result in
+            if case .timer(.success) = result {
+                timedOut = true
+                loop.cancelAll()
+            }
+            return .disarm
+        }
+        try loop.run(.untilDone)
+        if watchdog.state == .active {
+            let c = Completion()
+            try loop.cancel(watchdog, using: c)
+            while watchdog.state == .active || c.state == .active { try loop.run(.noWait) }
+        }
+        return !timedOut
+    }
+
+    /// Waits `duration` with nothing else to do and returns how many kernel waits it took:
+    /// a loop that spins on an event nobody consumes shows thousands.
+    static func waitsWhileIdle(_ loop: LoopCore, _ duration: Duration = .milliseconds(30)) throws -> Int {
+        let r = readiness(loop)
+        let before = r.waitCount
+        let t = Completion()
+        loop.updateNow()
+        try loop.timer(t, after: duration) { _, _ in .disarm }
+        try runUntilDone(loop)
+        return r.waitCount - before
+    }
+
+    static func buffer(_ count: Int, fill: UInt8 = 0) -> UnsafeMutableRawBufferPointer {
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
+        b.initializeMemory(as: UInt8.self, repeating: fill)
+        return b
+    }
+}
+
+private func isCanceled(_ r: CompletionResult?) -> Bool { r?.error == .canceled }
+
+@Suite("Readiness engine (epoll, poll)")
+struct ReadinessEngineTests {
+
+    /// PITFALLS E2/E4: a read and a write wait on one socket at once (one registration
+    /// with both interests); the read fires and rearms, and the write still completes.
+    @Test(arguments: readinessBackends)
+    func readAndWritePendingOnOneSocket(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let (a, b) = try RE.socketPair()
+        defer { close(a); close(b) }
+        RE.fill(a)
+        let rb = RE.buffer(64), wb = RE.buffer(8192, fill: 1)
+        defer { rb.deallocate(); wb.deallocate() }
+        var reads: [Int] = []
+        var written: Int?
+        let r = Completion(.recv(socket: a, buffer: rb)) { _, result in
+            reads.append(result.count ?? -1)
+            return reads.count == 1 ? .rearm : .disarm
+        }
+        let w = Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(wb))) { _, result in
+            written = result.count ?? -1
+            return .disarm
+        }
+        try loop.add(r)
+        try loop.add(w)
+        try loop.run(.noWait)
+        #expect(reads.isEmpty && written == nil)
+        #expect(RE.readiness(loop).isRegistered(a))
+
+        RE.put(b, "one")
+        #expect(try RE.run(loop) { reads.count == 1 })
+        #expect(reads == [3])
+        #expect(written == nil)
+
+        RE.put(b, "second")
+        #expect(try RE.run(loop) { reads.count == 2 })
+        #expect(reads == [3, 6])
+        #expect(written == nil)
+
+        RE.drain(b)
+        #expect(try RE.runUntilDone(loop))
+        #expect((written ?? 0) > 0)
+        #expect(loop.activeCount == 0)
+    }
+
+    /// PITFALLS E2: cancelling one of two operations waiting on a socket leaves the other
+    /// working, in both orders.
+    @Test(arguments: readinessBackends)
+    func cancellingOneWaiterLeavesTheOther(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let (a, b) = try RE.socketPair()
+        defer { close(a); close(b) }
+        RE.fill(a)
+        let rb = RE.buffer(64), wb = RE.buffer(8192, fill: 1)
+        defer { rb.deallocate(); wb.deallocate() }
+        var readResults: [CompletionResult] = []
+        var writeResults: [CompletionResult] = []
+        var cancelResults: [CompletionResult] = []
+        let r = Completion(.recv(socket: a, buffer: rb)) { _, res in readResults.append(res); return .disarm }
+        let w = Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(wb))) { _, res in writeResults.append(res); return .disarm }
+        let cancel = Completion()
+        let record: Completion.Callback = { _, res in cancelResults.append(res); return .disarm }
+
+        // Cancel the read; the write completes once the peer drains.
+        try loop.add(r)
+        try loop.add(w)
+        try loop.run(.noWait)
+        try loop.cancel(r, using: cancel, callback: record)
+        try loop.run(.noWait)
+        #expect(readResults.count == 1 && isCanceled(readResults.first))
+        #expect(cancelResults.count == 1 && cancelResults.first?.error == nil)
+        #expect(RE.readiness(loop).isRegistered(a), "the write still waits")
+        RE.drain(b)
+        #expect(try RE.runUntilDone(loop))
+        #expect(writeResults.count == 1 && (writeResults.first?.count ?? 0) > 0)
+
+        // Cancel the write; the read completes when data arrives.
+        readResults = []; writeResults = []; cancelResults = []
+        RE.fill(a)
+        try loop.add(r)
+        try loop.add(w)
+        try loop.run(.noWait)
+        try loop.cancel(w, using: cancel, callback: record)
+        try loop.run(.noWait)
+        #expect(writeResults.count == 1 && isCanceled(writeResults.first))
+        #expect(cancelResults.count == 1 && cancelResults.first?.error == nil)
+        RE.put(b, "hello")
+        #expect(try RE.runUntilDone(loop))
+        #expect(readResults.count == 1 && readResults.first?.count == 5)
+        #expect(!RE.readiness(loop).isRegistered(a) || loop.backend == .epoll,
+                "poll drops an idle registration at once")
+        #expect(try RE.waitsWhileIdle(loop) <= 3)
+    }
+
+    /// PITFALLS A5: 1,000 arm/cancel cycles each of a read, a write and an accept leave no
+    /// registration and no duplicate descriptor behind, and the peer sees our close at once.
+    @Test(arguments: readinessBackends)
+    func armCancelCyclesLeaveNothingBehind(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let engine = RE.readiness(loop)
+        let (a, b) = try RE.socketPair()
+        var aOpen = true
+        defer { if aOpen { close(a) }; close(b) }
+        let (l, _) = try RE.listener()
+        defer { close(l) }
+        let rb = RE.buffer(64), wb = RE.buffer(8192, fill: 1)
+        defer { rb.deallocate(); wb.deallocate() }
+        var canceled = 0
+        var other = 0
+        let count: Completion.Callback = { _, res in
+            if isCanceled(res) { canceled += 1 } else { other += 1 }
+            return .disarm
+        }
+        let r = Completion(.recv(socket: a, buffer: rb), callback: count)
+        let w = Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(wb)), callback: count)
+        let acc = Completion(.accept(socket: l), callback: count)
+        let cancel = Completion()
+        var cancelFailures = 0
+        RE.fill(a)
+        for target in [r, w, acc] {
+            for _ in 0..<1000 {
+                try loop.add(target)
+                try loop.run(.noWait)   // registers (and waits 0)
+                try loop.cancel(target, using: cancel) { _, res in
+                    if res.error != nil { cancelFailures += 1 }
+                    return .disarm
+                }
+                try loop.run(.noWait)
+            }
+        }
+        #expect(canceled == 3000)
+        #expect(other == 0)
+        #expect(cancelFailures == 0)
+        #expect(loop.activeCount == 0)
+        #expect(!engine.isRegistered(a))
+        #expect(!engine.isRegistered(l))
+        #expect(RE.references(to: a) == 1)
+        #expect(RE.references(to: l) == 1)
+        // No hidden duplicate keeps the connection open: the peer sees EOF at once.
+        RE.drain(b)
+        close(a)
+        aOpen = false
+        var byte: UInt8 = 0
+        #expect(read(b, &byte, 1) == 0)
+    }
+
+    /// PITFALLS E1, E9: a regular file is never registered; its read goes through the pool
+    /// and wakes the loop at once through the eventfd. pread/pwrite go to the pool too, and
+    /// /dev/null (which epoll refuses with EPERM) still reads as end of file.
+    @Test(arguments: readinessBackends)
+    func regularFileGoesThroughThePool(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let engine = RE.readiness(loop)
+        let path = "/tmp/evloop-readiness-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ReadinessTestError("open \(path)") }
+        unlink(path)
+        defer { close(fd) }
+        var content = (0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        #expect(pwrite(fd, &content, content.count, 0) == content.count)
+
+        let buffer = RE.buffer(8192)
+        defer { buffer.deallocate() }
+        var got: CompletionResult?
+        let c = Completion(.read(fd: fd, buffer: buffer)) { _, res in got = res; return .disarm }
+        let start = LoopInstant.now()
+        try loop.add(c)
+        #expect(try RE.runUntilDone(loop))
+        let elapsed = LoopInstant.now() - start
+        #expect(got?.count == 8192)
+        #expect(Array(buffer) == content)
+        #expect(elapsed < .milliseconds(500), "a pool result wakes the loop at once")
+        #expect(!engine.isRegistered(fd))
+
+        // pread at an offset, then a write at the file position (now 8192: appends).
+        let half = RE.buffer(100)
+        defer { half.deallocate() }
+        got = nil
+        c.operation = .pread(fd: fd, buffer: half, offset: 4096)
+        try loop.add(c)
+        #expect(try RE.runUntilDone(loop))
+        #expect(got?.count == 100)
+        #expect(Array(half) == Array(content[4096..<4196]))
+        got = nil
+        c.operation = .write(fd: fd, buffer: UnsafeRawBufferPointer(half))
+        try loop.add(c)
+        #expect(try RE.runUntilDone(loop))
+        #expect(got?.count == 100)
+        var st = stat()
+        fstat(fd, &st)
+        #expect(st.st_size == 8292)
+
+        // /dev/null: epoll_ctl refuses it (EPERM); the read still completes, as EOF.
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(null) }
+        got = nil
+        c.operation = .read(fd: null, buffer: half)
+        try loop.add(c)
+        #expect(try RE.runUntilDone(loop))
+        #expect(got?.error == .endOfFile)
+        #expect(!engine.isRegistered(null))
+    }
+
+    /// PITFALLS A3 / libxev#234: completions A and B wait on two sockets. A's callback
+    /// cancels B. Whatever the order of readiness, B's callback runs exactly once (with
+    /// its data if it had already completed in the same batch -- the cancel then reports
+    /// `.notFound` -- or with `.canceled`), never again afterwards, and the loop does not
+    /// spin on readiness nobody waits for any more.
+    @Test(arguments: readinessBackends)
+    func staleEventsNeverReachACallbackNorSpin(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let (a1, b1) = try RE.socketPair()
+        let (a2, b2) = try RE.socketPair()
+        defer { close(a1); close(b1); close(a2); close(b2) }
+        let ba = RE.buffer(64), bb = RE.buffer(64)
+        defer { ba.deallocate(); bb.deallocate() }
+
+        for variant in ["same batch", "ready after retirement"] {
+            var bResults: [CompletionResult] = []
+            var cancelResult: CompletionResult?
+            let cancel = Completion()
+            let B = Completion(.recv(socket: a2, buffer: bb)) { _, res in bResults.append(res); return .disarm }
+            let A = Completion(.recv(socket: a1, buffer: ba)) { _, _ in
+                if variant == "ready after retirement" { RE.put(b2, "late") }
+                try? loop.cancel(B, using: cancel) { _, res in cancelResult = res; return .disarm }
+                return .disarm
+            }
+            try loop.add(A)
+            try loop.add(B)
+            try loop.run(.noWait)
+            RE.put(b1, "a")
+            if variant == "same batch" { RE.put(b2, "b") }
+            #expect(try RE.runUntilDone(loop))
+            #expect(bResults.count == 1, "\(variant)")
+            switch cancelResult?.error {
+            case nil:
+                #expect(isCanceled(bResults.first), "\(variant): a successful cancel means .canceled")
+            case .notFound?:
+                #expect(bResults.first?.count == 1, "\(variant): B completed first with its data")
+            default:
+                Issue.record("\(variant): unexpected cancel result \(String(describing: cancelResult))")
+            }
+            // B's socket is readable now, and nothing waits on it: no callback, no spin.
+            #expect(try RE.waitsWhileIdle(loop) <= 3, "\(variant)")
+            #expect(bResults.count == 1, "\(variant)")
+            RE.drain(a1)
+            RE.drain(a2)
+        }
+
+        // A registration kept after its read finished, then data with nobody waiting.
+        var reads = 0
+        let c = Completion(.recv(socket: a1, buffer: ba)) { _, _ in reads += 1; return .disarm }
+        try loop.add(c)
+        RE.put(b1, "x")
+        #expect(try RE.runUntilDone(loop))
+        RE.put(b1, "unwanted")
+        #expect(try RE.waitsWhileIdle(loop) <= 3)
+        #expect(reads == 1)
+        #expect(!RE.readiness(loop).isRegistered(a1), "a stale event drops the registration")
+    }
+
+    /// PITFALLS E6: a descriptor closed behind the loop's back while a read waits fails the
+    /// read with `.badFileDescriptor`, and the loop is idle afterwards. (On epoll a
+    /// descriptor closed after it was registered cannot be noticed at all -- the kernel
+    /// drops the registration silently -- so there the close happens before the wait.)
+    @Test(arguments: readinessBackends)
+    func descriptorClosedBehindTheLoopsBack(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        var cases = ["before registration"]
+        if backend == .poll { cases.append("while registered") }
+        for when in cases {
+            let (a0, b) = try RE.socketPair()
+            defer { close(b) }
+            let a = try RE.moveHigh(a0)
+            let buffer = RE.buffer(16)
+            defer { buffer.deallocate() }
+            var results: [CompletionResult] = []
+            let r = Completion(.recv(socket: a, buffer: buffer)) { _, res in results.append(res); return .disarm }
+            try loop.add(r)
+            if when == "while registered" { try loop.run(.noWait) }
+            close(a)
+            #expect(try RE.runUntilDone(loop), "\(when)")
+            #expect(results.count == 1)
+            #expect(results.first?.error == .badFileDescriptor, "\(when)")
+            #expect(try RE.waitsWhileIdle(loop) <= 3, "\(when)")
+            #expect(!RE.readiness(loop).isRegistered(a))
+        }
+    }
+
+    /// PITFALLS E7: 300 timers 0.3 ms apart neither fire early nor spin the loop, including
+    /// on epoll's millisecond fallback (which must round up).
+    @Test(arguments: ["epoll", "epoll, milliseconds", "poll"])
+    func subMillisecondTimersNeitherSpinNorFireEarly(variant: String) throws {
+        let loop: LoopCore
+        switch variant {
+        case "epoll": loop = try makeTestLoop(.epoll)
+        case "poll": loop = try makeTestLoop(.poll)
+        default: loop = try EpollLoop(nanosecondWaits: false)
+        }
+        let engine = RE.readiness(loop)
+        let rounds = 300
+        var fired = 0
+        var early = 0
+        var deadline = LoopInstant.now() + .microseconds(300)
+        let t = Completion(.timer(deadline: deadline))
+        t.callback = { c, _ in
+            if LoopInstant.now() < deadline { early += 1 }
+            fired += 1
+            if fired < rounds {
+                deadline = LoopInstant.now() + .microseconds(300)
+                c.operation = .timer(deadline: deadline)
+                return .rearm
+            }
+            return .disarm
+        }
+        let before = engine.waitCount
+        try loop.add(t)
+        #expect(try RE.runUntilDone(loop, limit: .seconds(10)))
+        #expect(fired == rounds)
+        #expect(early == 0)
+        let waits = engine.waitCount - before
+        #expect(waits <= 2 * rounds + 5, "\(waits) waits for \(rounds) timers")
+    }
+
+    /// PITFALLS E5: hang-ups complete the waiting operation with its real error, and the
+    /// loop goes idle: peer closed → a read gets end of file, a blocked write gets a broken
+    /// pipe; a peer that resets a TCP connection gives a read `.connectionReset`.
+    @Test(arguments: readinessBackends)
+    func hangupsCompleteWaitersWithTheirRealError(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let buffer = RE.buffer(8192, fill: 1)
+        defer { buffer.deallocate() }
+
+        var readResult: CompletionResult?
+        var writeResult: CompletionResult?
+        let (a, b) = try RE.socketPair()
+        defer { close(a) }
+        let r = Completion(.recv(socket: a, buffer: buffer)) { _, res in readResult = res; return .disarm }
+        try loop.add(r)
+        try loop.run(.noWait)
+        close(b)
+        #expect(try RE.runUntilDone(loop))
+        #expect(readResult?.error == .endOfFile)
+        #expect(try RE.waitsWhileIdle(loop) <= 3)
+
+        // A write blocked on a full buffer. (The peer closes with our bytes unread, so an
+        // AF_UNIX socket reports ECONNRESET rather than EPIPE: either is the real error.)
+        let (c, d) = try RE.socketPair()
+        defer { close(c) }
+        RE.fill(c)
+        let w = Completion(.send(socket: c, buffer: UnsafeRawBufferPointer(buffer))) { _, res in writeResult = res; return .disarm }
+        try loop.add(w)
+        try loop.run(.noWait)
+        #expect(writeResult == nil)
+        close(d)
+        #expect(try RE.runUntilDone(loop))
+        #expect(writeResult?.error == .brokenPipe || writeResult?.error == .connectionReset)
+        #expect(try RE.waitsWhileIdle(loop) <= 3)
+
+        let (client, server) = try RE.tcpPair()
+        defer { close(client) }
+        readResult = nil
+        let r2 = Completion(.recv(socket: client, buffer: buffer)) { _, res in readResult = res; return .disarm }
+        try loop.add(r2)
+        try loop.run(.noWait)
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(server, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(server)   // RST
+        #expect(try RE.runUntilDone(loop))
+        #expect(readResult?.error == .connectionReset)
+        #expect(try RE.waitsWhileIdle(loop) <= 3)
+    }
+
+    /// `.close` through the loop ends the operations waiting on the descriptor and removes
+    /// its registration before closing, so the peer sees the close at once
+    /// (PITFALLS A11, E3) and the number can be reused without stale state.
+    @Test(arguments: readinessBackends)
+    func closeThroughTheLoopCancelsWaitersFirst(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let engine = RE.readiness(loop)
+        let (a, b) = try RE.socketPair()
+        defer { close(b) }
+        let dup = fcntl(a, F_DUPFD_CLOEXEC, 0)   // keeps the file open after `a` closes
+        defer { close(dup) }
+        let buffer = RE.buffer(64)
+        defer { buffer.deallocate() }
+        var readResult: CompletionResult?
+        var closeResult: CompletionResult?
+        let r = Completion(.recv(socket: a, buffer: buffer)) { _, res in readResult = res; return .disarm }
+        try loop.add(r)
+        try loop.run(.noWait)
+        #expect(engine.isRegistered(a))
+        let c = Completion(.close(fd: a)) { _, res in closeResult = res; return .disarm }
+        try loop.add(c)
+        #expect(try RE.runUntilDone(loop))
+        #expect(isCanceled(readResult))
+        #expect(closeResult?.error == nil)
+        #expect(!engine.isRegistered(a))
+        // The dup keeps the socket open; its readiness must not reach the closed number.
+        RE.put(b, "data")
+        #expect(try RE.waitsWhileIdle(loop) <= 3)
+
+        // The number comes back for a new socket: it registers and reads normally.
+        let (a2, b2) = try RE.socketPair()
+        defer { close(a2); close(b2) }
+        readResult = nil
+        r.operation = .recv(socket: a2, buffer: buffer)
+        try loop.add(r)
+        RE.put(b2, "fresh")
+        #expect(try RE.runUntilDone(loop))
+        #expect(readResult?.count == 5)
+    }
+
+    /// A non-blocking connect waits for writability and reports SO_ERROR; an accept waits
+    /// for the listener; a refused connect reports `.connectionRefused`.
+    @Test(arguments: readinessBackends)
+    func connectAndAccept(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let (l, port) = try RE.listener()
+        defer { close(l) }
+        let client = try RE.tcpSocket()
+        defer { close(client) }
+        var accepted: Int32 = -1
+        var connected: CompletionResult?
+        let acc = Completion(.accept(socket: l)) { _, res in
+            if case .accept(.success(let fd)) = res { accepted = fd }
+            return .disarm
+        }
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: port)
+        let con = Completion(.connect(socket: client, address: address)) { _, res in
+            connected = res
+            return .disarm
+        }
+        try loop.add(acc)
+        try loop.add(con)
+        #expect(try RE.runUntilDone(loop))
+        #expect(connected?.error == nil)
+        #expect(accepted >= 0)
+        if accepted >= 0 {
+            #expect(fcntl(accepted, F_GETFD) & FD_CLOEXEC != 0)
+            #expect(fcntl(accepted, F_GETFL) & O_NONBLOCK != 0)
+            close(accepted)
+        }
+
+        // A port nothing listens on: bind one, close it, connect to it.
+        let (dead, deadPort) = try RE.listener()
+        close(dead)
+        let refused = try RE.tcpSocket()
+        defer { close(refused) }
+        connected = nil
+        let deadAddress = try SocketAddress(ipv4: "127.0.0.1", port: deadPort)
+        con.operation = .connect(socket: refused, address: deadAddress)
+        try loop.add(con)
+        #expect(try RE.runUntilDone(loop))
+        #expect(connected?.error == .connectionRefused)
+    }
+
+    /// DESIGN invariant 6 on the readiness backends: a TCP ping-pong in steady state makes
+    /// no registration change at all (one registration per socket, kept across the
+    /// read/rearm cycle) and about one wait per message. Allocation counts are measured by
+    /// the benchmarks (malloc counters); the heap is process-wide and shared with the
+    /// tests running in parallel, so it is not measured here.
+    @Test(arguments: readinessBackends)
+    func pingPongSteadyStateIsCheap(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let engine = RE.readiness(loop)
+        let (client, server) = try RE.tcpPair()
+        defer { close(client); close(server) }
+        let ping = RE.buffer(5), pong = RE.buffer(5)
+        let clientIn = RE.buffer(64), serverIn = RE.buffer(64)
+        defer { ping.deallocate(); pong.deallocate(); clientIn.deallocate(); serverIn.deallocate() }
+        ping.copyBytes(from: Array("PING\n".utf8))
+        pong.copyBytes(from: Array("PONG\n".utf8))
+
+        var roundtrips = 0
+        var target = 1000
+        var corrupt = 0
+        let clientSend = Completion(.send(socket: client, buffer: UnsafeRawBufferPointer(ping)))
+        let serverSend = Completion(.send(socket: server, buffer: UnsafeRawBufferPointer(pong)))
+        let serverRecv = Completion(.recv(socket: server, buffer: serverIn))
+        let clientRecv = Completion(.recv(socket: client, buffer: clientIn))
+        let stopServer = Completion()
+        serverRecv.callback = { _, res in
+            guard res.count == 5 else { return .disarm }
+            if serverIn[0] != UInt8(ascii: "P") || serverIn[1] != UInt8(ascii: "I") { corrupt += 1 }
+            try? loop.add(serverSend)
+            return .rearm
+        }
+        clientRecv.callback = { _, res in
+            guard res.count == 5 else { corrupt += 1; return .disarm }
+            if clientIn[1] != UInt8(ascii: "O") { corrupt += 1 }
+            roundtrips += 1
+            if roundtrips < target {
+                try? loop.add(clientSend)
+                return .rearm
+            }
+            try? loop.cancel(serverRecv, using: stopServer)
+            return .disarm
+        }
+        func go() throws {
+            try loop.add(serverRecv)
+            try loop.add(clientRecv)
+            try loop.add(clientSend)
+            #expect(try RE.runUntilDone(loop, limit: .seconds(30)))
+        }
+        try go()   // warm-up: registrations made, tables sized
+        #expect(roundtrips == target)
+
+        let waits = engine.waitCount, changes = engine.registrationChanges
+        roundtrips = 0
+        target = 10_000
+        try go()
+        #expect(roundtrips == target)
+        #expect(corrupt == 0)
+        let waitsPerRoundtrip = Double(engine.waitCount - waits) / Double(target)
+        // Each roundtrip: one wait for the server's read, one for the client's (the
+        // immediate sends cost none). The restart and the final cancel add a few changes.
+        #expect(waitsPerRoundtrip <= 2.1, "\(waitsPerRoundtrip) waits per roundtrip")
+        #expect(engine.registrationChanges - changes <= 4,
+                "\(engine.registrationChanges - changes) registration changes in 10,000 roundtrips")
+
+        // A send that completes at once reaches its callback without a wait of its own
+        // (the next zero-timeout wait is skipped; I/O is still polled every other tick).
+        var sent = 0
+        clientSend.callback = { _, _ in sent += 1; return .disarm }
+        let before = engine.waitCount
+        try loop.add(clientSend)
+        try loop.run(.once)
+        #expect(sent == 1)
+        #expect(engine.waitCount == before)
+        RE.drain(server)
+    }
+
+    /// epoll(7) Q6, PITFALLS E3: a descriptor closed with close(2) while a dup keeps its
+    /// file open leaves a registration that can no longer be deleted by number. A read
+    /// waiting on it fails with `.badFileDescriptor` when data arrives, and the orphaned
+    /// registration does not spin the loop (the engine rebuilds its epoll set).
+    @Test(arguments: readinessBackends)
+    func registrationOrphanedByCloseOfADupDoesNotSpin(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        for waiting in [true, false] {
+            let (a0, b) = try RE.socketPair()
+            defer { close(b) }
+            let a = try RE.moveHigh(a0)
+            let keeper = fcntl(a, F_DUPFD_CLOEXEC, 0)
+            defer { close(keeper) }
+            let buffer = RE.buffer(16)
+            defer { buffer.deallocate() }
+            var results: [CompletionResult] = []
+            let r = Completion(.recv(socket: a, buffer: buffer)) { _, res in results.append(res); return .disarm }
+            try loop.add(r)
+            if !waiting {
+                // Completed read: its registration is kept for the next read.
+                RE.put(b, "1")
+                #expect(try RE.runUntilDone(loop))
+                #expect(results.first?.count == 1)
+                results = []
+            } else {
+                try loop.run(.noWait)
+            }
+            close(a)          // behind the loop's back; `keeper` keeps the socket open
+            RE.put(b, "data") // the orphaned registration reports readable
+            if waiting {
+                #expect(try RE.runUntilDone(loop))
+                #expect(results.count == 1)
+                #expect(results.first?.error == .badFileDescriptor)
+            }
+            #expect(try RE.waitsWhileIdle(loop) <= 3, "waiting: \(waiting)")
+            #expect(try RE.waitsWhileIdle(loop) <= 2, "waiting: \(waiting)")
+        }
+    }
+}
