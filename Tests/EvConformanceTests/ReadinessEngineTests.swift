@@ -771,4 +771,241 @@ struct ReadinessEngineTests {
             #expect(try RE.waitsWhileIdle(loop) <= 2, "waiting: \(waiting)")
         }
     }
+
+    /// Several accepts wait on one listener (one registration); each connection goes to
+    /// exactly one of them. `.poll` reports readiness without doing I/O, and on a regular
+    /// file (which epoll refuses) reports it ready at once, as poll(2) does.
+    @Test(arguments: readinessBackends)
+    func severalAcceptsOnOneListenerAndPollOperations(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let (l, port) = try RE.listener()
+        defer { close(l) }
+        var accepted: [Int32] = []
+        let accepts = (0..<3).map { _ in
+            Completion(.accept(socket: l)) { _, res in
+                if case .accept(.success(let fd)) = res { accepted.append(fd) }
+                return .disarm
+            }
+        }
+        for a in accepts { try loop.add(a) }
+        try loop.run(.noWait)
+        #expect(RE.readiness(loop).isRegistered(l))
+        var clients: [Int32] = []
+        defer { for c in clients { close(c) } }
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: port)
+        for _ in 0..<3 {
+            let c = try RE.tcpSocket()
+            clients.append(c)
+            _ = address.withSockAddr { connect(c, $0, $1) }
+        }
+        #expect(try RE.runUntilDone(loop))
+        #expect(accepted.count == 3)
+        #expect(Set(accepted).count == 3)
+        for fd in accepted { close(fd) }
+
+        // .poll: writable at once, readable when data arrives.
+        let (a, b) = try RE.socketPair()
+        defer { close(a); close(b) }
+        var polled: [PollEvents] = []
+        let record: Completion.Callback = { _, res in
+            if case .poll(.success(let ev)) = res { polled.append(ev) }
+            return .disarm
+        }
+        let pw = Completion(.poll(fd: a, events: .writable), callback: record)
+        let pr = Completion(.poll(fd: a, events: .readable), callback: record)
+        try loop.add(pr)
+        try loop.add(pw)
+        #expect(try RE.run(loop) { polled.count == 1 })
+        #expect(polled == [.writable])
+        RE.put(b, "x")
+        #expect(try RE.runUntilDone(loop))
+        #expect(polled.count == 2 && polled.last?.contains(.readable) == true)
+        #expect(RE.drain(a) == 1, "poll does no I/O")
+
+        let path = "/tmp/evloop-readiness-poll-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let file = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard file >= 0 else { throw ReadinessTestError("open") }
+        unlink(path)
+        defer { close(file) }
+        polled = []
+        let pf = Completion(.poll(fd: file, events: [.readable, .writable]), callback: record)
+        try loop.add(pf)
+        #expect(try RE.runUntilDone(loop))
+        #expect(polled == [[.readable, .writable]])
+    }
+
+    /// PITFALLS A4: data is there before the read is added; the callback rearms once
+    /// (both reads complete), then the rearmed read is cancelled and more data arrives:
+    /// no further callback, the cancel succeeds, the completion is dead.
+    @Test(arguments: readinessBackends)
+    func rearmAfterImmediateReadThenCancel(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let (a, b) = try RE.socketPair()
+        defer { close(a); close(b) }
+        let buffer = RE.buffer(4)
+        defer { buffer.deallocate() }
+        RE.put(b, "abcdefgh")   // fills the 4-byte buffer twice
+        var results: [Int] = []
+        let r = Completion(.recv(socket: a, buffer: buffer)) { _, res in
+            results.append(res.count ?? -1)
+            return results.count < 3 ? .rearm : .disarm
+        }
+        try loop.add(r)
+        #expect(try RE.run(loop) { results.count == 2 })
+        #expect(results == [4, 4])
+        #expect(r.state == .active)
+        var cancelResult: CompletionResult?
+        let cancel = Completion()
+        try loop.cancel(r, using: cancel) { _, res in cancelResult = res; return .disarm }
+        #expect(try RE.runUntilDone(loop))
+        #expect(cancelResult?.error == nil)
+        #expect(results == [4, 4, -1])
+        RE.put(b, "more")
+        #expect(try RE.waitsWhileIdle(loop) <= 3)
+        #expect(results.count == 3)
+        #expect(r.state == .dead)
+    }
+
+    /// Cancelling pool work: a job no worker has taken is withdrawn (`.canceled`, cancel
+    /// succeeds); one already running reports its real result and the cancel
+    /// `.inProgress`. Never both, never neither. `cancelAll` ends waiters and queued jobs.
+    @Test(arguments: readinessBackends)
+    func cancellingPoolJobsAndCancelAll(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let path = "/tmp/evloop-readiness-pool-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let file = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard file >= 0 else { throw ReadinessTestError("open") }
+        unlink(path)
+        defer { close(file) }
+        var block = [UInt8](repeating: 7, count: 65536)
+        #expect(pwrite(file, &block, block.count, 0) == block.count)
+        let buffers = (0..<40).map { _ in RE.buffer(65536) }
+        defer { for b in buffers { b.deallocate() } }
+        var results: [CompletionResult?] = Array(repeating: nil, count: 40)
+        var callbacks = 0
+        let jobs = (0..<40).map { i in
+            Completion(.pread(fd: file, buffer: buffers[i], offset: 0)) { _, res in
+                results[i] = res
+                callbacks += 1
+                return .disarm
+            }
+        }
+        for j in jobs { try loop.add(j) }
+        var cancelResult: CompletionResult?
+        let cancel = Completion()
+        try loop.cancel(jobs[39], using: cancel) { _, res in cancelResult = res; return .disarm }
+        #expect(try RE.runUntilDone(loop))
+        #expect(callbacks == 40)
+        switch cancelResult?.error {
+        case nil: #expect(isCanceled(results[39]))
+        case .inProgress?: #expect(results[39]?.count == 65536)
+        default: Issue.record("unexpected cancel result \(String(describing: cancelResult))")
+        }
+        #expect(results[0..<39].allSatisfy { $0?.count == 65536 })
+
+        // cancelAll: a waiting read, a blocked write, an accept and queued pool jobs.
+        let (a, b) = try RE.socketPair()
+        defer { close(a); close(b) }
+        let (l, _) = try RE.listener()
+        defer { close(l) }
+        RE.fill(a)
+        callbacks = 0
+        var canceled = 0
+        let count: Completion.Callback = { _, res in
+            callbacks += 1
+            if isCanceled(res) { canceled += 1 }
+            return .disarm
+        }
+        let small = RE.buffer(16)
+        defer { small.deallocate() }
+        let waiters = [
+            Completion(.recv(socket: a, buffer: small), callback: count),
+            Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(buffers[0])), callback: count),
+            Completion(.accept(socket: l), callback: count),
+        ]
+        for w in waiters { try loop.add(w) }
+        for j in jobs { j.callback = count; try loop.add(j) }
+        try loop.run(.noWait)
+        loop.cancelAll()
+        #expect(try RE.runUntilDone(loop))
+        #expect(callbacks == 43)
+        #expect(canceled >= 3, "the three waiters at least; pool jobs already running finish")
+        #expect(!RE.readiness(loop).isRegistered(a))
+        #expect(!RE.readiness(loop).isRegistered(l))
+        #expect(loop.activeCount == 0)
+    }
+
+    /// UDP through the readiness path: sendmsg with a destination goes out at once,
+    /// recvmsg waits and reports the sender and truncation (PITFALLS I3).
+    @Test(arguments: readinessBackends)
+    func datagramsWithAddressesAndTruncation(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        func udp() throws -> (Int32, SocketAddress) {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw ReadinessTestError("socket") }
+            let any = try SocketAddress(ipv4: "127.0.0.1", port: 0)
+            _ = any.withSockAddr { bind(fd, $0, $1) }
+            var st = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            withUnsafeMutablePointer(to: &st) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &len) }
+            }
+            return (fd, SocketAddress(storage: st, length: len))
+        }
+        let (x, xAddress) = try udp()
+        let (y, yAddress) = try udp()
+        defer { close(x); close(y) }
+        let payload = RE.buffer(2048, fill: 9)
+        let small = RE.buffer(1024)
+        defer { payload.deallocate(); small.deallocate() }
+        var received: ReceivedMessage?
+        var sent: Int?
+        let r = Completion(.recvmsg(socket: y, buffer: small)) { _, res in
+            if case .recvmsg(.success(let m)) = res { received = m }
+            return .disarm
+        }
+        let s = Completion(.sendmsg(socket: x, buffer: UnsafeRawBufferPointer(payload), address: yAddress)) { _, res in
+            sent = res.count
+            return .disarm
+        }
+        try loop.add(r)
+        try loop.run(.noWait)
+        try loop.add(s)
+        #expect(try RE.runUntilDone(loop))
+        #expect(sent == 2048)
+        #expect(received?.truncated == true)
+        #expect(received?.address == xAddress)
+    }
+
+    /// PITFALLS F5: a timer at `distantFuture` is the nearest deadline; the wait's timeout
+    /// is clamped (no overflow on any wait call), other work still wakes the loop, and the
+    /// timer can be cancelled.
+    @Test(arguments: ["epoll", "epoll, milliseconds", "poll"])
+    func distantFutureTimeoutDoesNotOverflow(variant: String) throws {
+        let loop: LoopCore
+        switch variant {
+        case "epoll": loop = try makeTestLoop(.epoll)
+        case "poll": loop = try makeTestLoop(.poll)
+        default: loop = try EpollLoop(nanosecondWaits: false)
+        }
+        var timerResult: CompletionResult?
+        let far = Completion(.timer(deadline: .distantFuture)) { _, res in timerResult = res; return .disarm }
+        try loop.add(far)
+        let (a, b) = try RE.socketPair()
+        defer { close(a); close(b) }
+        let buffer = RE.buffer(8)
+        defer { buffer.deallocate() }
+        var got: Int?
+        let r = Completion(.recv(socket: a, buffer: buffer)) { _, res in got = res.count; return .disarm }
+        try loop.add(r)
+        try loop.run(.noWait)
+        RE.put(b, "wake")
+        try loop.run(.once)   // waits with the clamped distant-future timeout
+        #expect(got == 4)
+        #expect(timerResult == nil)
+        let cancel = Completion()
+        try loop.cancel(far, using: cancel)
+        #expect(try RE.runUntilDone(loop))
+        #expect(timerResult?.error == .canceled)
+    }
 }
