@@ -41,9 +41,12 @@ import CEvSys
 /// directly is safe once its operations have finished, with one exception on epoll: a
 /// descriptor closed and reopened under the same number *within one callback* and waited
 /// on again in that same callback may miss its wake-up, because the loop keeps an idle
-/// registration across the callback to avoid an epoll_ctl per operation. Reads on a
-/// descriptor classified as a regular file keep going to the pool until it is closed
-/// through the loop.
+/// registration across the callback to avoid an epoll_ctl per operation. Whether a
+/// descriptor number is a regular file is looked up once (fstat) and remembered until it
+/// is closed through the loop: after close(2) and reuse of the number by a different kind
+/// of file, reads and writes still complete correctly, but may run on the loop thread (a
+/// file taken for a socket) or wait for readiness after a trip through the pool (the
+/// reverse).
 open class ReadinessLoop: LoopCore {
     package let poller: any ReadinessPoller
     /// Per-descriptor state, indexed by descriptor number; grows only when a higher
@@ -414,7 +417,7 @@ open class ReadinessLoop: LoopCore {
 
     /// Rebuilds the poller from the table (see `ReadinessPoller.reset`).
     private func rebuildPoller() {
-        guard poller.reset() == 0 else { return }
+        guard poller.registrationsAreKernelState, poller.reset() == 0 else { return }
         _ = poller.add(fd: wakeFd, events: ReadyBits.readable)
         for i in 0..<tableCapacity where table[i].isRegistered {
             let fd = Int32(i)
