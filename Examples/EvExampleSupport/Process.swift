@@ -20,6 +20,15 @@ public enum ExampleProcess {
         }
     }
 
+    /// The selection as the examples print it. `BackendSelection` says "forced by
+    /// EV_BACKEND" for any forced choice; when the choice came from `--backend`, say so.
+    public static func describe(_ selection: BackendSelection, requested: Backend?) -> String {
+        if requested != nil && selection.forced {
+            return "backend \(selection.backend) (requested with --backend)"
+        }
+        return selection.description
+    }
+
     /// Raises the soft RLIMIT_NOFILE to the hard limit and returns the new soft limit.
     ///
     /// Many distributions still start processes with a soft limit of 1024 descriptors,

@@ -53,7 +53,7 @@ if UInt64(connections) + 16 > limit {
 }
 
 let (loop, selection) = ExampleProcess.openLoop(program: tool.name, backend: requestedBackend)
-Report.say("ev-echo-client: \(selection)")
+Report.say("ev-echo-client: \(ExampleProcess.describe(selection, requested: requestedBackend))")
 let address: SocketAddress
 do {
     address = try SocketAddress(host: host, port: port)

@@ -49,7 +49,7 @@ ExampleProcess.blockSignals([SIGINT, SIGTERM])
 ExampleProcess.raiseDescriptorLimit()
 
 let (mainLoop, selection) = ExampleProcess.openLoop(program: tool.name, backend: requestedBackend)
-Report.say("ev-echo-tcp: \(selection)")
+Report.say("ev-echo-tcp: \(ExampleProcess.describe(selection, requested: requestedBackend))")
 
 // The sockets are made here, before the threads start, so that port 0 resolves to one
 // port that every thread's socket then binds.

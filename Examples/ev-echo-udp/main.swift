@@ -41,7 +41,7 @@ let threadCount = tool.validate { () throws(OptionError) in try options.int("thr
 ExampleProcess.blockSignals([SIGINT, SIGTERM])
 
 let (mainLoop, selection) = ExampleProcess.openLoop(program: tool.name, backend: requestedBackend)
-Report.say("ev-echo-udp: \(selection)")
+Report.say("ev-echo-udp: \(ExampleProcess.describe(selection, requested: requestedBackend))")
 
 let blocking = mainLoop.prefersBlockingDescriptors
 var sockets: [Int32] = []

@@ -193,13 +193,12 @@ final class RunningServer {
     }
 }
 
-/// Reads `name: NUMBER` from program output.
+/// Reads the number of a `name: NUMBER` line of program output.
 func summaryNumber(_ name: String, in text: String) -> Int? {
-    for line in text.split(separator: "\n") {
-        if let r = line.range(of: name + ": ") {
-            let digits = line[r.upperBound...].prefix { $0.isNumber }
-            if let v = Int(digits) { return v }
-        }
+    let key = name + ": "
+    for line in text.split(separator: "\n") where line.hasPrefix(key) {
+        let digits = line.dropFirst(key.count).prefix { $0.isNumber }
+        if let v = Int(digits) { return v }
     }
     return nil
 }
