@@ -1,0 +1,294 @@
+// Conformance: the life of a caller-owned completion (DESIGN invariants 1–3; PITFALLS J1,
+// J2): rearm repeats exactly, disarm frees for reuse, an active completion cannot be added
+// again, cancelAll drains, and the active count always matches the completions' states.
+// Every test runs unchanged on every backend.
+import Testing
+import Ev
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Conformance: completion lifecycle")
+struct CompletionLifecycleTests {
+
+    /// `.rearm` repeats the operation exactly: a read rearmed N−1 times reads N chunks, in
+    /// order, and a disarmed read consumes nothing more.
+    @Test(arguments: conformanceBackends)
+    func rearmRepeatsExactly(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        let chunk = 100, n = 8
+        var bytes: [UInt8] = []
+        for k in 0..<n { bytes += [UInt8](repeating: UInt8(k + 1), count: chunk) }
+        try Sock.put(b, bytes)
+        let buf = h.buffer(chunk)
+        var seen: [[UInt8]] = []
+        let read = Completion(.read(fd: a, buffer: buf)) { _, r in
+            if let count = r.count { seen.append(Array(buf[0..<count])) } else { seen.append([]) }
+            return seen.count < n ? .rearm : .disarm
+        }
+        try loop.add(read)
+        #expect(try runUntilDone(loop))
+        #expect(seen.count == n)
+        for (k, s) in seen.enumerated() {
+            #expect(s == [UInt8](repeating: UInt8(k + 1), count: chunk), "chunk \(k)")
+        }
+        #expect(read.state == .dead)
+
+        // Disarmed: more data stays in the socket for whoever reads next.
+        try Sock.put(b, [UInt8](repeating: 0xEE, count: chunk))
+        try runFor(loop, .milliseconds(20))
+        #expect(seen.count == n)
+        #expect(Sock.take(a, chunk, timeoutMs: 1000) == [UInt8](repeating: 0xEE, count: chunk))
+
+        // A timer rearmed with its deadline unchanged (already passed) fires once per tick.
+        var timerFires = 0
+        let t = Completion()
+        try loop.timer(t, deadline: loop.now) { _, _ in
+            timerFires += 1
+            return timerFires < 5 ? .rearm : .disarm
+        }
+        #expect(try runUntilDone(loop))
+        #expect(timerFires == 5)
+    }
+
+    /// `.disarm` leaves the completion dead and free: one completion is reconfigured and
+    /// reused for a nop, a timer, a write, a read and a close, from outside and from inside
+    /// its own callback.
+    @Test(arguments: conformanceBackends)
+    func disarmFreesForReuse(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        let out = h.buffer(Array("ping".utf8))
+        let inBuf = h.buffer(16)
+        var log: [String] = []
+        let c = Completion()
+        c.callback = { c, r in
+            #expect(c.state == .dead, "dead while its callback runs")
+            switch r {
+            case .nop:
+                log.append("nop")
+                c.operation = .timer(deadline: loop.now + .milliseconds(2))
+                do { try loop.add(c) } catch { Issue.record("re-add from the callback: \(error)") }
+                #expect(c.state == .active)
+            case .timer(.success):
+                log.append("timer")
+                c.operation = .write(fd: a, buffer: UnsafeRawBufferPointer(out))
+                return .rearm   // rearm runs the operation as it is configured now
+            case .write(.success(let n)):
+                log.append("write \(n)")
+            default:
+                log.append("other \(r)")
+            }
+            return .disarm
+        }
+        try loop.add(c)
+        #expect(try runUntilDone(loop))
+        #expect(log == ["nop", "timer", "write 4"])
+        #expect(Sock.take(b, 4) == Array("ping".utf8))
+        #expect(c.state == .dead)
+
+        // The same completion, now a read and then a close.
+        try Sock.put(b, "pong")
+        c.operation = .read(fd: a, buffer: inBuf)
+        c.callback = { _, r in log.append("read \(r.count ?? -1)"); return .disarm }
+        try loop.add(c)
+        #expect(try runUntilDone(loop))
+        #expect(Array(inBuf[0..<4]) == Array("pong".utf8))
+        h.forget(a)
+        c.operation = .close(fd: a)
+        c.callback = { _, r in log.append(r.error == nil ? "closed" : "close failed \(r)"); return .disarm }
+        try loop.add(c)
+        #expect(try runUntilDone(loop))
+        #expect(log == ["nop", "timer", "write 4", "read 4", "closed"])
+        #expect(Sock.seesEndOfFile(b, timeoutMs: 1000))
+    }
+
+    /// Adding a completion that is still active throws `.completionActive` and changes
+    /// nothing (on this loop or another); once its callback has run, it can be added again.
+    @Test(arguments: conformanceBackends)
+    func addingAnActiveCompletionThrows(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let other = try makeTestLoop(backend)
+        let h2 = Harness(other)
+        defer { h2.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        var calls = 0
+        let count: Completion.Callback = { _, _ in calls += 1; return .disarm }
+        let timer = Completion(.timer(deadline: loop.now + .seconds(10)), callback: count)
+        let read = Completion(.read(fd: a, buffer: h.buffer(8)), callback: count)
+        let nop = Completion(.nop, callback: count)
+        for c in [timer, read, nop] {
+            try loop.add(c)
+            #expect(throws: EvError.completionActive) { try loop.add(c) }
+            #expect(throws: EvError.completionActive) { try other.add(c) }
+            #expect(c.state == .active)
+        }
+        #expect(loop.activeCount == 3)
+        #expect(other.activeCount == 0)
+        let gen = read.generation
+        try loop.run(.noWait)   // the nop finishes
+        #expect(calls == 1 && nop.state == .dead)
+        try loop.add(nop)
+        #expect(read.generation == gen)
+        try Sock.put(b, "x")
+        try loop.cancel(timer, using: Completion())
+        #expect(try runUntilDone(loop))
+        #expect(calls == 4)
+        #expect(loop.activeCount == 0)
+        try loop.add(read)
+        #expect(read.generation == gen &+ 1, "every activation gets a new generation")
+    }
+
+    /// PITFALLS J1: cancelAll with 100 pending reads (and a timer and an accept) gives 100
+    /// `.canceled` read callbacks, then the drained loop deinitializes.
+    @Test(arguments: conformanceBackends)
+    func cancelAllThenDeinit(backend: Backend) throws {
+        weak var weakLoop: LoopCore?
+        var fds: [Int32] = []
+        var buffers: [UnsafeMutableRawBufferPointer] = []
+        defer {
+            for fd in fds { close(fd) }
+            for b in buffers { b.deallocate() }
+        }
+        var canceled = 0, other: [CompletionResult] = []
+        do {
+            let loop = try makeTestLoop(backend)
+            weakLoop = loop
+            let record: Completion.Callback = { _, r in
+                if r.isCanceled { canceled += 1 } else { other.append(r) }
+                return .disarm
+            }
+            var completions: [Completion] = []
+            for _ in 0..<100 {
+                let (a, b) = try Sock.socketPair()
+                fds += [a, b]
+                Sock.setNonBlocking(a, !loop.prefersBlockingDescriptors)
+                let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 32, alignment: 8)
+                buffers.append(buf)
+                let c = Completion(.read(fd: a, buffer: buf), callback: record)
+                try loop.add(c)
+                completions.append(c)
+            }
+            let (l, _) = try Sock.listener()
+            fds.append(l)
+            Sock.setNonBlocking(l, !loop.prefersBlockingDescriptors)
+            try loop.add(Completion(.accept(socket: l), callback: record))
+            try loop.timer(Completion(), after: .seconds(30), callback: record)
+            try loop.run(.noWait)
+            #expect(loop.activeCount == 102)
+            loop.cancelAll()
+            let drained = try runUntilDone(loop)
+            #expect(drained)
+            #expect(canceled == 102)
+            #expect(other.isEmpty, "\(other)")
+            #expect(loop.activeCount == 0)
+            #expect(completions.allSatisfy { $0.state == .dead })
+            if !drained || loop.activeCount != 0 {
+                _ = Unmanaged.passRetained(loop)   // do not trip the deinit assertion
+                return
+            }
+        }
+        #expect(weakLoop == nil, "the drained loop was released")
+    }
+
+    /// PITFALLS J2: over a random sequence of adds, cancels (of anything, including
+    /// cancels and dead completions), rearms, data arrivals and ticks, `activeCount` always
+    /// equals the number of completions in `.active`, and every activation gets exactly
+    /// one callback.
+    @Test(arguments: conformanceBackends)
+    func activeCountMatchesStatesUnderRandomOperations(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        final class Box { var rng = SeededRandom(seed: 0x12_3456) }
+        let box = Box()
+        var peers: [Int32] = []
+        var all: [Completion] = []
+        var activations: [ObjectIdentifier: Int] = [:]
+        var callbacks: [ObjectIdentifier: Int] = [:]
+        var violations: [String] = []
+
+        func check(_ when: String) {
+            let active = all.filter { $0.state == .active }.count
+            if loop.activeCount != active, violations.count < 5 {
+                violations.append("\(when): activeCount \(loop.activeCount), .active \(active)")
+            }
+        }
+        func callback(rearmOneIn n: UInt64, retime: Bool) -> Completion.Callback {
+            { c, _ in
+                callbacks[ObjectIdentifier(c), default: 0] += 1
+                check("in a callback")
+                if box.rng.next() % n == 0 {
+                    if retime { c.operation = .timer(deadline: loop.now + .microseconds(Int64(box.rng.next() % 2000))) }
+                    activations[ObjectIdentifier(c), default: 0] += 1
+                    return .rearm
+                }
+                return .disarm
+            }
+        }
+        var reads: [Completion] = []
+        for _ in 0..<8 {
+            let (a, b) = try Sock.socketPair()
+            h.forLoop(a); h.own(b)
+            peers.append(b)
+            reads.append(Completion(.read(fd: a, buffer: h.buffer(4)), callback: callback(rearmOneIn: 3, retime: false)))
+        }
+        let timers = (0..<8).map { _ in Completion(.nop, callback: callback(rearmOneIn: 3, retime: true)) }
+        let nops = (0..<4).map { _ in Completion(.nop, callback: callback(rearmOneIn: 4, retime: false)) }
+        let cancels = (0..<6).map { _ in Completion(.nop, callback: callback(rearmOneIn: 1_000_000_000, retime: false)) }
+        all = reads + timers + nops + cancels
+        let targets = reads + timers + nops + cancels
+
+        for step in 0..<3000 {
+            let r = box.rng.next() % 10
+            switch r {
+            case 0, 1, 2:
+                let pool = [reads, timers, nops][Int(box.rng.next() % 3)]
+                let c = pool[Int(box.rng.next() % UInt64(pool.count))]
+                if c.state == .active {
+                    #expect(throws: EvError.completionActive) { try loop.add(c) }
+                } else {
+                    if timers.contains(where: { $0 === c }) {
+                        c.operation = .timer(deadline: loop.now + .microseconds(Int64(box.rng.next() % 3000)))
+                    }
+                    try loop.add(c)
+                    activations[ObjectIdentifier(c), default: 0] += 1
+                }
+            case 3, 4:
+                if let c = cancels.first(where: { $0.state == .dead }) {
+                    let target = targets[Int(box.rng.next() % UInt64(targets.count))]
+                    c.operation = .cancel(target: target)
+                    try loop.add(c)
+                    activations[ObjectIdentifier(c), default: 0] += 1
+                }
+            case 5:
+                try Sock.put(peers[Int(box.rng.next() % UInt64(peers.count))], "z")
+            default:
+                try loop.run(.noWait)
+            }
+            check("after step \(step)")
+        }
+        // Let everything finish (reads get data so they can complete without a cancel).
+        for p in peers { try Sock.put(p, [UInt8](repeating: 1, count: 64)) }
+        for c in reads + timers + nops { c.callback = { c, _ in callbacks[ObjectIdentifier(c), default: 0] += 1; check("final"); return .disarm } }
+        #expect(try runUntilDone(loop))
+        check("at the end")
+        #expect(violations.isEmpty, "\(violations)")
+        #expect(loop.activeCount == 0)
+        for c in all {
+            #expect(activations[ObjectIdentifier(c), default: 0] == callbacks[ObjectIdentifier(c), default: 0],
+                    "one callback per activation")
+        }
+        #expect(activations.values.reduce(0, +) > 500, "the sequence exercised the loop")
+    }
+}
