@@ -8,17 +8,21 @@ import Glibc
 #endif
 
 /// Records every callback of the completions it hands out, for exactly-once checks.
+/// It keeps each completion it has seen alive, so an identifier is never reused by a
+/// later allocation while the log exists.
 final class CallbackLog {
     private(set) var results: [ObjectIdentifier: [CompletionResult]] = [:]
+    private var seen: [Completion] = []
 
     func recorder(_ then: CallbackAction = .disarm) -> Completion.Callback {
         { [unowned self] c, r in
-            self.results[ObjectIdentifier(c), default: []].append(r)
+            self.record(c, r)
             return then
         }
     }
 
     func record(_ c: Completion, _ r: CompletionResult) {
+        if results[ObjectIdentifier(c)] == nil { seen.append(c) }
         results[ObjectIdentifier(c), default: []].append(r)
     }
 
