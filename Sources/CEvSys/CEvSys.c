@@ -12,6 +12,11 @@
 #include <sys/eventfd.h>
 #include <poll.h>
 #include <time.h>
+#include <spawn.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <pthread.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -113,3 +118,131 @@ int cevsys_ppoll(void *fds, uint64_t nfds, int64_t seconds, int64_t nanoseconds)
 }
 
 int cevsys_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }
+
+// MARK: watchers (process, signal)
+
+int cevsys_spawn(int *pid_out, const char *path, char *const argv[], char *const envp[],
+                 const char *cwd, const int stdio[3], int search_path) {
+    extern char **environ;
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int r = posix_spawn_file_actions_init(&actions);
+    if (r != 0) return r;
+    r = posix_spawnattr_init(&attr);
+    if (r != 0) { posix_spawn_file_actions_destroy(&actions); return r; }
+
+    for (int i = 0; i < 3 && r == 0; i++) {
+        if (stdio[i] == CEVSYS_STDIO_NULL) {
+            r = posix_spawn_file_actions_addopen(&actions, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
+        } else if (stdio[i] >= 0) {
+            // dup2 onto the same number clears FD_CLOEXEC in the child (glibc 2.29+, BZ #23640).
+            r = posix_spawn_file_actions_adddup2(&actions, stdio[i], i);
+        }
+    }
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    // Close everything above stderr in the child, so nothing the parent opened without
+    // close-on-exec (by another library, or by a race with another thread's fork) leaks.
+    if (r == 0) r = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+#endif
+    if (r == 0 && cwd != NULL) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+        r = posix_spawn_file_actions_addchdir_np(&actions, cwd);
+#else
+        r = ENOSYS;
+#endif
+    }
+    if (r == 0) {
+        sigset_t empty, all;
+        sigemptyset(&empty);
+        sigfillset(&all);
+        r = posix_spawnattr_setsigmask(&attr, &empty);
+        if (r == 0) r = posix_spawnattr_setsigdefault(&attr, &all);
+        if (r == 0) r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    }
+    if (r == 0) {
+        pid_t pid = 0;
+        char *const *env = envp != NULL ? envp : environ;
+        r = search_path ? posix_spawnp(&pid, path, &actions, &attr, argv, env)
+                        : posix_spawn(&pid, path, &actions, &attr, argv, env);
+        if (r == 0) *pid_out = (int)pid;
+    }
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    return r;
+}
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+static int cevsys_waitid(idtype_t type, id_t id, int options, cevsys_child_status *out) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);   // WNOHANG with nothing to report leaves si_pid 0
+    int r;
+    // EINTR: a signal handler ran while waiting; the child has not been reaped, so retry.
+    do { r = waitid(type, id, &info, options); } while (r < 0 && errno == EINTR);
+    if (r < 0) return -1;
+    out->pid = info.si_pid;
+    out->code = info.si_code;
+    out->status = info.si_status;
+    return 0;
+}
+
+int cevsys_waitid_pidfd(int pidfd, int nohang, cevsys_child_status *out) {
+    return cevsys_waitid((idtype_t)P_PIDFD, (id_t)pidfd, WEXITED | (nohang ? WNOHANG : 0), out);
+}
+
+int cevsys_waitid_pid(int pid, int nowait, cevsys_child_status *out) {
+    return cevsys_waitid(P_PID, (id_t)pid, WEXITED | (nowait ? WNOWAIT : 0), out);
+}
+
+static int cevsys_fill_sigset(sigset_t *set, const int *signals, int count) {
+    sigemptyset(set);
+    for (int i = 0; i < count; i++) {
+        if (sigaddset(set, signals[i]) != 0) return -1;
+    }
+    return 0;
+}
+
+int cevsys_signalfd(const int *signals, int count) {
+    sigset_t set;
+    if (cevsys_fill_sigset(&set, signals, count) != 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int cevsys_signalfd_read(int fd, cevsys_signal_info *out) {
+    struct signalfd_siginfo info;
+    ssize_t n;
+    // EINTR: retry; the signalfd is non-blocking, so this never waits.
+    do { n = read(fd, &info, sizeof info); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    if (n != (ssize_t)sizeof info) { errno = EIO; return -1; }
+    out->signal = (int32_t)info.ssi_signo;
+    out->code = info.ssi_code;
+    out->sender_pid = (int32_t)info.ssi_pid;
+    out->sender_uid = info.ssi_uid;
+    return 1;
+}
+
+int cevsys_sigmask(int how, const int *signals, int count) {
+    sigset_t set;
+    if (cevsys_fill_sigset(&set, signals, count) != 0) return EINVAL;
+    return pthread_sigmask(how == 0 ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+int cevsys_signal_pending(int signal) {
+    sigset_t set;
+    sigemptyset(&set);
+    if (sigpending(&set) != 0) return 0;
+    return sigismember(&set, signal) == 1;
+}
+
+int cevsys_signal_consume(int signal) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signal);
+    struct timespec zero = { 0, 0 };
+    int r;
+    do { r = sigtimedwait(&set, NULL, &zero); } while (r < 0 && errno == EINTR);
+    return r == signal ? 1 : 0;
+}

@@ -76,4 +76,68 @@ int cevsys_ppoll(void *fds, uint64_t nfds, int64_t seconds, int64_t nanoseconds)
 /// EFD_NONBLOCK on Linux, and visible to Swift where the EFD_ names are not).
 int cevsys_eventfd(unsigned int initval, int flags);
 
+// MARK: watchers (process, signal)
+
+/// What to connect a child's standard descriptor (0, 1 or 2) to.
+enum {
+    CEVSYS_STDIO_INHERIT = -1,   ///< keep the parent's descriptor
+    CEVSYS_STDIO_NULL = -2       ///< open /dev/null (read-only for stdin, write-only otherwise)
+};
+
+/// posix_spawn(p) with the hygiene a library owes its users' children:
+/// - descriptors 0-2 are inherited, /dev/null or dup2'ed from `stdio[i]` (>= 0);
+/// - every other descriptor is closed in the child (closefrom(3) through
+///   posix_spawn_file_actions_addclosefrom_np, glibc 2.34+; older C libraries rely on every
+///   loop descriptor being close-on-exec);
+/// - the signal mask is emptied and every signal's disposition reset to default, so a
+///   parent that blocks signals for a signalfd or ignores SIGPIPE does not pass that on;
+/// - `cwd` (nullable) is entered with posix_spawn_file_actions_addchdir_np (glibc 2.29+).
+/// `search_path` selects posix_spawnp. `envp` NULL inherits the environment.
+/// Returns 0 and stores the pid, or returns the errno (posix_spawn's own convention;
+/// glibc reports exec failures such as ENOENT this way too).
+int cevsys_spawn(int *pid_out, const char *path, char *const argv[], char *const envp[],
+                 const char *cwd, const int stdio[3], int search_path);
+
+/// How a child ended, decoded from a waitid(2) siginfo.
+typedef struct cevsys_child_status {
+    int32_t pid;      ///< 0 when WNOHANG found nothing to report
+    int32_t code;     ///< CLD_EXITED (1), CLD_KILLED (2), CLD_DUMPED (3), ...
+    int32_t status;   ///< the exit code (CLD_EXITED) or the signal number
+} cevsys_child_status;
+
+/// waitid(P_PIDFD, pidfd, WEXITED [| WNOHANG]) (Linux 5.4+): reaps exactly that child.
+int cevsys_waitid_pidfd(int pidfd, int nohang, cevsys_child_status *out);
+
+/// waitid(P_PID, pid, WEXITED [| WNOWAIT]): without WNOWAIT reaps exactly that child;
+/// with it, waits for the exit but leaves the zombie (so its pid cannot be reused yet).
+int cevsys_waitid_pid(int pid, int nowait, cevsys_child_status *out);
+
+/// The constants a Swift caller compares `cevsys_child_status.code` with.
+enum { CEVSYS_CLD_EXITED = 1, CEVSYS_CLD_KILLED = 2, CEVSYS_CLD_DUMPED = 3 };
+
+/// signalfd(-1, {signals}, SFD_CLOEXEC | SFD_NONBLOCK).
+int cevsys_signalfd(const int *signals, int count);
+
+/// One record read from a signalfd (the fields of struct signalfd_siginfo a caller needs).
+typedef struct cevsys_signal_info {
+    int32_t signal;
+    int32_t code;        ///< si_code: SI_USER (kill), SI_TKILL (raise/tgkill), SI_QUEUE, ...
+    int32_t sender_pid;
+    uint32_t sender_uid;
+} cevsys_signal_info;
+
+/// Reads one record from a (non-blocking) signalfd: 1, or -1 with errno (EAGAIN: none).
+int cevsys_signalfd_read(int fd, cevsys_signal_info *out);
+
+/// pthread_sigmask(how, {signals}, NULL) for the calling thread; how: 0 block, 1 unblock.
+/// Returns 0 or the error number.
+int cevsys_sigmask(int how, const int *signals, int count);
+
+/// Whether `signal` is pending for the calling thread or the process (sigpending).
+int cevsys_signal_pending(int signal);
+
+/// Consumes a pending, blocked `signal` without waiting (sigtimedwait with a zero
+/// timeout): 1 if one was consumed, 0 if none was pending.
+int cevsys_signal_consume(int signal);
+
 #endif

@@ -1,0 +1,196 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CEvSys
+
+/// The thread-safe half of an `Async`: an eventfd that any thread may signal.
+///
+/// Why a separate type: a loop and its completions belong to one thread (not `Sendable`),
+/// and the one thing other threads may touch is this notifier (PITFALLS G2, libxev#173).
+/// Keeping it a small immutable `Sendable` class that holds nothing but the descriptor
+/// lets Swift 6 check that claim: hand the notifier, never the `Async` or the loop, to
+/// other threads.
+///
+/// The descriptor is closed when the last reference goes away, so a thread that still
+/// holds the notifier can never write to a closed (or reused) descriptor number.
+///
+/// ```swift
+/// let async = try Async()
+/// let notifier = async.notifier            // Sendable: give this to the other thread
+/// startWorkerThread { notifier.notify() }  // safe from any thread
+/// ```
+public final class AsyncNotifier: Sendable {
+    /// The eventfd (close-on-exec, non-blocking).
+    public let fd: Int32
+
+    /// Creates the eventfd (EFD_CLOEXEC | EFD_NONBLOCK).
+    public init() throws(EvError) {
+        let fd = cevsys_eventfd(0, O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw EvError(errno: cevsys_errno()) }
+        self.fd = fd
+    }
+
+    /// Wakes the loop waiting on this notifier. Safe from any thread, any number of times;
+    /// notifications that arrive before the waiter runs coalesce into one callback, and a
+    /// notification after a callback began always causes another callback.
+    public func notify() {
+        var one: UInt64 = 1
+        while write(fd, &one, 8) < 0 {
+            // EINTR: a signal handler ran; retry. EAGAIN: the counter is at its maximum, so
+            // the eventfd is readable already and this notification is coalesced; done.
+            if cevsys_errno() != EINTR { return }
+        }
+    }
+
+    /// Reads (and so resets) the counter: true if a notification was pending, false when
+    /// there was none (EAGAIN). Called on the loop thread after a poll reported readable.
+    func consume() -> Result<Bool, EvError> {
+        var value: UInt64 = 0
+        while true {
+            if read(fd, &value, 8) == 8 { return .success(true) }
+            let e = cevsys_errno()
+            // EINTR: retry. EAGAIN: a spurious wake-up, or another reader took it first
+            // (and Linux 5.7 eventfds could report readable with nothing to read,
+            // PITFALLS D2): the caller polls again.
+            if e == EINTR { continue }
+            if e == EAGAIN { return .success(false) }
+            return .failure(EvError(errno: e))
+        }
+    }
+
+    deinit { close(fd) }
+}
+
+/// A cross-thread wake-up for an event loop: other threads call `notifier.notify()`, and
+/// the loop runs the callback given to `wait`, on its own thread.
+///
+/// Why it is built this way (PITFALLS D1, D2, G1):
+/// - It waits with the `.poll(fd, .readable)` operation and then reads the eventfd with a
+///   non-blocking read(2) on the loop thread; never with an io_uring read of the eventfd,
+///   which Linux 6.15.4 broke (anon inodes looked like regular files and the read hung).
+/// - Notifications coalesce: several `notify()` calls before the callback give one
+///   callback. No wake-up is lost: the counter is reset *before* the callback runs, so a
+///   `notify()` that happens after the callback started leaves the eventfd readable and
+///   the next wait fires again. A read that finds nothing (EAGAIN) is a spurious wake-up:
+///   the wait is re-armed without calling the callback.
+/// - Return `.rearm` from the callback to keep listening (the usual case). Set the
+///   completion's `keepsLoopAlive` to false if the wait alone should not keep
+///   `run(.untilDone)` running.
+///
+/// Not `Sendable`: the loop side belongs to the loop thread. Only `notifier` crosses threads.
+///
+/// ```swift
+/// let async = try Async()
+/// let wakeUp = Completion()
+/// try async.wait(loop: loop, completion: wakeUp) { _, result in
+///     guard case .success = result else { return .disarm }   // cancelled
+///     drainWorkQueue()       // whatever the other threads posted
+///     return .rearm
+/// }
+/// let notifier = async.notifier
+/// startWorkerThread { postWork(); notifier.notify() }   // any thread
+/// ```
+public final class Async {
+    /// The callback: `.success` after one or more notifications, `.failure(.canceled)` when
+    /// the wait was cancelled.
+    public typealias Callback = (Completion, Result<Void, EvError>) -> CallbackAction
+
+    /// The thread-safe handle: give this to other threads.
+    public let notifier: AsyncNotifier
+
+    /// Creates a notifier and its loop side.
+    public init() throws(EvError) {
+        notifier = try AsyncNotifier()
+    }
+
+    /// Wraps an existing notifier (several waiters, in turn, on one notifier).
+    public init(notifier: AsyncNotifier) {
+        self.notifier = notifier
+    }
+
+    /// Notifies from the loop thread itself (same as `notifier.notify()`).
+    public func notify() { notifier.notify() }
+
+    /// Arms `completion` to wait for the next notification (one that already happened and
+    /// was not consumed counts: it fires on the next tick).
+    public func wait(loop: some EventLoop, completion: Completion,
+                     callback: @escaping Callback) throws(EvError) {
+        completion.operation = .poll(fd: notifier.fd, events: .readable)
+        completion.callback = { [notifier] c, result in
+            switch result {
+            case .poll(.success):
+                switch notifier.consume() {
+                case .success(true): return callback(c, .success(()))
+                case .success(false): return .rearm    // spurious; keep waiting
+                case .failure(let e): return callback(c, .failure(e))
+                }
+            case .poll(.failure(let e)):
+                return callback(c, .failure(e))
+            default:
+                return callback(c, .failure(.invalidArgument))
+            }
+        }
+        try loop.add(completion)
+    }
+}
+
+/// The thread-safe handle of a `LoopStopper`: `requestStop()` may be called from any thread.
+public final class StopRequester: Sendable {
+    let notifier: AsyncNotifier
+
+    init(notifier: AsyncNotifier) { self.notifier = notifier }
+
+    /// Makes the loop's current `run` return after the callbacks of the tick in which the
+    /// request is seen (or, if the loop is not running, its next `run` after one tick).
+    public func requestStop() { notifier.notify() }
+}
+
+/// Stops a loop from another thread (PITFALLS G2, libxev#173).
+///
+/// Why: `EventLoop.stop()` only sets a flag that the loop thread reads, so calling it from
+/// another thread is a data race and does not wake a loop blocked in the kernel. The
+/// stopper is an `Async` whose callback calls `stop()` on the loop thread; other threads
+/// hold only the `Sendable` `requester`.
+///
+/// The stopper's wait does not keep `run(.untilDone)` alive on its own
+/// (`keepsLoopAlive = false`) and stays armed across requests, so every request stops the
+/// run it lands in. `cancelAll()` ends it (its callback then sees `.canceled`); `start`
+/// arms it again.
+///
+/// ```swift
+/// let stopper = try LoopStopper(loop: loop)
+/// let requester = stopper.requester                 // Sendable
+/// startWorkerThread { sleep(1); requester.requestStop() }   // any thread
+/// try loop.run(.untilDone)                          // returns about a second later
+/// ```
+public final class LoopStopper {
+    /// Give this to other threads.
+    public let requester: StopRequester
+    /// The completion of the stopper's wait (caller-visible so it can be cancelled).
+    public let completion = Completion()
+    private let async: Async
+    /// How many stop requests the loop has acted on (several coalesced requests count once).
+    public private(set) var stops = 0
+
+    /// Creates the stopper and arms it on `loop`.
+    public init(loop: some EventLoop) throws(EvError) {
+        async = try Async()
+        requester = StopRequester(notifier: async.notifier)
+        completion.keepsLoopAlive = false
+        try start(loop: loop)
+    }
+
+    /// Arms the stopper (again, after a `cancelAll`). Throws `.completionActive` if armed.
+    public func start<L: EventLoop>(loop: L) throws(EvError) {
+        // Unowned: the callback only ever runs inside `loop.run`, so the loop is alive, and
+        // a strong capture would make loop -> completion -> callback -> loop a cycle.
+        try async.wait(loop: loop, completion: completion) { [unowned loop, weak self] _, result in
+            guard case .success = result else { return .disarm }
+            self?.stops += 1
+            loop.stop()
+            return .rearm
+        }
+    }
+}

@@ -1,0 +1,113 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A UDP socket (IPv4 or IPv6) that receives datagrams with their sender's address and
+/// sends datagrams to an address, through an event loop.
+///
+/// Why recvmsg/sendmsg: io_uring has no recvfrom/sendto, and recvmsg reports both the
+/// sender and truncation (a datagram larger than the buffer loses its tail; the result
+/// says so through `ReceivedMessage.truncated`) the same way on every backend (PITFALLS
+/// I3). The address of a send is copied into the completion's own memory, so the caller's
+/// `SocketAddress` need not outlive the call.
+///
+/// Like `TCPSocket`, the value only wraps the descriptor (close-on-exec, blocking mode as
+/// the loop prefers) and never closes it implicitly.
+///
+/// ```swift
+/// let udp = try UDPSocket(family: AF_INET, loop: loop)
+/// try udp.bind(to: SocketAddress(ipv4: "127.0.0.1", port: 9000))
+/// let receiving = Completion(), replying = Completion()
+/// try udp.read(loop: loop, completion: receiving, buffer: buffer) { _, result in
+///     guard case .success(let message) = result else { return .disarm }
+///     // echo it back (one reply in flight at a time: `replying` must be dead here)
+///     try? udp.write(loop: loop, completion: replying,
+///                    buffer: UnsafeRawBufferPointer(rebasing: buffer[..<message.count]),
+///                    to: message.address) { _, _ in .disarm }
+///     return .disarm   // rearm after the reply is sent, so the buffer is not overwritten
+/// }
+/// ```
+public struct UDPSocket: Hashable, Sendable {
+    /// The socket descriptor.
+    public let fd: Int32
+
+    /// A received datagram: its size, sender and whether it was truncated.
+    public typealias ReadCallback = (Completion, Result<ReceivedMessage, EvError>) -> CallbackAction
+    /// A sent datagram: the bytes sent.
+    public typealias WriteCallback = (Completion, Result<Int, EvError>) -> CallbackAction
+    /// Close.
+    public typealias VoidCallback = (Completion, Result<Void, EvError>) -> CallbackAction
+
+    /// Wraps an existing datagram socket descriptor.
+    public init(fd: Int32) { self.fd = fd }
+
+    /// Creates a UDP socket of `family` (`AF_INET` or `AF_INET6`), close-on-exec, blocking
+    /// or non-blocking as `loop.prefersBlockingDescriptors` says.
+    public init(family: Int32, loop: some EventLoop) throws(EvError) {
+        fd = try SocketCalls.open(family: family, type: Int32(SOCK_DGRAM.rawValue),
+                                  blocking: loop.prefersBlockingDescriptors)
+    }
+
+    /// Creates a socket of the family of `address`.
+    public init(for address: SocketAddress, loop: some EventLoop) throws(EvError) {
+        try self.init(family: address.family, loop: loop)
+    }
+
+    /// SO_REUSEADDR (set before `bind`).
+    public func setReuseAddress(_ on: Bool) throws(EvError) {
+        try SocketCalls.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: on ? 1 : 0)
+    }
+
+    /// SO_REUSEPORT: one socket per loop thread on the same port; the kernel spreads
+    /// datagrams by their source (set on each before `bind`).
+    public func setReusePort(_ on: Bool) throws(EvError) {
+        try SocketCalls.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: on ? 1 : 0)
+    }
+
+    /// Any integer socket option (SO_RCVBUF, ...).
+    public func setOption(level: Int32, name: Int32, value: Int32) throws(EvError) {
+        try SocketCalls.setOption(fd, level: level, name: name, value: value)
+    }
+
+    /// Binds the socket to a local address (port 0: the kernel picks one).
+    public func bind(to address: SocketAddress) throws(EvError) {
+        try SocketCalls.bind(fd, to: address)
+    }
+
+    /// The local address (after bind, or after the first send for an unbound socket).
+    public func localAddress() throws(EvError) -> SocketAddress {
+        try SocketCalls.address(fd, peer: false)
+    }
+
+    /// Receives one datagram into `buffer`, reporting its sender. A datagram larger than
+    /// the buffer is truncated (`truncated` is true and `count` is the buffer's size).
+    public func read(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
+                     callback: @escaping ReadCallback) throws(EvError) {
+        completion.operation = .recvmsg(socket: fd, buffer: buffer)
+        completion.callback = { c, result in
+            switch result {
+            case .recvmsg(let r): return callback(c, r)
+            default: return callback(c, .failure(.invalidArgument))
+            }
+        }
+        try loop.add(completion)
+    }
+
+    /// Sends `buffer` as one datagram to `address` (nil: to the connected peer).
+    public func write(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
+                      to address: SocketAddress?, callback: @escaping WriteCallback) throws(EvError) {
+        completion.operation = .sendmsg(socket: fd, buffer: buffer, address: address)
+        completion.callback = { c, result in callback(c, result.countResult) }
+        try loop.add(completion)
+    }
+
+    /// Closes the socket through the loop (pending receives are cancelled first).
+    public func close(loop: some EventLoop, completion: Completion,
+                      callback: @escaping VoidCallback = { _, _ in .disarm }) throws(EvError) {
+        completion.operation = .close(fd: fd)
+        completion.callback = { c, result in callback(c, result.voidResult) }
+        try loop.add(completion)
+    }
+}
