@@ -1,0 +1,118 @@
+// Conformance: UDP datagrams with sendmsg/recvmsg (PITFALLS I3). Every test runs
+// unchanged on every backend.
+import Testing
+import Ev
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Conformance: UDP")
+struct UDPConformanceTests {
+
+    /// Receives one datagram on `fd` through the loop.
+    private func receive(_ h: Harness, on fd: Int32, capacity: Int,
+                         sourceLocation: SourceLocation = #_sourceLocation) throws -> (ReceivedMessage?, [UInt8]) {
+        let buf = h.buffer(capacity)
+        var result: CompletionResult?
+        let c = Completion(.recvmsg(socket: fd, buffer: buf)) { _, r in result = r; return .disarm }
+        try h.loop.add(c)
+        #expect(try runUntil(h.loop) { result != nil }, sourceLocation: sourceLocation)
+        guard case .recvmsg(.success(let m))? = result else {
+            Issue.record("recvmsg: \(String(describing: result))", sourceLocation: sourceLocation)
+            return (nil, [])
+        }
+        #expect(c.lastAddress == m.address, "lastAddress repeats the sender", sourceLocation: sourceLocation)
+        return (m, Array(buf[0..<min(m.count, capacity)]))
+    }
+
+    /// Sends one datagram from `fd` through the loop.
+    private func send(_ h: Harness, from fd: Int32, _ bytes: [UInt8], to address: SocketAddress?,
+                      sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let buf = h.buffer(bytes)
+        var result: CompletionResult?
+        try h.loop.add(Completion(.sendmsg(socket: fd, buffer: UnsafeRawBufferPointer(buf), address: address)) { _, r in
+            result = r
+            return .disarm
+        })
+        #expect(try runUntil(h.loop) { result != nil }, sourceLocation: sourceLocation)
+        #expect(result?.count == bytes.count, "sendmsg: \(String(describing: result))", sourceLocation: sourceLocation)
+    }
+
+    /// sendmsg to an address and recvmsg with the sender's address, both ways, over IPv4
+    /// and (when available) IPv6; a connected socket sends with no address; an empty
+    /// datagram is a 0-byte message, not an end of file.
+    @Test(arguments: conformanceBackends)
+    func sendmsgAndRecvmsgCarryAddresses(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        for ipv6 in Sock.hasIPv6Loopback ? [false, true] : [false] {
+            let (x, ax) = try Sock.udp(ipv6: ipv6)
+            let (y, ay) = try Sock.udp(ipv6: ipv6)
+            h.forLoop(x); h.forLoop(y)
+
+            // The receive is pending before the datagram is sent.
+            let buf = h.buffer(64)
+            var pending: CompletionResult?
+            try loop.add(Completion(.recvmsg(socket: y, buffer: buf)) { _, r in pending = r; return .disarm })
+            try loop.run(.noWait)
+            #expect(pending == nil)
+            try send(h, from: x, Array("ping".utf8), to: ay)
+            #expect(try runUntil(loop) { pending != nil })
+            guard case .recvmsg(.success(let m))? = pending else {
+                Issue.record("recvmsg: \(String(describing: pending))")
+                continue
+            }
+            #expect(m.count == 4 && !m.truncated)
+            #expect(Array(buf[0..<4]) == Array("ping".utf8))
+            #expect(m.address == ax, "sender \(m.address), expected \(ax)")
+            #expect(m.address.family == (ipv6 ? AF_INET6 : AF_INET))
+
+            // Reply to the address we were given.
+            try send(h, from: y, Array("pong".utf8), to: m.address)
+            let (reply, bytes) = try receive(h, on: x, capacity: 64)
+            #expect(bytes == Array("pong".utf8))
+            #expect(reply?.address == ay)
+
+            // A connected socket sends without an address; an empty datagram arrives as 0 bytes.
+            let connected = ax.withSockAddr { connect(y, $0, $1) }
+            #expect(connected == 0)
+            try send(h, from: y, [], to: nil)
+            let (empty, _) = try receive(h, on: x, capacity: 64)
+            #expect(empty?.count == 0 && empty?.truncated == false)
+            #expect(empty?.address == ay)
+            try send(h, from: y, Array("after empty".utf8), to: nil)
+            #expect(try receive(h, on: x, capacity: 64).1 == Array("after empty".utf8))
+        }
+    }
+
+    /// PITFALLS I3: a 2 KiB datagram into a 1 KiB buffer is reported as truncated with
+    /// the first 1 KiB delivered; the rest is discarded and the next datagram is intact.
+    @Test(arguments: conformanceBackends)
+    func oversizedDatagramIsReportedTruncated(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (x, _) = try Sock.udp()
+        let (y, ay) = try Sock.udp()
+        h.forLoop(x); h.forLoop(y)
+        let big = (0..<2048).map { patternByte($0, seed: 5) }
+        try send(h, from: x, big, to: ay)
+        let (m, bytes) = try receive(h, on: y, capacity: 1024)
+        #expect(m?.truncated == true)
+        #expect(m?.count == 1024)
+        #expect(bytes == Array(big[0..<1024]))
+        try send(h, from: x, Array("next".utf8), to: ay)
+        let (m2, bytes2) = try receive(h, on: y, capacity: 1024)
+        #expect(m2?.truncated == false && bytes2 == Array("next".utf8))
+
+        // Plain recv on a datagram socket works too (the tail is discarded silently).
+        try send(h, from: x, big, to: ay)
+        let rb = h.buffer(512)
+        var r: CompletionResult?
+        try loop.add(Completion(.recv(socket: y, buffer: rb)) { _, res in r = res; return .disarm })
+        #expect(try runUntil(loop) { r != nil })
+        #expect(r?.count == 512)
+        #expect(Array(rb) == Array(big[0..<512]))
+    }
+}
