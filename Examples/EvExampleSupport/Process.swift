@@ -52,20 +52,18 @@ public enum ExampleProcess {
     }
 
     /// Blocks `signals` in the calling thread, and so in every thread it starts afterwards
-    /// (threads inherit the mask).
+    /// (threads inherit the mask), or exits with the reason.
     ///
-    /// A signal watcher reads signals from a signalfd; the kernel delivers a process-directed
+    /// `SignalWatcher` reads signals from a signalfd; the kernel delivers a process-directed
     /// signal to any thread that does not block it, and if one thread left SIGINT unblocked
     /// the default action (terminate) would win over the watcher. So the mask must be in
     /// place in every thread, which is simplest to get by blocking in the main thread before
     /// any other thread exists (PITFALLS H5).
     public static func blockSignals(_ signals: [Int32]) {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in signals { sigaddset(&set, s) }
-        let r = pthread_sigmask(SIG_BLOCK, &set, nil)
-        if r != 0 {
-            Report.fail("evloop-example", "pthread_sigmask failed: errno \(r)")
+        do {
+            try SignalWatcher.block(signals)
+        } catch {
+            Report.fail("evloop-example", "cannot block signals: \(error)")
         }
     }
 

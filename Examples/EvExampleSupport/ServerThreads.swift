@@ -9,11 +9,15 @@ import Synchronization
 /// Runs an example server on N loops, one per thread, until SIGINT or SIGTERM.
 ///
 /// The main thread serves on `mainLoop`; threads 1..<N each create a loop on the same
-/// backend and serve on it. SIGINT and SIGTERM must already be blocked (call
-/// `ExampleProcess.blockSignals` before anything starts a thread), so no thread is ever
-/// killed by them; a signal thread waits for them with sigwait(2) and then asks every loop
-/// to stop through its `StopListener`. Each server's `serve` returns its statistics, and
-/// `run` returns them all once every thread has finished.
+/// backend and serve on it. Stopping uses two watchers:
+/// - a `SignalWatcher` (signalfd) on the main loop reads SIGINT and SIGTERM. The signals
+///   must already be blocked (`SignalWatcher.block`, first thing in `main`, before any
+///   thread exists, so every thread inherits the mask and none is killed by them);
+/// - an `Async` per loop: the main loop's signal callback notifies every loop's
+///   `AsyncNotifier` (the one thing that may cross threads), and each loop's callback,
+///   on its own thread, starts that server's clean shutdown.
+/// Each server's `serve` returns its statistics; `run` returns them all, in thread order,
+/// once every thread has finished.
 public enum ServerThreads {
     public static func run<Stats: Sendable>(
         program: String,
@@ -21,26 +25,21 @@ public enum ServerThreads {
         threads: Int,
         serve: @escaping @Sendable (_ index: Int, _ loop: LoopCore, _ stop: StopListener) -> Stats
     ) -> [Stats] {
-        // One pipe per loop: a byte written to it asks that loop to stop.
-        var readers: [Int32] = []
-        var writers: [Int32] = []
-        for _ in 0..<threads {
-            var fds: [Int32] = [0, 0]
-            if pipe(&fds) != 0 { Report.fail(program, "pipe: \(ExampleProcess.errnoName(errno))") }
-            for fd in fds {
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                _ = fcntl(fd, F_SETFL, O_NONBLOCK)
-            }
-            readers.append(fds[0])
-            writers.append(fds[1])
+        let count = max(1, threads)
+        let notifiers: [AsyncNotifier]
+        let signals: SignalWatcher
+        do {
+            notifiers = try (0..<count).map { _ throws(EvError) in try AsyncNotifier() }
+            signals = try SignalWatcher(signals: [SIGINT, SIGTERM])
+        } catch {
+            Report.fail(program, "cannot set up shutdown: \(error)")
         }
-        let readerList = readers
-        let writerList = writers
         let backend = mainLoop.backend
         let results = Mutex<[(Int, Stats)]>([])
 
         var workers: [LoopThread] = []
-        for i in 1..<max(1, threads) {
+        for i in 1..<count {
+            let notifier = notifiers[i]
             workers.append(LoopThread {
                 let loop: LoopCore
                 do {
@@ -48,66 +47,70 @@ public enum ServerThreads {
                 } catch {
                     Report.fail(program, "thread \(i): \(error)")
                 }
-                let stats = serve(i, loop, StopListener(loop: loop, fd: readerList[i]))
+                let stop = StopListener(loop: loop, async: Async(notifier: notifier), signals: nil, everyLoop: [])
+                let stats = serve(i, loop, stop)
                 results.withLock { $0.append((i, stats)) }
             })
         }
 
-        let signals = LoopThread {
-            var set = sigset_t()
-            sigemptyset(&set)
-            sigaddset(&set, SIGINT)
-            sigaddset(&set, SIGTERM)
-            var signal: Int32 = 0
-            // sigwait returns EINTR only if interrupted by an unblocked signal's handler;
-            // wait again.
-            while sigwait(&set, &signal) != 0 {}
-            Report.say("received \(signal == SIGINT ? "SIGINT" : "SIGTERM"), shutting down")
-            var one: UInt8 = 1
-            for fd in writerList { _ = write(fd, &one, 1) }
-        }
-
-        let mainStats = serve(0, mainLoop, StopListener(loop: mainLoop, fd: readers[0]))
+        let stop = StopListener(loop: mainLoop, async: Async(notifier: notifiers[0]), signals: signals, everyLoop: notifiers)
+        let mainStats = serve(0, mainLoop, stop)
         for w in workers { w.join() }
-        signals.join()
-        for fd in readers + writers { close(fd) }
         return [mainStats] + results.withLock { $0.sorted { $0.0 < $1.0 }.map(\.1) }
     }
 }
 
-/// Tells one loop that the server should stop: a readiness `poll` on the read end of a
-/// pipe the signal thread writes to. It does not keep the loop alive by itself, and
-/// `cancel()` withdraws it so the loop can finish.
+/// Tells one server's loop to stop: an `Async` wait (woken from the main loop) and, on
+/// the main loop, a `SignalWatcher` wait for SIGINT/SIGTERM that wakes every loop.
+///
+/// Neither wait keeps the loop alive by itself (`keepsLoopAlive = false`): the server's
+/// own work does. `cancel()` withdraws both, so the loop can finish once the server has
+/// closed everything.
 public final class StopListener {
     private let loop: LoopCore
-    private let fd: Int32
-    private let completion = Completion()
-    private var byte: UInt8 = 0
+    private let async: Async
+    private let signals: SignalWatcher?
+    private let everyLoop: [AsyncNotifier]
+    private let asyncCompletion = Completion()
+    private let signalCompletion = Completion()
 
-    init(loop: LoopCore, fd: Int32) {
+    init(loop: LoopCore, async: Async, signals: SignalWatcher?, everyLoop: [AsyncNotifier]) {
         self.loop = loop
-        self.fd = fd
+        self.async = async
+        self.signals = signals
+        self.everyLoop = everyLoop
+        asyncCompletion.keepsLoopAlive = false
+        signalCompletion.keepsLoopAlive = false
     }
 
-    /// Calls `onStop` on the loop thread when a stop is requested.
+    /// Arms the waits; `onStop` runs on the loop thread when a stop is requested.
     public func start(_ onStop: @escaping () -> Void) {
-        completion.operation = .poll(fd: fd, events: .readable)
-        completion.keepsLoopAlive = false
-        completion.callback = { [unowned self] _, result in
-            if case .poll(.failure(.canceled)) = result { return .disarm }
-            _ = read(self.fd, &self.byte, 1)
-            onStop()
-            return .disarm
-        }
         do {
-            try loop.add(completion)
+            try async.wait(loop: loop, completion: asyncCompletion) { _, result in
+                guard case .success = result else { return .disarm }   // cancelled
+                onStop()
+                return .disarm
+            }
+            if let signals {
+                let everyLoop = self.everyLoop
+                try signals.wait(loop: loop, completion: signalCompletion) { _, result in
+                    guard case .success(let info) = result else { return .disarm }
+                    let name = info.signal == SIGINT ? "SIGINT" : info.signal == SIGTERM ? "SIGTERM" : "signal \(info.signal)"
+                    Report.say("received \(name), shutting down")
+                    // Every loop, this one included, hears it through its Async.
+                    for n in everyLoop { n.notify() }
+                    return .disarm
+                }
+            }
         } catch {
-            fatalError("StopListener: add failed: \(error)")
+            fatalError("StopListener: cannot arm: \(error)")
         }
     }
 
-    /// Withdraws the listener (its callback then runs once with `.canceled`).
+    /// Withdraws the waits (their callbacks then run once with `.canceled`).
     public func cancel() {
-        if completion.state == .active { try? loop.cancel(completion, using: Completion()) }
+        for c in [asyncCompletion, signalCompletion] where c.state == .active {
+            try? loop.cancel(c, using: Completion())
+        }
     }
 }

@@ -61,15 +61,15 @@ final class LoadClient {
         startNanoseconds = Report.monotonicNanoseconds()
         lastRoundtripNanoseconds = startNanoseconds
         loop.updateNow()
-        try loop.timer(durationTimer, after: duration) { [unowned self] _, result in
-            if case .timer(.success) = result { self.beginStopping() }
+        try LoopTimer.start(loop: loop, completion: durationTimer, after: duration) { [unowned self] _, result in
+            if case .success = result { self.beginStopping() }
             return .disarm
         }
-        try loop.timer(deadlineTimer, after: duration + grace) { [unowned self] _, result in
-            if case .timer(.success) = result { self.giveUp() }
+        try LoopTimer.start(loop: loop, completion: deadlineTimer, after: duration + grace) { [unowned self] _, result in
+            if case .success = result { self.giveUp() }
             return .disarm
         }
-        for c in connections { c.start(blocking: loop.prefersBlockingDescriptors) }
+        for c in connections { c.start() }
         try loop.run(.untilDone)
     }
 
@@ -118,12 +118,12 @@ final class LoadClient {
         let busy = connections.count - finished
         fail(-1, "\(busy) connection(s) did not finish their roundtrip within \(Report.fixed(Report.seconds(grace), 1)) s after the test ended")
         for c in connections { c.abort() }
-        if durationTimer.state == .active { try? loop.cancel(durationTimer, using: Completion()) }
+        if durationTimer.state == .active { try? LoopTimer.cancel(loop: loop, completion: durationTimer, using: Completion()) }
     }
 
     private func cancelTimers() {
         for t in [durationTimer, deadlineTimer] where t.state == .active {
-            try? loop.cancel(t, using: Completion())
+            try? LoopTimer.cancel(loop: loop, completion: t, using: Completion())
         }
     }
 
@@ -132,19 +132,27 @@ final class LoadClient {
     }
 }
 
-/// One client connection: its message, its echo buffer, and its four completions.
+/// One client connection: its message and echo buffers, a `WriteQueue` with one reusable
+/// `WriteRequest` (the message), and completions to connect, receive and close.
+///
+/// The socket, the connect and the close go through the TCP watcher; the message goes out
+/// through the write queue, which resumes partial writes by itself; the receive is set up
+/// through the watcher on the first roundtrip and then re-added as it is (only its buffer
+/// changes), so a roundtrip allocates nothing.
 final class ClientConnection {
     let id: Int
     unowned let client: LoadClient
-    private var fd: Int32 = -1
+    private var socket = TCPSocket(fd: -1)
+    private var queue: WriteQueue?
     private let message: UnsafeMutableRawBufferPointer
     private let echo: UnsafeMutableRawBufferPointer
+    private let request = WriteRequest()
     private let connectCompletion = Completion()
-    private let sendCompletion = Completion()
     private let receiveCompletion = Completion()
     private let closeCompletion = Completion()
+    private var receiveConfigured = false
     private var round: UInt64 = 0
-    private var sent = 0
+    private var sendDone = false
     private var received = 0
     private var startedAt: UInt64 = 0
     private var inRoundtrip = false
@@ -164,14 +172,8 @@ final class ClientConnection {
             state ^= state << 17
             message[i] = UInt8(truncatingIfNeeded: state)
         }
-        connectCompletion.callback = { [unowned self] _, r in self.connected(r) }
-        sendCompletion.callback = { [unowned self] _, r in self.sentSome(r) }
-        receiveCompletion.callback = { [unowned self] _, r in self.receivedSome(r) }
-        closeCompletion.callback = { [unowned self] _, _ in
-            self.fd = -1
-            self.client.connectionFinished()
-            return .disarm
-        }
+        request.buffer = UnsafeRawBufferPointer(message)
+        request.callback = { [unowned self] _, result in self.sent(result) }
     }
 
     deinit {
@@ -179,25 +181,27 @@ final class ClientConnection {
         echo.deallocate()
     }
 
-    func start(blocking: Bool) {
+    func start() {
         do {
-            fd = try Sockets.make(family: client.address.family, type: SOCK_STREAM, blocking: blocking)
+            socket = try TCPSocket(for: client.address, loop: client.loop)
+            // Each message goes out at once; Nagle's algorithm would hold back the tail of
+            // a message split across segments until the server's delayed ACK.
+            try? socket.setNoDelay(true)
+            queue = WriteQueue(socket: socket)
+            connecting = true
+            try socket.connect(loop: client.loop, completion: connectCompletion, to: client.address) { [unowned self] _, result in
+                self.connected(result)
+            }
         } catch {
+            connecting = false
             client.fail(id, "\(error)")
             close()
-            return
         }
-        // Each message goes out at once; Nagle's algorithm would hold back the tail of a
-        // message split across segments until the server's delayed ACK.
-        try? Sockets.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
-        connectCompletion.operation = .connect(socket: fd, address: client.address)
-        connecting = true
-        submit(connectCompletion)
     }
 
-    private func connected(_ result: CompletionResult) -> CallbackAction {
+    private func connected(_ result: Result<Void, EvError>) -> CallbackAction {
         connecting = false
-        if case .connect(.failure(let e)) = result {
+        if case .failure(let e) = result {
             if !closing { client.fail(id, "connect to \(client.address): \(e)") }
             close()
             return .disarm
@@ -212,55 +216,59 @@ final class ClientConnection {
     }
 
     private func startRoundtrip() {
+        guard let queue else { return }
         round &+= 1
         // The roundtrip number in the first bytes: a stale or repeated echo cannot match.
         withUnsafeBytes(of: round.littleEndian) { r in
             for i in 0..<min(8, message.count) { message[i] = r[i] }
         }
-        sent = 0
+        sendDone = false
         received = 0
         inRoundtrip = true
         startedAt = Report.monotonicNanoseconds()
-        sendCompletion.operation = .send(socket: fd, buffer: UnsafeRawBufferPointer(message))
-        receiveCompletion.operation = .recv(socket: fd, buffer: echo)
-        submit(sendCompletion)
-        submit(receiveCompletion)
+        do {
+            // The send and the receive run at the same time (see LoadClient).
+            try queue.enqueue(request, loop: client.loop)
+            if receiveConfigured {
+                receiveCompletion.operation = .recv(socket: socket.fd, buffer: echo)
+                try client.loop.add(receiveCompletion)
+            } else {
+                receiveConfigured = true
+                try socket.read(loop: client.loop, completion: receiveCompletion, buffer: echo) { [unowned self] _, result in
+                    self.receivedSome(result)
+                }
+            }
+        } catch {
+            fatalError("ev-echo-client: cannot start a roundtrip: \(error)")
+        }
     }
 
-    private func sentSome(_ result: CompletionResult) -> CallbackAction {
+    /// The write request's callback: the whole message is out (or the write failed).
+    private func sent(_ result: Result<Int, EvError>) {
         switch result {
-        case .write(.success(let n)):
-            sent += n
-            if sent < message.count && !closing {
-                sendCompletion.operation = .send(socket: fd, buffer: UnsafeRawBufferPointer(rebasing: message[sent...]))
-                return .rearm
-            }
+        case .success:
+            sendDone = true
             roundtripStepDone()
-        case .write(.failure(let e)):
+        case .failure(let e):
             if !closing { client.fail(id, "send: \(e)") }
             close()
-        default:
-            close()
         }
-        return .disarm
     }
 
-    private func receivedSome(_ result: CompletionResult) -> CallbackAction {
+    private func receivedSome(_ result: Result<Int, EvError>) -> CallbackAction {
         switch result {
-        case .read(.success(let n)):
+        case .success(let n):
             received += n
             if received < echo.count && !closing {
-                receiveCompletion.operation = .recv(socket: fd, buffer: UnsafeMutableRawBufferPointer(rebasing: echo[received...]))
+                receiveCompletion.operation = .recv(socket: socket.fd, buffer: UnsafeMutableRawBufferPointer(rebasing: echo[received...]))
                 return .rearm
             }
             roundtripStepDone()
-        case .read(.failure(.endOfFile)):
+        case .failure(.endOfFile):
             if !closing { client.fail(id, "the server closed the connection after \(received) of \(echo.count) echoed bytes") }
             close()
-        case .read(.failure(let e)):
+        case .failure(let e):
             if !closing { client.fail(id, "receive: \(e)") }
-            close()
-        default:
             close()
         }
         return .disarm
@@ -269,8 +277,7 @@ final class ClientConnection {
     /// Called when the send or the receive of a roundtrip has finished; the roundtrip is
     /// complete when both have.
     private func roundtripStepDone() {
-        guard !closing, sent == message.count, received == echo.count,
-              sendCompletion.state == .dead, receiveCompletion.state == .dead else { return }
+        guard !closing, sendDone, received == echo.count, receiveCompletion.state == .dead else { return }
         inRoundtrip = false
         if memcmp(message.baseAddress!, echo.baseAddress!, message.count) != 0 {
             var at = 0
@@ -300,21 +307,19 @@ final class ClientConnection {
     private func close() {
         guard !closing else { return }
         closing = true
-        if fd < 0 {
+        if socket.fd < 0 {
             client.connectionFinished()
             return
         }
         // Closing through the loop cancels a pending connect, send or receive first; their
         // callbacks still run once each (and find `closing` set).
-        closeCompletion.operation = .close(fd: fd)
-        submit(closeCompletion)
-    }
-
-    private func submit(_ c: Completion) {
         do {
-            try client.loop.add(c)
+            try socket.close(loop: client.loop, completion: closeCompletion) { [unowned self] _, _ in
+                self.client.connectionFinished()
+                return .disarm
+            }
         } catch {
-            fatalError("ev-echo-client: add failed: \(error)")
+            fatalError("ev-echo-client: close: \(error)")
         }
     }
 }

@@ -5,18 +5,22 @@ import Musl
 #endif
 import Ev
 
-/// One echoed TCP connection: a ring buffer, and one completion each for receiving,
-/// sending and closing, all allocated when the connection is accepted and reused for every
-/// byte it echoes (no allocation per echo in steady state).
+/// One echoed TCP connection: a ring buffer, a `WriteQueue` with a few reusable
+/// `WriteRequest`s, and completions for receiving and closing, all allocated when the
+/// connection is accepted and reused for every byte it echoes (no allocation per echo in
+/// steady state).
 ///
-/// Receiving and sending overlap: the receive fills the ring's free space while the send
-/// drains the bytes already received, so a large transfer streams instead of alternating
-/// read, write, read. Backpressure: once `highWater` bytes wait to be sent, the connection
-/// stops receiving (the kernel's receive buffer then fills and TCP flow control slows the
-/// client), and it resumes only when the backlog is down to `lowWater`; a client that
-/// sends without ever reading therefore costs the server at most one ring, not unbounded
-/// memory. Any error on the connection (a reset mid-stream, a broken pipe) closes only
-/// this connection.
+/// Receiving and sending overlap: each receive fills the ring's free space, and what it
+/// got is queued at once as a write of that region; the queue sends regions in order,
+/// resuming partial writes, while the next receive is already waiting. So a large transfer
+/// streams instead of alternating read, write, read.
+///
+/// Backpressure: once `highWater` bytes wait to be sent (the client is not reading its
+/// echo), the connection stops receiving; the kernel's receive buffer then fills and TCP
+/// flow control slows the client. Receiving resumes when the backlog is down to `lowWater`.
+/// A client that sends without ever reading therefore costs the server one ring, never
+/// unbounded memory. Any error on the connection (a reset mid-stream, a broken pipe)
+/// closes only this connection.
 final class EchoConnection {
     /// Bytes in each connection's ring.
     static let capacity = 64 * 1024
@@ -24,8 +28,11 @@ final class EchoConnection {
     static let highWater = 48 * 1024
     /// ...and start again once the backlog has drained to this.
     static let lowWater = 16 * 1024
+    /// Write requests per connection: one per receive not yet fully sent. When all are in
+    /// the queue, receiving pauses like it does at `highWater`.
+    static let requests = 8
 
-    let fd: Int32
+    let socket: TCPSocket
     unowned let server: EchoServer
     /// Position in the server's connection list (for O(1) removal).
     var slot = -1
@@ -36,54 +43,61 @@ final class EchoConnection {
     /// Bytes received but not yet sent.
     private var queued = 0
 
+    private let queue: WriteQueue
+    private var freeRequests: [WriteRequest] = []
     private let receiveCompletion = Completion()
-    private let sendCompletion = Completion()
     private let closeCompletion = Completion()
     private var receiving = false
-    private var sending = false
     private var closing = false
     private var closeInFlight = false
-    /// Receiving stopped because the backlog reached `highWater`.
+    /// Receiving stopped for backpressure (backlog at `highWater`, or no free request).
     private var paused = false
     /// The client shut down its side: finish sending, then close.
     private var peerFinished = false
 
-    init(fd: Int32, server: EchoServer) {
-        self.fd = fd
+    init(socket: TCPSocket, server: EchoServer) {
+        self.socket = socket
         self.server = server
         ring = .allocate(byteCount: Self.capacity, alignment: 64)
-        receiveCompletion.callback = { [unowned self] _, result in self.received(result) }
-        sendCompletion.callback = { [unowned self] _, result in self.sent(result) }
-        closeCompletion.callback = { [unowned self] _, result in self.closed(result) }
+        queue = WriteQueue(socket: socket)
+        freeRequests.reserveCapacity(Self.requests)
+        for _ in 0..<Self.requests {
+            freeRequests.append(WriteRequest { [unowned self] request, result in self.sent(request, result) })
+        }
     }
 
     deinit {
         ring.deallocate()
     }
 
-    /// Starts echoing.
+    /// Starts echoing: the first receive goes through the TCP watcher, which sets the
+    /// completion's callback once; every later receive rearms the same completion.
     func start() {
-        _ = receiveIfRoom(adding: true)
+        guard let region = freeRegion() else { return }
+        receiving = true
+        do {
+            try socket.read(loop: server.loop, completion: receiveCompletion, buffer: region) { [unowned self] _, result in
+                self.received(result)
+            }
+        } catch {
+            receiving = false
+            fail(error)
+        }
     }
 
-    /// Closes the connection now (server shutdown). Pending operations are cancelled by
-    /// the close itself; their callbacks still run, once each, before the connection goes.
+    /// Closes the connection now (server shutdown). The close cancels the pending receive
+    /// and write first; their callbacks still run, once each, before the connection goes.
     func abort() {
         beginClose()
     }
 
     // MARK: Receiving
 
-    /// Points the receive at the ring's largest contiguous free region, if receiving is
-    /// allowed; adds it when `adding` (otherwise the caller returns `.rearm`).
-    private func receiveIfRoom(adding: Bool) -> Bool {
-        guard !closing, !peerFinished, !receiving else { return false }
-        if queued >= Self.highWater {
-            paused = true
-            return false
-        }
-        paused = false
-        if queued == 0 && !sending { head = 0 }   // empty ring: start over for the longest run
+    /// The ring's largest contiguous free region, if receiving is allowed now; otherwise
+    /// nil, with `paused` set when the reason is backpressure.
+    private func freeRegion() -> UnsafeMutableRawBufferPointer? {
+        guard !closing, !peerFinished, !receiving else { return nil }
+        if queued == 0 && queue.isEmpty { head = 0 }   // empty ring: start over for the longest run
         let tail = (head + queued) % Self.capacity
         let free: Int
         if queued == Self.capacity {
@@ -93,75 +107,74 @@ final class EchoConnection {
         } else {
             free = head - tail              // the gap before the unsent bytes
         }
-        guard free > 0 else {
+        guard queued < Self.highWater, free > 0, !freeRequests.isEmpty else {
             paused = true
-            return false
+            return nil
         }
-        receiveCompletion.operation = .recv(socket: fd, buffer: UnsafeMutableRawBufferPointer(rebasing: ring[tail..<(tail + free)]))
-        receiving = true
-        if adding { submit(receiveCompletion) }
-        return true
+        paused = false
+        return UnsafeMutableRawBufferPointer(rebasing: ring[tail..<(tail + free)])
     }
 
-    private func received(_ result: CompletionResult) -> CallbackAction {
+    private func received(_ result: Result<Int, EvError>) -> CallbackAction {
         receiving = false
         if closing {
             finishIfIdle()
             return .disarm
         }
         switch result {
-        case .read(.success(let n)):
+        case .success(let n):
+            let start = (head + queued) % Self.capacity
             queued += n
-            sendIfNeeded(adding: true)
-            return receiveIfRoom(adding: false) ? .rearm : .disarm
-        case .read(.failure(.endOfFile)):
+            let request = freeRequests.removeLast()
+            request.buffer = UnsafeRawBufferPointer(rebasing: ring[start..<(start + n)])
+            do {
+                try queue.enqueue(request, loop: server.loop)
+            } catch {
+                freeRequests.append(request)
+                fail(error)
+                return .disarm
+            }
+            // Receive again into the next free region: same completion, same callback,
+            // only the buffer changes (no allocation).
+            guard let region = freeRegion() else { return .disarm }
+            receiveCompletion.operation = .recv(socket: socket.fd, buffer: region)
+            receiving = true
+            return .rearm
+        case .failure(.endOfFile):
             // The client shut down its sending side: echo what is left, then close.
             peerFinished = true
-            if queued == 0 && !sending { beginClose() }
+            if queued == 0 && queue.isEmpty { beginClose() }
             return .disarm
-        case .read(.failure(let error)):
+        case .failure(let error):
             fail(error)
-            return .disarm
-        default:
-            fail(.invalidArgument)
             return .disarm
         }
     }
 
     // MARK: Sending
 
-    /// Sends the contiguous run of queued bytes at `head`, if any and none is in flight.
-    @discardableResult
-    private func sendIfNeeded(adding: Bool) -> Bool {
-        guard !closing, !sending, queued > 0 else { return false }
-        let run = min(queued, Self.capacity - head)
-        sendCompletion.operation = .send(socket: fd, buffer: UnsafeRawBufferPointer(rebasing: ring[head..<(head + run)]))
-        sending = true
-        if adding { submit(sendCompletion) }
-        return true
-    }
-
-    private func sent(_ result: CompletionResult) -> CallbackAction {
-        sending = false
-        if closing {
-            finishIfIdle()
-            return .disarm
-        }
+    /// A write request's callback: its region of the ring has been sent (requests finish
+    /// in the order they were queued, so the region starts at `head`).
+    private func sent(_ request: WriteRequest, _ result: Result<Int, EvError>) {
+        freeRequests.append(request)
         switch result {
-        case .write(.success(let n)):
+        case .success(let n):
             head = (head + n) % Self.capacity
             queued -= n
             server.bytesEchoed += UInt64(n)
-            let again = sendIfNeeded(adding: false)
-            if paused && queued <= Self.lowWater { _ = receiveIfRoom(adding: true) }
-            if !again && peerFinished && queued == 0 { beginClose() }
-            return again ? .rearm : .disarm
-        case .write(.failure(let error)):
-            fail(error)
-            return .disarm
-        default:
-            fail(.invalidArgument)
-            return .disarm
+            if closing { return }
+            if paused && queued <= Self.lowWater, let region = freeRegion() {
+                receiveCompletion.operation = .recv(socket: socket.fd, buffer: region)
+                receiving = true
+                server.submit(receiveCompletion)
+            }
+            if peerFinished && queued == 0 && queue.isEmpty { beginClose() }
+        case .failure(let error):
+            if closing {
+                finishIfIdle()
+            } else {
+                fail(error)
+            }
         }
     }
 
@@ -170,7 +183,7 @@ final class EchoConnection {
     private func fail(_ error: EvError) {
         // A reset or broken pipe is the client's business; it ends this connection only.
         switch error {
-        case .connectionReset, .brokenPipe, .canceled, .timedOut:
+        case .connectionReset, .brokenPipe, .timedOut:
             break
         default:
             server.note("connection error: \(error)")
@@ -183,29 +196,21 @@ final class EchoConnection {
         guard !closing else { return }
         closing = true
         closeInFlight = true
-        closeCompletion.operation = .close(fd: fd)
-        submit(closeCompletion)
-    }
-
-    private func closed(_ result: CompletionResult) -> CallbackAction {
-        closeInFlight = false
-        if case .close(.failure(let e)) = result { server.note("close: \(e)") }
-        finishIfIdle()
-        return .disarm
-    }
-
-    /// Once the close and any operation it cancelled have called back, the connection
-    /// leaves the server (and its memory is freed).
-    private func finishIfIdle() {
-        if closing && !receiving && !sending && !closeInFlight { server.remove(self) }
-    }
-
-    private func submit(_ c: Completion) {
         do {
-            try server.loop.add(c)
+            try socket.close(loop: server.loop, completion: closeCompletion) { [unowned self] _, result in
+                self.closeInFlight = false
+                if case .failure(let e) = result { self.server.note("close: \(e)") }
+                self.finishIfIdle()
+                return .disarm
+            }
         } catch {
-            // Only a programming error can get here (adding an active completion).
-            fatalError("ev-echo-tcp: add failed: \(error)")
+            fatalError("ev-echo-tcp: close: \(error)")
         }
+    }
+
+    /// Once the close and everything it cancelled have called back, the connection leaves
+    /// the server (and its memory is freed).
+    private func finishIfIdle() {
+        if closing && !receiving && !closeInFlight && queue.isEmpty { server.remove(self) }
     }
 }

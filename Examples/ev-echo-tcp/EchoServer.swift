@@ -26,7 +26,7 @@ struct EchoStats: Sendable {
 /// own SO_REUSEPORT socket, so the threads share nothing while serving.
 final class EchoServer {
     let loop: LoopCore
-    let listener: Int32
+    let listener: TCPSocket
     private let accept = Completion()
     private let backoff = Completion()
     private let stopListener: StopListener
@@ -38,24 +38,31 @@ final class EchoServer {
     var bytesEchoed: UInt64 = 0
     private var openAtShutdown = 0
 
-    init(loop: LoopCore, listener: Int32, stop: StopListener) {
+    init(loop: LoopCore, listener: TCPSocket, stop: StopListener) {
         self.loop = loop
         self.listener = listener
         self.stopListener = stop
-        accept.operation = .accept(socket: listener)
-        accept.callback = { [unowned self] _, result in self.accepted(result) }
-        backoff.callback = { [unowned self] _, _ in
-            if !self.stopping { self.submit(self.accept) }
-            return .disarm
-        }
     }
 
     /// Serves until asked to stop, then closes every connection and returns what it did.
     func serve() -> EchoStats {
-        submit(accept)
+        do {
+            // One accept, rearmed for every connection (the watcher sets its callback once).
+            try listener.accept(loop: loop, completion: accept) { [unowned self] _, result in
+                self.accepted(result)
+            }
+        } catch {
+            Report.fail("ev-echo-tcp", "accept: \(error)")
+        }
         stopListener.start { [unowned self] in self.stop() }
         do {
             try loop.run(.untilDone)
+            // Everything was closed or cancelled by `stop`; anything still active would trip
+            // the loop's teardown check, so drain it rather than leave it to chance.
+            if loop.activeCount > 0 {
+                loop.cancelAll()
+                try loop.run(.untilDone)
+            }
         } catch {
             Report.fail("ev-echo-tcp", "loop failed: \(error)")
         }
@@ -63,38 +70,42 @@ final class EchoServer {
                          bytesEchoed: bytesEchoed, openAtShutdown: openAtShutdown)
     }
 
-    private func accepted(_ result: CompletionResult) -> CallbackAction {
+    private func accepted(_ result: Result<TCPSocket, EvError>) -> CallbackAction {
         switch result {
-        case .accept(.success(let fd)):
+        case .success(let socket):
             if stopping {
-                close(fd)
+                close(socket.fd)
                 return .disarm
             }
             // Small echoes go out at once: with Nagle's algorithm a second small segment
             // would wait for the client's delayed ACK (up to 40 ms).
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            try? socket.setNoDelay(true)
             connectionsServed += 1
-            let connection = EchoConnection(fd: fd, server: self)
+            let connection = EchoConnection(socket: socket, server: self)
             connection.slot = connections.count
             connections.append(connection)
             connection.start()
             return .rearm
-        case .accept(.failure(.canceled)):
+        case .failure(.canceled):
             return .disarm
-        case .accept(.failure(.connectionAborted)):
+        case .failure(.connectionAborted):
             // The client gave up between its SYN and our accept; nothing to serve.
             return .rearm
-        case .accept(.failure(let error)):
+        case .failure(let error):
             if stopping { return .disarm }
             // EMFILE/ENFILE (out of descriptors) and other persistent errors: the pending
             // connection stays in the backlog, so accepting again at once would spin the
-            // loop at 100 % CPU (PITFALLS E8). Report it and try again in 100 ms.
+            // loop at 100 % CPU (PITFALLS E8). Report it and try again in 100 ms; the
+            // accept completion keeps its operation and callback, so re-adding it resumes.
             note("accept: \(error); retrying in 100 ms")
-            backoff.operation = .timer(deadline: loop.now + .milliseconds(100))
-            submit(backoff)
-            return .disarm
-        default:
+            do {
+                try LoopTimer.start(loop: loop, completion: backoff, after: .milliseconds(100)) { [unowned self] _, result in
+                    if case .success = result, !self.stopping { self.submit(self.accept) }
+                    return .disarm
+                }
+            } catch {
+                fatalError("ev-echo-tcp: timer: \(error)")
+            }
             return .disarm
         }
     }
@@ -106,7 +117,7 @@ final class EchoServer {
         stopping = true
         openAtShutdown = connections.count
         if accept.state == .active { try? loop.cancel(accept, using: Completion()) }
-        if backoff.state == .active { try? loop.cancel(backoff, using: Completion()) }
+        if backoff.state == .active { try? LoopTimer.cancel(loop: loop, completion: backoff, using: Completion()) }
         stopListener.cancel()
         for c in connections { c.abort() }
     }

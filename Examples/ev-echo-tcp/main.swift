@@ -52,18 +52,30 @@ let (mainLoop, selection) = ExampleProcess.openLoop(program: tool.name, backend:
 Report.say("ev-echo-tcp: \(ExampleProcess.describe(selection, requested: requestedBackend))")
 
 // The sockets are made here, before the threads start, so that port 0 resolves to one
-// port that every thread's socket then binds.
-let blocking = mainLoop.prefersBlockingDescriptors
-var listeners: [Int32] = []
+// port that every thread's socket then binds. TCPSocket makes each close-on-exec and in the
+// blocking mode the backend wants (blocking for io_uring, non-blocking for epoll/poll).
+var listeners: [TCPSocket] = []
 let boundAddress: SocketAddress
 do {
-    let requested = try SocketAddress(host: host, port: port)
-    let first = try Sockets.bound(requested, type: SOCK_STREAM, backlog: Int32(backlog), reusePort: true, blocking: blocking)
-    listeners.append(first)
-    boundAddress = try Sockets.localAddress(first)
-    for _ in 1..<threadCount {
-        listeners.append(try Sockets.bound(boundAddress, type: SOCK_STREAM, backlog: Int32(backlog), reusePort: true, blocking: blocking))
+    func listening(on address: SocketAddress) throws(EvError) -> TCPSocket {
+        let socket = try TCPSocket(for: address, loop: mainLoop)
+        do {
+            try socket.setReuseAddress(true)
+            // One socket per thread on the same port: the kernel spreads connections.
+            try socket.setReusePort(true)
+            if address.family == AF_INET6 { try socket.setIPv6Only(true) }
+            try socket.bind(to: address)
+            try socket.listen(backlog: Int32(backlog))
+        } catch {
+            close(socket.fd)
+            throw error
+        }
+        return socket
     }
+    let first = try listening(on: SocketAddress(host: host, port: port))
+    listeners.append(first)
+    boundAddress = try first.localAddress()
+    for _ in 1..<threadCount { listeners.append(try listening(on: boundAddress)) }
 } catch {
     Report.fail(tool.name, "cannot listen on \(host):\(port): \(error)")
 }
@@ -74,7 +86,7 @@ Report.say("listening on \(boundAddress) (backend \(mainLoop.backend), threads \
 let perThread = ServerThreads.run(program: tool.name, mainLoop: mainLoop, threads: threadCount) { index, loop, stop in
     EchoServer(loop: loop, listener: listenerList[index], stop: stop).serve()
 }
-for fd in listeners { close(fd) }
+for socket in listeners { close(socket.fd) }
 
 let total = perThread.reduce(EchoStats(), +)
 Report.say("connections served: \(total.connectionsServed)")

@@ -25,15 +25,21 @@ struct UDPEchoStats: Sendable {
 /// A few `Slot`s are in flight at once, each a buffer with a receive and a send completion
 /// (allocated once, reused for every datagram): a slot receives a datagram, sends it back
 /// from the same buffer, and only then receives again. So the server holds at most
-/// `slots` datagrams, however fast clients send: the rest wait in the socket's receive
+/// `slots` datagrams however fast clients send: the rest wait in the socket's receive
 /// buffer, and the kernel drops what does not fit, which is UDP's own flow control.
+///
+/// The receive is armed through the UDP watcher once per slot and then re-added as it is
+/// (operation and callback unchanged); the reply only changes the send's buffer length and
+/// destination. The watcher's `write` would wrap its callback in a new closure on every
+/// call, so the reply sets the send completion's operation instead: nothing is allocated
+/// per datagram.
 final class UDPEchoServer {
     /// Large enough for any UDP datagram over IPv4 or IPv6 (without jumbograms).
     static let bufferSize = 65_536
     static let slots = 4
 
     let loop: LoopCore
-    let socket: Int32
+    let socket: UDPSocket
     private let stopListener: StopListener
     private var slots: [Slot] = []
     private var stopping = false
@@ -51,14 +57,12 @@ final class UDPEchoServer {
         deinit { buffer.deallocate() }
     }
 
-    init(loop: LoopCore, socket: Int32, stop: StopListener) {
+    init(loop: LoopCore, socket: UDPSocket, stop: StopListener) {
         self.loop = loop
         self.socket = socket
         self.stopListener = stop
         for _ in 0..<Self.slots {
             let slot = Slot()
-            slot.receive.operation = .recvmsg(socket: socket, buffer: slot.buffer)
-            slot.receive.callback = { [unowned self, unowned slot] _, result in self.received(slot, result) }
             slot.send.callback = { [unowned self, unowned slot] _, result in self.sent(slot, result) }
             slots.append(slot)
         }
@@ -66,29 +70,41 @@ final class UDPEchoServer {
 
     /// Serves until asked to stop; returns what it did.
     func serve() -> UDPEchoStats {
-        for slot in slots { submit(slot.receive) }
+        do {
+            for slot in slots {
+                try socket.read(loop: loop, completion: slot.receive, buffer: slot.buffer) { [unowned self, unowned slot] _, result in
+                    self.received(slot, result)
+                }
+            }
+        } catch {
+            Report.fail("ev-echo-udp", "receive: \(error)")
+        }
         stopListener.start { [unowned self] in self.stop() }
         do {
             try loop.run(.untilDone)
+            if loop.activeCount > 0 {
+                loop.cancelAll()
+                try loop.run(.untilDone)
+            }
         } catch {
             Report.fail("ev-echo-udp", "loop failed: \(error)")
         }
         return stats
     }
 
-    private func received(_ slot: Slot, _ result: CompletionResult) -> CallbackAction {
+    private func received(_ slot: Slot, _ result: Result<ReceivedMessage, EvError>) -> CallbackAction {
         if stopping { return .disarm }
         switch result {
-        case .recvmsg(.success(let message)):
+        case .success(let message):
             if message.truncated { stats.truncated += 1 }
-            slot.send.operation = .sendmsg(socket: socket,
+            slot.send.operation = .sendmsg(socket: socket.fd,
                                            buffer: UnsafeRawBufferPointer(rebasing: slot.buffer[0..<message.count]),
                                            address: message.address)
             submit(slot.send)
             return .disarm
-        case .recvmsg(.failure(.canceled)):
+        case .failure(.canceled):
             return .disarm
-        case .recvmsg(.failure(let error)):
+        case .failure(let error):
             // ECONNREFUSED here is the ICMP "port unreachable" for an earlier reply to a
             // client that has gone; it concerns that client only. Keep receiving.
             if error != .connectionRefused {
@@ -96,8 +112,6 @@ final class UDPEchoServer {
                 Report.warn("ev-echo-udp: receive: \(error)")
             }
             return .rearm
-        default:
-            return .disarm
         }
     }
 
@@ -116,6 +130,7 @@ final class UDPEchoServer {
         default:
             break
         }
+        // The receive completion still holds its operation and the watcher's callback.
         if !stopping { submit(slot.receive) }
         return .disarm
     }

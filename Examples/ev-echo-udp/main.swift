@@ -43,17 +43,31 @@ ExampleProcess.blockSignals([SIGINT, SIGTERM])
 let (mainLoop, selection) = ExampleProcess.openLoop(program: tool.name, backend: requestedBackend)
 Report.say("ev-echo-udp: \(ExampleProcess.describe(selection, requested: requestedBackend))")
 
-let blocking = mainLoop.prefersBlockingDescriptors
-var sockets: [Int32] = []
+// The sockets are made before the threads start, so that port 0 resolves to one port that
+// every thread's socket then binds (UDPSocket: close-on-exec, blocking mode per backend).
+var sockets: [UDPSocket] = []
 let boundAddress: SocketAddress
 do {
-    let requested = try SocketAddress(host: host, port: port)
-    let first = try Sockets.bound(requested, type: SOCK_DGRAM, backlog: 0, reusePort: true, blocking: blocking)
-    sockets.append(first)
-    boundAddress = try Sockets.localAddress(first)
-    for _ in 1..<threadCount {
-        sockets.append(try Sockets.bound(boundAddress, type: SOCK_DGRAM, backlog: 0, reusePort: true, blocking: blocking))
+    func bound(to address: SocketAddress) throws(EvError) -> UDPSocket {
+        let socket = try UDPSocket(for: address, loop: mainLoop)
+        do {
+            try socket.setReuseAddress(true)
+            // One socket per thread on the same port: the kernel spreads datagrams by source.
+            try socket.setReusePort(true)
+            if address.family == AF_INET6 {
+                try socket.setOption(level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1)
+            }
+            try socket.bind(to: address)
+        } catch {
+            close(socket.fd)
+            throw error
+        }
+        return socket
     }
+    let first = try bound(to: SocketAddress(host: host, port: port))
+    sockets.append(first)
+    boundAddress = try first.localAddress()
+    for _ in 1..<threadCount { sockets.append(try bound(to: boundAddress)) }
 } catch {
     Report.fail(tool.name, "cannot bind \(host):\(port): \(error)")
 }
@@ -64,7 +78,7 @@ Report.say("listening on \(boundAddress) (backend \(mainLoop.backend), threads \
 let perThread = ServerThreads.run(program: tool.name, mainLoop: mainLoop, threads: threadCount) { index, loop, stop in
     UDPEchoServer(loop: loop, socket: socketList[index], stop: stop).serve()
 }
-for fd in sockets { close(fd) }
+for socket in sockets { close(socket.fd) }
 
 let total = perThread.reduce(UDPEchoStats(), +)
 Report.say("datagrams echoed: \(total.datagrams)")
