@@ -6,6 +6,7 @@
 #   bash scripts/demo.sh                 # defaults
 #   DEMO_CONNECTIONS=64 DEMO_SIZE=16384 DEMO_DURATION=5 bash scripts/demo.sh
 #   EV_BACKEND=epoll bash scripts/demo.sh   # force a backend (poll, epoll, io_uring)
+#   DEMO_SCRATCH_PATH=.build-demo bash scripts/demo.sh   # build somewhere else than .build
 #
 # Works from a clean clone: scripts/setup.sh installs what is missing first.
 set -euo pipefail
@@ -18,10 +19,12 @@ duration="${DEMO_DURATION:-3}"
 bash scripts/setup.sh
 
 echo "==> building ev-echo-tcp, ev-echo-client and ev-echo-udp (release)"
+build=(swift build -c release)
+if [ -n "${DEMO_SCRATCH_PATH:-}" ]; then build+=(--scratch-path "$DEMO_SCRATCH_PATH"); fi
 for product in ev-echo-tcp ev-echo-client ev-echo-udp; do
-    swift build -c release --product "$product"
+    "${build[@]}" --product "$product"
 done
-bin="$(swift build -c release --show-bin-path)"
+bin="$("${build[@]}" --show-bin-path)"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/evloop-demo.XXXXXX")"
 server_pid=""
