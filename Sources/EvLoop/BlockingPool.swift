@@ -116,11 +116,16 @@ package final class BlockingPool: @unchecked Sendable {
     package func drainResults(_ body: (UInt64, Int) -> Void) {
         lock()
         if results.isEmpty { unlock(); return }
-        let batch = results
-        results.removeAll(keepingCapacity: true)
+        // Swap the posted results with the (empty) spare array instead of copying, so a
+        // drain does not allocate once both arrays have grown to the working size.
+        swap(&results, &draining)
         unlock()
-        for r in batch { body(r.id, r.raw) }
+        for r in draining { body(r.id, r.raw) }
+        draining.removeAll(keepingCapacity: true)
     }
+
+    /// Only touched by the thread that calls `drainResults` (the loop thread).
+    private var draining: [(id: UInt64, raw: Int)] = []
 
     /// Stops the workers after the jobs they are running, drops queued jobs, joins.
     package func shutdown() {
