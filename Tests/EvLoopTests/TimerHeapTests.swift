@@ -1,6 +1,9 @@
 import Testing
 @testable import EvLoop
 
+/// The userland timer heap every backend uses: ordering, removal and update keep the
+/// heap invariants and the completions' own indexes consistent, checked against a
+/// straightforward model.
 @Suite struct TimerHeapTests {
     @Test func popsInDeadlineThenArmOrder() {
         var heap = TimerHeap()
@@ -32,5 +35,118 @@ import Testing
         #expect(out == out.sorted())
         #expect(out.count == 100 - 34)
         #expect(out.last == 1000)
+    }
+
+    @Test func popExpiredRespectsNowAndMinDeadline() {
+        var heap = TimerHeap()
+        #expect(heap.minDeadline == nil && heap.min == nil && heap.isEmpty)
+        let a = Completion(), b = Completion(), c = Completion()
+        heap.insert(a, deadline: 30)
+        heap.insert(b, deadline: 10)
+        heap.insert(c, deadline: 20)
+        #expect(heap.minDeadline == 10 && heap.min === b && heap.count == 3)
+        let p9 = heap.popExpired(now: 9), p10 = heap.popExpired(now: 10), p15 = heap.popExpired(now: 15)
+        #expect(p9 == nil, "nothing before its deadline")
+        #expect(p10 === b, "a deadline equal to now has expired")
+        #expect(p15 == nil)
+        let rest = [heap.popExpired(now: .max), heap.popExpired(now: .max)]
+        #expect(rest[0] === c && rest[1] === a)
+        #expect(heap.isEmpty && b.heapIndex == -1)
+    }
+
+    @Test func equalDeadlinesFireInArmOrderAndUpdateMovesToTheBack() {
+        var heap = TimerHeap()
+        let cs = (0..<10).map { _ in Completion() }
+        for c in cs { heap.insert(c, deadline: 5) }
+        heap.update(cs[0], deadline: 5)   // re-armed: now the newest among equals
+        var out: [Completion] = []
+        while let c = heap.popExpired(now: 5) { out.append(c) }
+        #expect(out.map { ObjectIdentifier($0) } == (Array(cs[1...]) + [cs[0]]).map { ObjectIdentifier($0) })
+    }
+
+    @Test func removeOfANonMemberIsFalse() {
+        var heap = TimerHeap()
+        var other = TimerHeap()
+        let a = Completion(), b = Completion()
+        heap.insert(a, deadline: 1)
+        other.insert(b, deadline: 1)
+        let stranger = heap.remove(Completion())
+        let foreign = heap.remove(b)
+        let own = heap.remove(a)
+        let twice = heap.remove(a)
+        #expect(!stranger)
+        #expect(!foreign, "a timer of another heap, at the same index, is not ours")
+        #expect(own)
+        #expect(!twice, "removing twice")
+        #expect(heap.isEmpty && other.count == 1)
+    }
+
+    @Test func removeAllClearsIndexes() {
+        var heap = TimerHeap()
+        let cs = (0..<50).map { _ in Completion() }
+        for (i, c) in cs.enumerated() { heap.insert(c, deadline: UInt64(50 - i)) }
+        let all = heap.removeAll()
+        #expect(all.count == 50 && heap.isEmpty)
+        #expect(cs.allSatisfy { $0.heapIndex == -1 })
+        heap.insert(cs[0], deadline: 1)
+        #expect(heap.count == 1)
+    }
+
+    /// A random mix of insert, remove, update and pop against a sorted-array model; after
+    /// every step the heap's indexes point back at their completions.
+    @Test func randomOperationsMatchAModel() {
+        var rng = SplitMix(seed: 42)
+        var heap = TimerHeap()
+        let pool = (0..<64).map { _ in Completion() }
+        var model: [ObjectIdentifier: (deadline: UInt64, seq: UInt64)] = [:]
+        var seq: UInt64 = 0
+        var now: UInt64 = 0
+        var mismatches = 0
+        for _ in 0..<10_000 {
+            let c = pool[Int(rng.next() % 64)]
+            let id = ObjectIdentifier(c)
+            switch rng.next() % 5 {
+            case 0, 1:
+                if model[id] == nil {
+                    let d = now + rng.next() % 100
+                    heap.insert(c, deadline: d)
+                    seq += 1
+                    model[id] = (d, seq)
+                }
+            case 2:
+                if heap.remove(c) != (model[id] != nil) { mismatches += 1 }
+                model[id] = nil
+            case 3:
+                if model[id] != nil {
+                    let d = now + rng.next() % 100
+                    heap.update(c, deadline: d)
+                    seq += 1
+                    model[id] = (d, seq)
+                }
+            default:
+                now += rng.next() % 20
+                let expected = model.filter { $0.value.deadline <= now }.sorted { ($0.value.deadline, $0.value.seq) < ($1.value.deadline, $1.value.seq) }
+                var popped: [ObjectIdentifier] = []
+                while let x = heap.popExpired(now: now) { popped.append(ObjectIdentifier(x)) }
+                if popped != expected.map(\.key) { mismatches += 1 }
+                for k in popped { model[k] = nil }
+            }
+            if heap.count != model.count || heap.minDeadline != model.values.map(\.deadline).min() { mismatches += 1 }
+            for p in pool where (p.heapIndex >= 0) != (model[ObjectIdentifier(p)] != nil) { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+    }
+}
+
+/// SplitMix64, for reproducible random sequences in unit tests.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
