@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "ev-echo-udp", targets: ["ev-echo-udp"]),
         .executable(name: "ev-echo-client", targets: ["ev-echo-client"]),
         .executable(name: "ev-backend-probe", targets: ["ev-backend-probe"]),
+        .executable(name: "ev-echo-tcp-async", targets: ["ev-echo-tcp-async"]),
     ],
     targets: [
         // Small C shims for system calls Swift cannot reach directly (variadic syscall()).
@@ -34,13 +35,16 @@ let package = Package(
         .target(name: "EvBackendPoll", dependencies: ["EvLoop", "EvReadiness", "CEvSys"], swiftSettings: strict),
         .target(name: "EvBackendEpoll", dependencies: ["EvLoop", "EvReadiness", "CEvSys"], swiftSettings: strict),
         .target(name: "EvBackendUring", dependencies: ["EvLoop", "CLiburing", "CEvSys"], swiftSettings: strict),
+        // async/await on a loop: the loop as TaskExecutor + SerialExecutor, awaitable operations.
+        .target(name: "EvAsync", dependencies: ["EvLoop", "CEvSys"], swiftSettings: strict),
         .target(
             name: "Ev",
-            dependencies: ["EvLoop", "EvBackendPoll", "EvBackendEpoll", "EvBackendUring", "CEvSys"],
+            dependencies: ["EvLoop", "EvBackendPoll", "EvBackendEpoll", "EvBackendUring", "EvAsync", "CEvSys"],
             swiftSettings: strict
         ),
         .executableTarget(name: "ev-echo-tcp", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-tcp", swiftSettings: strict),
         .executableTarget(name: "ev-echo-udp", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-udp", swiftSettings: strict),
+        .executableTarget(name: "ev-echo-tcp-async", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-tcp-async", swiftSettings: strict),
         .executableTarget(name: "ev-echo-client", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-client", swiftSettings: strict),
         // Option parsing and reporting shared by the examples (hand-written: the package
         // takes no dependencies, not even for its examples).

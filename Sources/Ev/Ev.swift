@@ -2,3 +2,4 @@
 @_exported import EvBackendPoll
 @_exported import EvBackendEpoll
 @_exported import EvBackendUring
+@_exported import EvAsync

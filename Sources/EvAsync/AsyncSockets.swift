@@ -1,0 +1,180 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import EvLoop
+
+// Awaitable forms of the TCP and UDP watchers' operations.
+//
+// They perform the same loop operations the callback forms do (accept, connect, recv, send,
+// recvmsg, sendmsg, shutdown, close) through `LoopExecutor.perform`, so they behave
+// identically on every backend; only the delivery differs: the completion's callback resumes
+// the awaiting task on the loop thread. `TCPSocket` and `UDPSocket` are `Sendable` values
+// (just the descriptor), so a task hands a connection to a child task by value.
+//
+// Every method must be awaited from code running on the loop's executor (see
+// `LoopExecutor.perform`), and each one is `nonisolated(nonsending)`: it runs on its
+// caller's executor, never hopping to the global pool and back. A socket may have one read
+// and one write awaited at the same time (from two tasks); two reads at once are allowed by
+// the loop but deliver data in an unspecified order between them.
+//
+// Cancellation: cancelling the awaiting task cancels the operation; the method then throws
+// `CancellationError` (see `LoopExecutor.perform` for the race with completion). Closing a
+// descriptor ignores cancellation: a close always happens.
+
+extension TCPSocket {
+    /// Accepts one connection. The new socket is close-on-exec (non-blocking on readiness
+    /// backends) and belongs to the caller: close it with `close(on:)`.
+    ///
+    /// An accept that completes at the same moment the task is cancelled returns its
+    /// connection (nothing leaks); the next await in the task throws `CancellationError`.
+    nonisolated(nonsending)
+    public func accept(on executor: LoopExecutor) async throws -> TCPSocket {
+        let result = try await executor.perform(.accept(socket: fd))
+        guard case .accept(let r) = result else { unexpected(result) }
+        return TCPSocket(fd: try r.get())
+    }
+
+    /// Creates a socket for `address` (in the mode the executor's loop prefers), connects
+    /// it, and returns it. On failure or cancellation the socket is closed before this throws.
+    nonisolated(nonsending)
+    public static func connect(to address: SocketAddress, on executor: LoopExecutor) async throws -> TCPSocket {
+        let socket = try TCPSocket(for: address, loop: executor.loop)
+        do {
+            try await socket.connect(to: address, on: executor)
+        } catch {
+            try? await socket.close(on: executor)
+            throw error
+        }
+        return socket
+    }
+
+    /// Connects this socket to `address` (`.connectionRefused` when nothing listens there).
+    nonisolated(nonsending)
+    public func connect(to address: SocketAddress, on executor: LoopExecutor) async throws {
+        let result = try await executor.perform(.connect(socket: fd, address: address))
+        guard case .connect(let r) = result else { unexpected(result) }
+        try r.get()
+    }
+
+    /// Reads up to `buffer.count` bytes into `buffer`; returns the count, or 0 when the peer
+    /// has closed its side (end of stream) or `buffer` is empty.
+    ///
+    /// The buffer only needs to stay valid for the duration of the call: the method returns
+    /// after the loop (and the kernel) are done with it, cancellation included.
+    nonisolated(nonsending)
+    public func read(into buffer: UnsafeMutableRawBufferPointer, on executor: LoopExecutor) async throws -> Int {
+        let result = try await executor.perform(.recv(socket: fd, buffer: buffer))
+        return try readCount(result)
+    }
+
+    /// Writes up to `buffer.count` bytes; returns how many were written (possibly fewer).
+    /// `.brokenPipe` or `.connectionReset` when the peer has gone (never SIGPIPE).
+    nonisolated(nonsending)
+    public func write(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor) async throws -> Int {
+        let result = try await executor.perform(.send(socket: fd, buffer: buffer))
+        return try writeCount(result)
+    }
+
+    /// Writes all of `buffer`, resuming after short writes.
+    nonisolated(nonsending)
+    public func writeAll(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor) async throws {
+        var offset = 0
+        while offset < buffer.count {
+            let rest = UnsafeRawBufferPointer(rebasing: buffer[offset...])
+            offset += try await write(rest, on: executor)
+        }
+    }
+
+    /// Shuts down one or both directions (`.write`: the peer reads end of stream after the
+    /// data already sent).
+    nonisolated(nonsending)
+    public func shutdown(_ how: ShutdownHow = .write, on executor: LoopExecutor) async throws {
+        let result = try await executor.perform(.shutdown(socket: fd, how: how))
+        guard case .shutdown(let r) = result else { unexpected(result) }
+        try r.get()
+    }
+
+    /// Closes the socket through the loop: operations other tasks still await on it are
+    /// cancelled first (they throw `EvError.canceled`), then the descriptor is closed.
+    /// Cancelling the task does not stop the close.
+    nonisolated(nonsending)
+    public func close(on executor: LoopExecutor) async throws {
+        try await closeDescriptor(fd, on: executor)
+    }
+}
+
+extension UDPSocket {
+    /// Creates a UDP socket bound to `address` (port 0: the kernel picks one, see
+    /// `localAddress()`), in the mode the executor's loop prefers. Call it on the loop thread.
+    public static func bound(to address: SocketAddress, on executor: LoopExecutor) throws(EvError) -> UDPSocket {
+        let socket = try UDPSocket(for: address, loop: executor.loop)
+        do {
+            try socket.bind(to: address)
+        } catch {
+            closeNow(socket.fd)
+            throw error
+        }
+        return socket
+    }
+
+    /// Receives one datagram into `buffer`: its size, sender and whether its tail was cut
+    /// off because the buffer was too small.
+    nonisolated(nonsending)
+    public func receive(into buffer: UnsafeMutableRawBufferPointer, on executor: LoopExecutor) async throws -> ReceivedMessage {
+        let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer))
+        guard case .recvmsg(let r) = result else { unexpected(result) }
+        return try r.get()
+    }
+
+    /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
+    /// bytes sent.
+    nonisolated(nonsending)
+    public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, on executor: LoopExecutor) async throws -> Int {
+        let result = try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address))
+        return try writeCount(result)
+    }
+
+    /// Closes the socket through the loop (pending receives are cancelled first).
+    nonisolated(nonsending)
+    public func close(on executor: LoopExecutor) async throws {
+        try await closeDescriptor(fd, on: executor)
+    }
+}
+
+// MARK: Shared result handling
+
+/// close(2) outside the loop, for a descriptor the loop has never seen. EINTR is not
+/// retried: Linux has released the descriptor already, and a retry could close a number
+/// another thread was just given.
+@inline(__always)
+func closeNow(_ fd: Int32) {
+    _ = close(fd)
+}
+
+/// A read's byte count, with the end of a stream as 0.
+@inline(__always)
+func readCount(_ result: CompletionResult) throws -> Int {
+    guard case .read(let r) = result else { unexpected(result) }
+    switch r {
+    case .success(let n): return n
+    case .failure(.endOfFile): return 0
+    case .failure(let e): throw e
+    }
+}
+
+@inline(__always)
+func writeCount(_ result: CompletionResult) throws -> Int {
+    guard case .write(let r) = result else { unexpected(result) }
+    return try r.get()
+}
+
+/// Closes `fd` through the loop, whatever the task's cancellation state.
+nonisolated(nonsending)
+func closeDescriptor(_ fd: Int32, on executor: LoopExecutor) async throws {
+    executor.preconditionOnLoopThread("closing a descriptor")
+    let result = try await executor.performChecked(.close(fd: fd), cancellable: false)
+    guard case .close(let r) = result else { unexpected(result) }
+    try r.get()
+}

@@ -1,0 +1,180 @@
+import EvLoop
+
+/// One reusable awaitable operation: a `Completion` whose callback resumes the task that
+/// awaits it.
+///
+/// Slots come from the executor's pool and go back to it after the await, so in steady
+/// state an await allocates nothing: the continuation lives in the task's own frame, the
+/// completion and its callback closure (which captures nothing) are made once per slot, and
+/// the cancellation handler's context is on the stack.
+///
+/// A slot is used by one await at a time. Each await gets a new `awaitID`; a cancellation
+/// request carries the id it was made for, so a request that arrives late (from another
+/// thread, through the executor's queue) is ignored once the slot serves another await.
+final class AwaitSlot: LoopCancellable {
+    /// The executor's lifetime covers every await on the slot: `LoopExecutor.perform` keeps
+    /// the executor alive for as long as it is suspended, and the completion's callback
+    /// runs only while it is suspended. (A strong reference would make a cycle through the
+    /// executor's pool.)
+    unowned(unsafe) let executor: LoopExecutor
+    let completion = Completion()
+    /// Reused for the cancels this slot issues (a fresh one when it is still in flight).
+    fileprivate var cancelCompletion: Completion?
+    /// Set while an operation is in flight and its task is suspended.
+    private var continuation: UnsafeContinuation<CompletionResult?, Never>?
+    private(set) var awaitID: UInt64 = 0
+
+    init(executor: LoopExecutor) {
+        self.executor = executor
+        completion.callback = { c, result in
+            let slot = unsafeDowncast(c.userData.unsafelyUnwrapped, to: AwaitSlot.self)
+            c.userData = nil
+            slot.fire(result)
+            return .disarm
+        }
+    }
+
+    private func fire(_ result: CompletionResult) {
+        guard let continuation else {
+            preconditionFailure("EvAsync: a completion finished with no task awaiting it")
+        }
+        self.continuation = nil
+        executor.resumeInCallback { continuation.resume(returning: result) }
+    }
+
+    /// Starts `operation` and suspends until its callback has run. Runs on the loop thread
+    /// (the caller checked). Returns nil when the task was cancelled before the operation
+    /// could start (nothing was added to the loop then).
+    ///
+    /// `nonisolated(nonsending)`: it runs on the caller's executor, which is the loop's, so
+    /// there is no hop on the way in or out.
+    nonisolated(nonsending)
+    func perform(_ operation: Operation) async -> CompletionResult? {
+        awaitID &+= 1
+        let ticket = CancelTicket(target: self, id: awaitID)
+        let executor = self.executor
+        completion.operation = operation
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
+                // The handler below may already have run (on this thread, when the task was
+                // cancelled before the handler was installed; on another thread, racing
+                // with us). Either way the flag is set by now, and starting the operation
+                // would only make the cancel chase it.
+                if Task.isCancelled {
+                    continuation.resume(returning: nil)
+                    return
+                }
+                self.start(continuation)
+            }
+        } onCancel: {
+            executor.requestCancel(ticket)
+        }
+    }
+
+    /// `perform` without a cancellation handler, for operations that must happen whatever
+    /// the task's state (closing a descriptor). Never returns nil.
+    nonisolated(nonsending)
+    func performIgnoringCancellation(_ operation: Operation) async -> CompletionResult? {
+        awaitID &+= 1
+        completion.operation = operation
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
+            self.start(continuation)
+        }
+    }
+
+    private func start(_ continuation: UnsafeContinuation<CompletionResult?, Never>) {
+        self.continuation = continuation
+        completion.userData = self
+        do {
+            try executor.loopUnchecked.add(completion)
+        } catch {
+            preconditionFailure("EvAsync: an operation slot was still in flight: \(error)")
+        }
+    }
+
+    /// Cancels the operation of await `id` if it is still in flight (loop thread only). Its
+    /// callback then runs once, with `.canceled` or with its real result.
+    func cancelOnLoop(_ id: UInt64) {
+        guard id == awaitID, continuation != nil, completion.state == .active else { return }
+        cancelInFlight(completion, reusing: &cancelCompletion, on: executor.loopUnchecked)
+    }
+
+    /// Makes the slot ready for the pool: drops a cancel completion that is still in flight
+    /// (the loop keeps it alive until its callback, which does nothing).
+    func prepareForReuse() {
+        if let c = cancelCompletion, c.state == .active { cancelCompletion = nil }
+    }
+}
+
+/// Cancels `target` (in flight) through `loop`, with `spare` as the cancel completion when it
+/// is free (a fresh one, kept as the new spare, when the previous cancel is still in flight).
+func cancelInFlight(_ target: Completion, reusing spare: inout Completion?, on loop: LoopCore) {
+    let cancel: Completion
+    if let c = spare, c.state == .dead {
+        cancel = c
+    } else {
+        cancel = Completion()
+        spare = cancel
+    }
+    // add() only throws for an active completion, and `cancel` is dead.
+    try? loop.cancel(target, using: cancel)
+}
+
+/// An await of a watcher's own operation (a process exit, a signal): the watcher configures
+/// the completion and its callback, and the callback hands the typed result to the task.
+///
+/// One per await (these are rare events: a few allocations each is fine), with the same
+/// cancellation path as `AwaitSlot`.
+final class WatcherAwait<Value: Sendable>: LoopCancellable {
+    let executor: LoopExecutor
+    let completion = Completion()
+    private var cancelCompletion: Completion?
+    private var continuation: UnsafeContinuation<Result<Value, EvError>?, Never>?
+
+    init(executor: LoopExecutor) { self.executor = executor }
+
+    /// Calls `start` with the completion and a function the watcher's callback must call
+    /// exactly once with the result, then suspends until it has. Throws `CancellationError`
+    /// when the task is cancelled and the watcher reports `.canceled`.
+    nonisolated(nonsending)
+    func run(_ start: (Completion, @escaping (Result<Value, EvError>) -> Void) throws(EvError) -> Void) async throws -> Value {
+        executor.preconditionOnLoopThread("an awaited watcher operation")
+        executor.ensureAwake()
+        try Task.checkCancellation()
+        let ticket = CancelTicket(target: self, id: 0)
+        let executor = self.executor
+        let outcome = await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Value, EvError>?, Never>) in
+                if Task.isCancelled {
+                    continuation.resume(returning: nil)
+                    return
+                }
+                self.continuation = continuation
+                do throws(EvError) {
+                    try start(self.completion) { [self] result in self.deliver(result) }
+                } catch {
+                    self.continuation = nil
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        } onCancel: {
+            executor.requestCancel(ticket)
+        }
+        guard let outcome else { throw CancellationError() }
+        if case .failure(.canceled) = outcome, Task.isCancelled { throw CancellationError() }
+        return try outcome.get()
+    }
+
+    private func deliver(_ result: Result<Value, EvError>) {
+        guard let continuation else {
+            preconditionFailure("EvAsync: a watcher reported a result twice")
+        }
+        self.continuation = nil
+        executor.resumeInCallback { continuation.resume(returning: result) }
+    }
+
+    func cancelOnLoop(_ id: UInt64) {
+        guard continuation != nil, completion.state == .active else { return }
+        cancelInFlight(completion, reusing: &cancelCompletion, on: executor.loopUnchecked)
+    }
+}

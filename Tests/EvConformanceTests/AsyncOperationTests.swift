@@ -1,0 +1,374 @@
+// Conformance: awaitable loop operations (EvAsync): timers, TCP, UDP, files, notifiers,
+// and task cancellation mapped onto loop cancellation. Every test runs unchanged on every
+// backend, loopback only.
+import Testing
+import Ev
+import CEvSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Conformance: awaited operations")
+struct AsyncOperationTests {
+
+    /// An awaited write and read over a loopback TCP connection made by awaited accept and
+    /// connect; the tasks resume on the loop thread.
+    @Test(arguments: conformanceBackends)
+    func awaitedReadAndWriteOnLoopback(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, h in
+            let (listenFd, port) = try Sock.listener()
+            h.forLoop(listenFd)
+            let listener = TCPSocket(fd: listenFd)
+            let loopThread = currentThreadID()
+            let message = (0..<5000).map { patternByte($0) }
+            let (echoed, threads) = try runAsync(executor) {
+                try await withThrowingTaskGroup(of: [Int32].self) { group in
+                    // Server: accept, read everything until end of stream, write it back.
+                    group.addTask {
+                        let conn = try await listener.accept(on: executor)
+                        var seen = [currentThreadID()]
+                        let buffer = TestBuffer(1024)
+                        var received: [UInt8] = []
+                        while true {
+                            let n = try await conn.read(into: buffer.raw, on: executor)
+                            seen.append(currentThreadID())
+                            if n == 0 { break }
+                            received += buffer.raw[0..<n]
+                        }
+                        let out = TestBuffer(received)
+                        try await conn.writeAll(UnsafeRawBufferPointer(out.raw), on: executor)
+                        try await conn.close(on: executor)
+                        return seen
+                    }
+                    // Client: connect, write, shut down, read the echo.
+                    let client = try await TCPSocket.connect(to: try Sock.loopback(ipv6: false, port: port), on: executor)
+                    let out = TestBuffer(message)
+                    try await client.writeAll(UnsafeRawBufferPointer(out.raw), on: executor)
+                    try await client.shutdown(.write, on: executor)
+                    let buffer = TestBuffer(message.count + 16)
+                    var got = 0
+                    while true {
+                        let n = try await client.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.raw[got...]), on: executor)
+                        if n == 0 { break }
+                        got += n
+                    }
+                    try await client.close(on: executor)
+                    let serverThreads = try await group.next() ?? []
+                    return (Array(buffer.raw[0..<got]), serverThreads + [currentThreadID()])
+                }
+            }
+            #expect(echoed == message)
+            #expect(Set(threads) == [loopThread])
+            #expect(Fds.socketsBound(toPort: port, except: listenFd).isEmpty, "every connection was closed")
+        }
+    }
+
+    /// Reads awaited on a connection made outside the loop; a reset peer is reported as an
+    /// error value.
+    @Test(arguments: conformanceBackends)
+    func awaitedReadOfExternalPeer(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, h in
+            let (a, b) = try Sock.tcpPair()
+            h.forLoop(a); h.own(b)
+            let socket = TCPSocket(fd: a)
+            let writer = try TestThread { usleep(20_000); try? Sock.put(b, "ping") }
+            defer { writer.join() }
+            let first = try runAsync(executor) {
+                let buffer = TestBuffer(64)
+                let n = try await socket.read(into: buffer.raw, on: executor)
+                return Array(buffer.raw[0..<n])
+            }
+            #expect(first == Array("ping".utf8))
+            Sock.closeWithReset(b)
+            h.forget(b)
+            let outcome: Result<Int, EvError> = try runAsync(executor) {
+                let buffer = TestBuffer(64)
+                do {
+                    return .success(try await socket.read(into: buffer.raw, on: executor))
+                } catch let e as EvError {
+                    return .failure(e)
+                }
+            }
+            #expect(outcome == .failure(.connectionReset))
+        }
+    }
+
+    /// Cancelling a task awaiting accept: the accept is cancelled through the loop, the task
+    /// gets CancellationError, the loop has nothing left active and no descriptor leaks; from
+    /// the loop thread and from another thread.
+    @Test(arguments: conformanceBackends)
+    func cancelAwaitedAccept(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, h in
+            let (listenFd, port) = try Sock.listener()
+            h.forLoop(listenFd)
+            let listener = TCPSocket(fd: listenFd)
+            let baseline = loop.activeCount
+
+            // Cancelled by loop code (the handler runs on the loop thread).
+            let outcome = try runAsync(executor) {
+                let task = Task(executorPreference: executor) { () async throws -> Int32 in
+                    try await listener.accept(on: executor).fd
+                }
+                try await executor.sleep(for: .milliseconds(20))
+                task.cancel()
+                do {
+                    let fd = try await task.value
+                    return "accepted \(fd)"
+                } catch is CancellationError {
+                    return "cancelled"
+                }
+            }
+            #expect(outcome == "cancelled")
+
+            // Cancelled from another thread (the request hops to the loop via the executor).
+            let handle = Locked<Task<Int32, any Error>?>(nil)
+            let outcome2 = try runAsync(executor) {
+                let task = Task(executorPreference: executor) { () async throws -> Int32 in
+                    try await listener.accept(on: executor).fd
+                }
+                handle.withLock { $0 = task }
+                let canceller = try TestThread {
+                    usleep(20_000)
+                    handle.value?.cancel()
+                }
+                defer { canceller.join() }
+                do {
+                    let fd = try await task.value
+                    return "accepted \(fd)"
+                } catch is CancellationError {
+                    return "cancelled"
+                }
+            }
+            #expect(outcome2 == "cancelled")
+            #expect(loop.activeCount == baseline, "the cancelled accepts left nothing active")
+            #expect(Fds.socketsBound(toPort: port, except: listenFd).isEmpty, "no accepted descriptor leaked")
+
+            // Still usable afterwards: a real connection is accepted.
+            let client = try Sock.tcp()
+            h.own(client)
+            let accepted = try runAsync(executor) {
+                let t = try TestThread { _ = try? Sock.loopback(ipv6: false, port: port).withSockAddr { connect(client, $0, $1) } }
+                defer { t.join() }
+                let s = try await listener.accept(on: executor)
+                try await s.close(on: executor)
+                return true
+            }
+            #expect(accepted)
+        }
+    }
+
+    /// A task that is already cancelled does not start the operation at all.
+    @Test(arguments: conformanceBackends)
+    func alreadyCancelledTaskStartsNothing(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let result = try runAsync(executor) {
+                let task = Task(executorPreference: executor) { () async -> String in
+                    withUnsafeCurrentTask { $0?.cancel() }
+                    do {
+                        try await executor.sleep(for: .seconds(30))
+                        return "slept"
+                    } catch is CancellationError {
+                        return "cancelled"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                return await task.value
+            }
+            #expect(result == "cancelled")
+            #expect(loop.activeCount == 1, "only the executor's wake-up poll")
+        }
+    }
+
+    /// 10,000 concurrent awaited timers in a task group on the loop executor: each fires
+    /// once, never early, on the loop thread.
+    @Test(arguments: conformanceBackends)
+    func tenThousandConcurrentTimers(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let loopThread = currentThreadID()
+            loop.updateNow()
+            let start = LoopInstant.now()
+            let (fired, early, offThread) = try runAsync(executor, limit: .seconds(30)) {
+                try await withThrowingTaskGroup(of: (Bool, Bool).self) { group in
+                    for i in 0..<10_000 {
+                        group.addTask {
+                            let delay = Duration.milliseconds(1 + i % 50)
+                            let armed = LoopInstant.now()
+                            try await executor.sleep(for: delay)
+                            // The loop measures from its cached `now`, read before `armed`.
+                            let early = LoopInstant.now() - armed < delay - .milliseconds(1)
+                            return (early, currentThreadID() != loopThread)
+                        }
+                    }
+                    var fired = 0, early = 0, offThread = 0
+                    for try await (e, off) in group {
+                        fired += 1
+                        if e { early += 1 }
+                        if off { offThread += 1 }
+                    }
+                    return (fired, early, offThread)
+                }
+            }
+            #expect(fired == 10_000)
+            #expect(early == 0)
+            #expect(offThread == 0)
+            #expect(LoopInstant.now() - start < .seconds(20))
+            #expect(executor.pooledSlots > 0, "slots go back to the pool")
+        }
+    }
+
+    /// A long awaited sleep cancelled from another thread ends at once with
+    /// CancellationError; its timer is gone from the loop.
+    @Test(arguments: conformanceBackends)
+    func cancelSleepFromAnotherThread(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let handle = Locked<Task<String, Never>?>(nil)
+            let start = LoopInstant.now()
+            let outcome = try runAsync(executor) {
+                let task = Task(executorPreference: executor) { () async -> String in
+                    do {
+                        try await executor.sleep(for: .seconds(30))
+                        return "slept"
+                    } catch is CancellationError {
+                        return "cancelled"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                handle.withLock { $0 = task }
+                let canceller = try TestThread {
+                    usleep(10_000)
+                    handle.value?.cancel()
+                }
+                defer { canceller.join() }
+                return await task.value
+            }
+            #expect(outcome == "cancelled")
+            #expect(LoopInstant.now() - start < .seconds(5))
+            #expect(loop.activeCount == 1, "only the executor's wake-up poll")
+        }
+    }
+
+    /// Loop cancellation that is not task cancellation (`cancelAll`) reports
+    /// `EvError.canceled`, not CancellationError.
+    @Test(arguments: conformanceBackends)
+    func loopCancellationIsAnEvError(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let outcome = Locked<String>("")
+            Task(executorPreference: executor) {
+                do {
+                    try await executor.sleep(for: .seconds(30))
+                    outcome.withLock { $0 = "slept" }
+                } catch let e as EvError {
+                    outcome.withLock { $0 = "ev \(e == .canceled)" }
+                } catch {
+                    outcome.withLock { $0 = "other \(error)" }
+                }
+            }
+            try loop.run(.noWait)   // the task starts and arms its timer
+            loop.cancelAll()
+            #expect(try runUntilDone(loop))
+            #expect(outcome.value == "ev true")
+            executor.resume()
+        }
+    }
+
+    /// Awaited UDP send and receive over loopback, with the sender's address.
+    @Test(arguments: conformanceBackends)
+    func awaitedUDP(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, h in
+            let a = try UDPSocket.bound(to: try Sock.loopback(ipv6: false, port: 0), on: executor)
+            let b = try UDPSocket.bound(to: try Sock.loopback(ipv6: false, port: 0), on: executor)
+            let aAddress = try a.localAddress(), bAddress = try b.localAddress()
+            let (message, reply) = try runAsync(executor) {
+                async let received: (ReceivedMessage, [UInt8]) = {
+                    let buffer = TestBuffer(64)
+                    let m = try await b.receive(into: buffer.raw, on: executor)
+                    return (m, Array(buffer.raw[0..<m.count]))
+                }()
+                let out = TestBuffer(Array("datagram".utf8))
+                let sent = try await a.send(UnsafeRawBufferPointer(out.raw), to: bAddress, on: executor)
+                #expect(sent == 8)
+                let (m, bytes) = try await received
+                try await a.close(on: executor)
+                try await b.close(on: executor)
+                return (m, bytes)
+            }
+            #expect(reply == Array("datagram".utf8))
+            #expect(message.address == aAddress)
+            #expect(!message.truncated)
+            _ = h
+        }
+    }
+
+    /// Awaited file writes and reads (positional and at the current position).
+    @Test(arguments: conformanceBackends)
+    func awaitedFileIO(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, h in
+            let fd = try makeTempFile()
+            h.own(fd)
+            let file = File(fd: fd)
+            let data = (0..<10_000).map { patternByte($0, seed: 3) }
+            let readBack = try runAsync(executor) {
+                let out = TestBuffer(data)
+                try await file.writeAll(UnsafeRawBufferPointer(out.raw), at: 0, on: executor)
+                let tail = TestBuffer(Array("tail".utf8))
+                _ = try await file.write(UnsafeRawBufferPointer(tail.raw), at: UInt64(data.count), on: executor)
+                let buffer = TestBuffer(data.count + 100)
+                var got = 0
+                while true {
+                    let n = try await file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.raw[got...]), at: UInt64(got), on: executor)
+                    if n == 0 { break }
+                    got += n
+                }
+                return Array(buffer.raw[0..<got])
+            }
+            #expect(readBack == data + Array("tail".utf8))
+            #expect(fileContent(fd) == readBack)
+        }
+    }
+
+    /// Awaiting a notifier: notifications from another thread wake the task on the loop;
+    /// several before the wait count once.
+    @Test(arguments: conformanceBackends)
+    func awaitedNotifier(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let notifier = try AsyncNotifier()
+            let loopThread = currentThreadID()
+            let threads = try runAsync(executor) {
+                var seen: [Int32] = []
+                let t = try TestThread { usleep(10_000); notifier.notify() }
+                try await notifier.wait(on: executor)
+                t.join()
+                seen.append(currentThreadID())
+                notifier.notify(); notifier.notify(); notifier.notify()
+                try await notifier.wait(on: executor)
+                seen.append(currentThreadID())
+                // Nothing pending now: a wait must block until the next notify.
+                let t2 = try TestThread { usleep(10_000); notifier.notify() }
+                defer { t2.join() }
+                let before = LoopInstant.now()
+                try await notifier.wait(on: executor)
+                #expect(LoopInstant.now() - before >= .milliseconds(5), "coalesced notifications counted once")
+                seen.append(currentThreadID())
+                return seen
+            }
+            #expect(threads == [loopThread, loopThread, loopThread])
+        }
+    }
+
+    /// Awaited operations reuse pooled slots: many sequential awaits grow the pool by at
+    /// most one slot.
+    @Test(arguments: conformanceBackends)
+    func sequentialAwaitsReuseOneSlot(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let pooled = try runAsync(executor) {
+                // The timeout racer holds one slot; this task uses one more, over and over.
+                for _ in 0..<1000 { try await executor.sleep(for: .zero) }
+                return 0
+            }
+            #expect(pooled == 0)
+            #expect(executor.pooledSlots <= 3, "a run of sequential awaits reuses the same slots")
+        }
+    }
+}
