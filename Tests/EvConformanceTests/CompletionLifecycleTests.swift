@@ -149,7 +149,7 @@ struct CompletionLifecycleTests {
         #expect(read.generation == gen &+ 1, "every activation gets a new generation")
     }
 
-    /// PITFALLS J1: cancelAll with 100 pending reads (and a timer and an accept) gives 100
+    /// PITFALLS J1: cancelAll with 100 pending reads (and a timer, an accept and a poll) gives 100
     /// `.canceled` read callbacks, then the drained loop deinitializes.
     @Test(arguments: conformanceBackends)
     func cancelAllThenDeinit(backend: Backend) throws {
@@ -184,12 +184,16 @@ struct CompletionLifecycleTests {
             Sock.setNonBlocking(l, !loop.prefersBlockingDescriptors)
             try loop.add(Completion(.accept(socket: l), callback: record))
             try loop.timer(Completion(), after: .seconds(30), callback: record)
+            let (pa, pb) = try Sock.socketPair()
+            fds += [pa, pb]
+            Sock.setNonBlocking(pa, !loop.prefersBlockingDescriptors)
+            try loop.add(Completion(.poll(fd: pa, events: .readable), callback: record))
             try loop.run(.noWait)
-            #expect(loop.activeCount == 102)
+            #expect(loop.activeCount == 103)
             loop.cancelAll()
             let drained = try runUntilDone(loop)
             #expect(drained)
-            #expect(canceled == 102)
+            #expect(canceled == 103)
             #expect(other.isEmpty, "\(other)")
             #expect(loop.activeCount == 0)
             #expect(completions.allSatisfy { $0.state == .dead })
