@@ -4,6 +4,14 @@ import Ev
 import Glibc
 #endif
 
+// The conformance suite: every test is `@Test(arguments: conformanceBackends)` and starts
+// with `let loop = try makeTestLoop(backend)`, then `let h = Harness(loop)` and
+// `defer { h.finish() }` (SocketHelpers.swift), which drains the loop before its descriptors
+// are closed and its buffers freed. Sockets given to the loop go through `h.forLoop(_:)`,
+// which makes them blocking or non-blocking as the loop prefers; the test's own side of a
+// connection uses plain system calls (`Sock`), and `runUntil(loop) { condition }` runs the
+// loop with a bound on time. Narrow a run with EV_TEST_BACKENDS=epoll,poll.
+
 /// The backends the conformance suite runs on: all of them, unless EV_TEST_BACKENDS
 /// (a comma-separated list such as "epoll,poll") narrows the run.
 let conformanceBackends: [Backend] = {
