@@ -45,6 +45,13 @@ import Synchronization
 /// the next time the loop runs. `run(_:)` on the executor is the way to keep the loop
 /// running until a piece of async code has finished, whatever it waits for.
 ///
+/// **What does not run on the loop**: code isolated to `@MainActor` (top-level code in
+/// main.swift included), `Task.sleep` (a global-executor timer: the task resumes on the loop
+/// through the cross-thread path, and the sleep neither holds the loop nor is cancelled
+/// through it; use `sleep(for:)`), a plain `Task {}` or `Task.detached {}` without
+/// `executorPreference`, and actors whose executor is not this one. docs/ASYNC.md has the
+/// details and how to keep a program on the loop.
+///
 /// **Binding.** A loop runs on one thread; create its executor on that thread (the thread
 /// that will call `run`). The executor records it, and every entry point that touches the
 /// loop checks it with a precondition. Create one executor per loop. The executor is

@@ -357,6 +357,80 @@ struct AsyncOperationTests {
         }
     }
 
+    /// Awaiting a child's exit: the status of a child that exits by itself; a cancelled
+    /// await leaves the child running (CancellationError), and a later await reports its
+    /// death by SIGKILL.
+    @Test(arguments: conformanceBackends)
+    func awaitedProcessExit(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let (quick, cancelled, killed) = try runAsync(executor) {
+                let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 3"], stdin: .null, stdout: .null, stderr: .null)
+                let quick = try await child.exit(on: executor)
+
+                let sleeper = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, stdout: .null, stderr: .null)
+                let pid = sleeper.pid
+                let waiter = Task(executorPreference: executor) { () async -> String in
+                    do {
+                        let watched = try Subprocess(pid: pid)
+                        return "\(try await watched.exit(on: executor))"
+                    } catch is CancellationError {
+                        return "cancelled"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                try await executor.sleep(for: .milliseconds(20))
+                waiter.cancel()
+                let cancelled = await waiter.value
+                // Not reaped by the cancelled await, so the pid is still this child's.
+                kill(pid, SIGKILL)
+                let killed = try await sleeper.exit(on: executor)
+                return (quick, cancelled, killed)
+            }
+            #expect(quick == .exited(3))
+            #expect(cancelled == "cancelled")
+            #expect(killed == .signaled(SIGKILL, coreDumped: false))
+        }
+    }
+
+    /// Awaiting a signal (SIGUSR2, blocked in this thread and raised to it: a signalfd
+    /// reports thread-directed signals to the thread that reads it, and the loop runs here).
+    @Test(arguments: conformanceBackends)
+    func awaitedSignal(backend: Backend) throws {
+        try SignalWatcher.block([SIGUSR2])
+        defer {
+            while cevsys_signal_consume(SIGUSR2) == 1 {}
+            try? SignalWatcher.unblock([SIGUSR2])
+        }
+        try withAsyncLoop(backend) { _, executor, _ in
+            let (signal, cancelled) = try runAsync(executor) {
+                let watcher = try SignalWatcher(signals: [SIGUSR2])
+                let raiser = Task(executorPreference: executor) {
+                    try await executor.sleep(for: .milliseconds(10))
+                    raise(SIGUSR2)   // this (the loop) thread
+                }
+                let info = try await watcher.next(on: executor)
+                try await raiser.value
+                // A wait with nothing pending, cancelled.
+                let waiter = Task(executorPreference: executor) { () async -> String in
+                    do {
+                        let w = try SignalWatcher(signals: [SIGUSR2])
+                        return "\(try await w.next(on: executor).signal)"
+                    } catch is CancellationError {
+                        return "cancelled"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                try await executor.sleep(for: .milliseconds(10))
+                waiter.cancel()
+                return (info.signal, await waiter.value)
+            }
+            #expect(signal == SIGUSR2)
+            #expect(cancelled == "cancelled")
+        }
+    }
+
     /// Awaited operations reuse pooled slots: many sequential awaits grow the pool by at
     /// most one slot.
     @Test(arguments: conformanceBackends)
