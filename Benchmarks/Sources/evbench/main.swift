@@ -34,6 +34,10 @@ if !AllocationCounter.isAvailable {
 }
 
 switch arguments.command {
+case "probe":
+    // Used by run.sh: exits 0 when a loop on the backend initializes.
+    withExtendedLifetime(setup.openLoop()) {}
+    BenchOutput.say("backend \(backend) available")
 case "ping-pongs":
     PingPongs.run(setup, count: arguments.int("count", default: 100_000), warmup: arguments.int("warmup", default: 2_000))
 case "ping-pongs-async":

@@ -1,0 +1,401 @@
+// bench-report: turns the RESULT lines of a run into the tables of BENCHMARKS.md.
+//
+//   bench-report results.txt [more.txt ...]
+//
+// Every benchmark program prints `RESULT bench=... impl=... value=... unit=... op=...
+// ops=... seconds=... cpu_us_per_op=... allocs_per_op=... [extra=...]`; run.sh collects
+// them, several rounds interleaved (A B C A B C ...). This prints, per benchmark, the
+// median and range of each implementation, the CPU time and allocations per operation,
+// the ratios to the peers measured in the same run (plain C, SwiftNIO), the ratios to the
+// figures of /work/shared/ANCHORS.md (libxev, libuv, SwiftNIO measured earlier on this
+// kind of machine: a different run, so a looser comparison), and then every target of
+// the benchmark issue with the measured figure and, when it is missed, by how much.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import BenchSupport
+
+struct Record {
+    var fields: [String: String]
+    var bench: String { fields["bench"] ?? "?" }
+    var impl: String { fields["impl"] ?? "?" }
+    func number(_ key: String) -> Double? { fields[key].flatMap(Double.init) }
+}
+
+/// Median, min and max of the values of one implementation on one benchmark.
+struct Stats {
+    var values: [Double]
+    var median: Double {
+        let s = values.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+    var min: Double { values.min() ?? .nan }
+    var max: Double { values.max() ?? .nan }
+    var isEmpty: Bool { values.isEmpty }
+}
+
+// MARK: Reading
+
+var records: [Record] = []
+let files = Array(CommandLine.arguments.dropFirst())
+if files.isEmpty { BenchOutput.fail("usage: bench-report RESULTS_FILE...") }
+for path in files {
+    guard let f = fopen(path, "r") else { BenchOutput.fail("cannot open \(path)") }
+    var line: UnsafeMutablePointer<CChar>? = nil
+    var capacity = 0
+    while getline(&line, &capacity, f) > 0 {
+        let text = String(cString: line!).trimmingNewline()
+        guard text.hasPrefix("RESULT ") else { continue }
+        var fields: [String: String] = [:]
+        for part in text.dropFirst(7).split(separator: " ") {
+            guard let eq = part.firstIndex(of: "=") else { continue }
+            fields[String(part[..<eq])] = String(part[part.index(after: eq)...])
+        }
+        records.append(Record(fields: fields))
+    }
+    free(line)
+    fclose(f)
+}
+
+extension String {
+    func trimmingNewline() -> String {
+        var s = self
+        while s.hasSuffix("\n") || s.hasSuffix("\r") { s.removeLast() }
+        return s
+    }
+}
+
+@MainActor func stats(_ bench: String, _ impl: String, _ key: String = "value") -> Stats {
+    Stats(values: records.filter { $0.bench == bench && $0.impl == impl }.compactMap { $0.number(key) })
+}
+
+/// Implementations seen for `bench`, in order of first appearance.
+@MainActor func implementations(_ bench: String) -> [String] {
+    var seen: [String] = []
+    for r in records where r.bench == bench && !seen.contains(r.impl) { seen.append(r.impl) }
+    return seen
+}
+
+@MainActor func benches() -> [String] {
+    var seen: [String] = []
+    for r in records where !seen.contains(r.bench) { seen.append(r.bench) }
+    return seen
+}
+
+// MARK: Formatting
+
+@MainActor func num(_ v: Double) -> String {
+    if v.isNaN { return "–" }
+    if abs(v) >= 1000 { return BenchOutput.grouped(v) }
+    if abs(v) >= 100 { return BenchOutput.fixed(v, 0) }
+    if abs(v) >= 10 { return BenchOutput.fixed(v, 1) }
+    return BenchOutput.fixed(v, 2)
+}
+
+@MainActor func range(_ s: Stats) -> String {
+    s.values.count > 1 ? "\(num(s.min))–\(num(s.max))" : "(1 run)"
+}
+
+@MainActor func ratio(_ a: Double, _ b: Double) -> String {
+    guard a.isFinite, b.isFinite, b > 0 else { return "–" }
+    return BenchOutput.fixed(a / b, 2) + "×"
+}
+
+/// Allocations per operation: exact zero prints as 0; "n/a" when not counted.
+@MainActor func allocs(_ bench: String, _ impl: String) -> String {
+    let rs = records.filter { $0.bench == bench && $0.impl == impl }
+    let values = rs.compactMap { $0.number("allocs_per_op") }
+    if values.isEmpty { return "n/a" }
+    let worst = values.max()!
+    if worst == 0 { return "0" }
+    let total = rs.compactMap { $0.number("allocs") }.reduce(0, +)
+    return "\(BenchOutput.fixed(worst, 4)) (max; \(BenchOutput.grouped(total)) in all runs)"
+}
+
+@MainActor func say(_ s: String = "") { BenchOutput.say(s) }
+
+// MARK: Anchors (from /work/shared/ANCHORS.md; another run, same kind of machine)
+
+struct Anchor {
+    let name: String
+    let value: Double
+}
+
+let anchors: [String: [Anchor]] = [
+    "ping-pongs": [
+        Anchor(name: "C epoll (anchors)", value: 47_500),
+        Anchor(name: "libxev io_uring", value: 39_300),
+        Anchor(name: "libuv", value: 34_500),
+        Anchor(name: "libxev epoll", value: 32_300),
+        Anchor(name: "SwiftNIO (anchors)", value: 29_100),
+    ],
+    "ping-udp1": [
+        Anchor(name: "libxev io_uring", value: 139_000),
+        Anchor(name: "libxev epoll", value: 89_100),
+        Anchor(name: "libuv", value: 150_600),
+    ],
+    "udp_pummel_1v1": [
+        Anchor(name: "libxev io_uring", value: 162_800),
+        Anchor(name: "libxev epoll", value: 100_900),
+        Anchor(name: "libuv", value: 163_000),
+    ],
+    "async1": [
+        Anchor(name: "libxev io_uring", value: 110_800),
+        Anchor(name: "libxev epoll", value: 113_100),
+        Anchor(name: "libuv", value: 118_600),
+    ],
+    "async2": [Anchor(name: "libxev io_uring", value: 57_400), Anchor(name: "libxev epoll", value: 62_000)],
+    "async4": [Anchor(name: "libxev io_uring", value: 27_600), Anchor(name: "libxev epoll", value: 32_800)],
+    "async_pummel_1": [
+        Anchor(name: "libxev io_uring", value: 396_000),
+        Anchor(name: "libxev epoll", value: 388_000),
+        Anchor(name: "libuv (pinned)", value: 91_900),
+    ],
+    "async_pummel_2": [Anchor(name: "libxev io_uring", value: 308_000), Anchor(name: "libxev epoll", value: 392_000)],
+    "async_pummel_4": [Anchor(name: "libxev io_uring", value: 187_000), Anchor(name: "libxev epoll", value: 184_000)],
+    "async_pummel_8": [Anchor(name: "libxev io_uring", value: 86_000), Anchor(name: "libxev epoll", value: 106_000)],
+]
+
+// MARK: Tables
+
+let pingPeers = ["c/epoll", "c/io_uring", "c/blocking", "swiftnio"]
+
+@MainActor func pingPongTable(_ bench: String, title: String) {
+    let impls = implementations(bench)
+    guard !impls.isEmpty else { return }
+    let peerMedians = pingPeers.map { ($0, stats("ping-pongs", $0).median, stats("ping-pongs", $0, "cpu_us_per_op").median) }
+    say("### \(title)")
+    say()
+    var header = "| implementation | roundtrips/s (median) | range | CPU µs/roundtrip | allocations/roundtrip |"
+    var rule = "|---|---:|---:|---:|---:|"
+    for (peer, median, _) in peerMedians where !median.isNaN {
+        header += " ÷ \(peer) |"
+        rule += "---:|"
+    }
+    say(header)
+    say(rule)
+    for impl in impls {
+        let s = stats(bench, impl)
+        let cpu = stats(bench, impl, "cpu_us_per_op")
+        var row = "| \(bench == "ping-pongs" ? impl : impl + " (async)") | \(num(s.median)) | \(range(s)) | \(num(cpu.median)) | \(allocs(bench, impl)) |"
+        for (_, median, _) in peerMedians where !median.isNaN {
+            row += " \(ratio(s.median, median)) |"
+        }
+        say(row)
+    }
+    say()
+    if let a = anchors["ping-pongs"], bench == "ping-pongs" {
+        say("Against the anchors (ANCHORS.md, one earlier interleaved run; roundtrips/s):")
+        say()
+        var header = "| implementation |"
+        var rule = "|---|"
+        for x in a { header += " ÷ \(x.name) (\(num(x.value))) |"; rule += "---:|" }
+        say(header)
+        say(rule)
+        for impl in impls {
+            var row = "| \(impl) |"
+            for x in a { row += " \(ratio(stats(bench, impl).median, x.value)) |" }
+            say(row)
+        }
+        say()
+        say("CPU per roundtrip against the C floor of this run: " + impls.map { impl in
+            "\(impl) \(ratio(stats(bench, impl, "cpu_us_per_op").median, stats(bench, "c/epoll", "cpu_us_per_op").median)) of c/epoll"
+        }.joined(separator: ", ") + ".")
+        say()
+    }
+}
+
+@MainActor func genericTable(_ bench: String) {
+    let impls = implementations(bench)
+    guard let first = records.first(where: { $0.bench == bench }) else { return }
+    let unit = first.fields["unit"] ?? ""
+    let op = first.fields["op"] ?? "op"
+    say("### \(bench)")
+    say()
+    let anchorList = anchors[bench] ?? []
+    var header = "| implementation | \(unit) (median) | range | CPU µs/\(op) | allocations/\(op) |"
+    var rule = "|---|---:|---:|---:|---:|"
+    let extraKey: String? = bench == "udp_pummel_1v1" ? "sent_per_s" : nil
+    if extraKey != nil { header += " sent/s (median) |"; rule += "---:|" }
+    for a in anchorList { header += " ÷ \(a.name) (\(num(a.value))) |"; rule += "---:|" }
+    say(header)
+    say(rule)
+    for impl in impls {
+        let s = stats(bench, impl)
+        var row = "| \(impl) | \(num(s.median)) | \(range(s)) | \(num(stats(bench, impl, "cpu_us_per_op").median)) | \(allocs(bench, impl)) |"
+        if let k = extraKey { row += " \(num(stats(bench, impl, k).median)) |" }
+        for a in anchorList { row += " \(ratio(s.median, a.value)) |" }
+        say(row)
+    }
+    say()
+}
+
+@MainActor func timersTable() {
+    let bench = "million-timers"
+    let impls = implementations(bench)
+    guard !impls.isEmpty else { return }
+    let count = records.first(where: { $0.bench == bench })?.fields["timers"] ?? "?"
+    say("### million-timers (\(count) timers)")
+    say()
+    say("| implementation | wall s (median) | range | CPU s | init s | dispatch s | wall − last deadline, s | peak RSS MB | allocations/timer firing | allocations/timer arming | CPU ÷ libxev epoll (0.37 s for 1 M) | CPU ÷ SwiftNIO (this run) |")
+    say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    let nioCPU = stats(bench, "swiftnio", "cpu_s").median
+    let perMillion = (Double(count) ?? 1_000_000) / 1_000_000
+    for impl in impls {
+        let s = stats(bench, impl)
+        let cpu = stats(bench, impl, "cpu_s").median
+        var row = "| \(impl) | \(num(s.median)) | \(range(s)) | \(num(cpu)) | \(num(stats(bench, impl, "init_s").median))"
+        row += " | \(num(stats(bench, impl, "dispatch_s").median)) | \(num(stats(bench, impl, "excess_s").median))"
+        row += " | \(num(stats(bench, impl, "peak_rss_mb").median)) | \(allocs(bench, impl))"
+        row += " | \(num(stats(bench, impl, "init_allocs_per_timer").median))"
+        row += " | \(ratio(cpu, 0.37 * perMillion)) | \(ratio(cpu, nioCPU)) |"
+        say(row)
+    }
+    say()
+    say("Anchors: libxev 1 M timers: epoll 1.00 s wall / 0.37 s CPU, io_uring 25.9 s wall / 25.3 s CPU; SwiftNIO scheduleTask 5.3 s total (255 MB), scheduleCallback 5.4 s (77 MB). The last deadline is \(num(Double(count).map { $0 / 1000 + 1 } ?? .nan)) ms, so the wall time cannot be lower; CPU time and the excess are the figures that compare.")
+    say()
+}
+
+@MainActor func echoTable() {
+    let echo = benches().filter { $0.hasPrefix("echo-tcp") }
+    guard !echo.isEmpty else { return }
+    say("### Echo throughput (ev-echo-client against ev-echo-tcp, 64-byte messages)")
+    say()
+    var impls: [String] = []
+    for b in echo { for i in implementations(b) where !impls.contains(i) { impls.append(i) } }
+    var header = "| connections, server threads |"
+    var rule = "|---|"
+    for i in impls { header += " \(i) |"; rule += "---:|" }
+    say(header + "")
+    say(rule)
+    for b in echo {
+        let label = b.dropFirst("echo-tcp-".count).replacingDashes()
+        var row = "| \(label) |"
+        for i in impls {
+            let s = stats(b, i)
+            row += s.isEmpty ? " – |" : " \(num(s.median)) |"
+        }
+        say(row)
+    }
+    say()
+    say("Roundtrips/s (median of the runs); the client runs on one loop on one thread, unpinned.")
+    say()
+}
+
+extension Substring {
+    func replacingDashes() -> String {
+        // "c100-t2" -> "100 conns, 2 threads"
+        let parts = split(separator: "-")
+        guard parts.count == 2 else { return String(self) }
+        return "\(parts[0].dropFirst()) conn, \(parts[1].dropFirst()) thr"
+    }
+}
+
+// MARK: Targets
+
+@MainActor func targets() {
+    say("### Targets")
+    say()
+    say("| target | measured | verdict |")
+    say("|---|---|---|")
+    func verdict(_ ok: Bool, _ shortfall: String) -> String { ok ? "met" : "**missed** (\(shortfall))" }
+    func pct(_ x: Double) -> String { BenchOutput.fixed(x * 100, 1) + " %" }
+
+    let uring = stats("ping-pongs", "evloop/io_uring").median
+    let uringCPU = stats("ping-pongs", "evloop/io_uring", "cpu_us_per_op").median
+    let cEpoll = stats("ping-pongs", "c/epoll").median
+    let cEpollCPU = stats("ping-pongs", "c/epoll", "cpu_us_per_op").median
+    let cUring = stats("ping-pongs", "c/io_uring").median
+    let cUringCPU = stats("ping-pongs", "c/io_uring", "cpu_us_per_op").median
+    let nio = stats("ping-pongs", "swiftnio").median
+    let nioCPU = stats("ping-pongs", "swiftnio", "cpu_us_per_op").median
+    if !uring.isNaN {
+        if !cEpoll.isNaN {
+            let r = uring / cEpoll
+            say("| ping-pong io_uring ≥ plain-C epoll | \(ratio(uring, cEpoll)) (CPU/roundtrip: \(ratio(uringCPU, cEpollCPU)) of C's) | \(verdict(r >= 1, "\(pct(1 - r)) slower")) |")
+        }
+        if !cUring.isNaN {
+            let r = uring / cUring
+            say("| ping-pong io_uring within 10 % of plain-C io_uring | \(ratio(uring, cUring)) (CPU/roundtrip: \(ratio(uringCPU, cUringCPU)) of C's) | \(verdict(r >= 0.9, "\(pct(1 - r)) slower, \(pct(0.9 - r)) past the 10 % allowance")) |")
+        }
+        if !nio.isNaN {
+            let r = uring / nio
+            say("| ping-pong io_uring ≥ 1.5 × SwiftNIO | \(ratio(uring, nio)) (CPU/roundtrip: \(ratio(nioCPU, uringCPU)) less than NIO's) | \(verdict(r >= 1.5, "short of 1.5× by \(pct(1 - r / 1.5))")) |")
+        }
+    } else {
+        say("| ping-pong io_uring targets | no io_uring ping-pong result in this run | not measured |")
+    }
+    for b in ["evloop/epoll", "evloop/poll"] {
+        let v = stats("ping-pongs", b).median
+        if !v.isNaN && !nio.isNaN {
+            say("| (for reference) ping-pong \(b) vs SwiftNIO | \(ratio(v, nio)) | – |")
+        }
+    }
+    for impl in implementations("ping-pongs-async") {
+        let a = stats("ping-pongs-async", impl).median
+        let c = stats("ping-pongs", impl).median
+        if !c.isNaN {
+            let r = a / c
+            say("| async ping-pong within 15 % of the callback ping-pong (\(impl)) | \(ratio(a, c)) | \(verdict(r >= 0.85, "\(pct(1 - r)) slower")) |")
+        }
+    }
+    // Timers.
+    let count = Double(records.first(where: { $0.bench == "million-timers" })?.fields["timers"] ?? "") ?? 1_000_000
+    let scale = count / 1_000_000
+    for impl in implementations("million-timers") where impl.hasPrefix("evloop/") {
+        let cpu = stats("million-timers", impl, "cpu_s").median
+        let wall = stats("million-timers", impl).median
+        let libxevCPU = 0.37 * scale
+        let libxevWall = 1.00 * scale
+        let ok = cpu < libxevCPU && wall < libxevWall
+        var why: [String] = []
+        if cpu >= libxevCPU { why.append("CPU \(ratio(cpu, libxevCPU)) of libxev's") }
+        if wall >= libxevWall { why.append("wall \(ratio(wall, libxevWall)) of libxev's") }
+        say("| million-timers faster than libxev epoll (\(num(libxevWall)) s wall, \(num(libxevCPU)) s CPU) — \(impl) | \(num(wall)) s wall, \(num(cpu)) s CPU | \(verdict(ok, why.joined(separator: ", "))) |")
+    }
+    // Async notifications against libuv.
+    for (bench, libuv) in [("async1", 118_600.0), ("async_pummel_1", 91_900.0)] {
+        for impl in implementations(bench) {
+            let v = stats(bench, impl).median
+            let r = v / libuv
+            say("| \(bench) ≥ libuv (\(num(libuv))/s) — \(impl) | \(num(v))/s (\(ratio(v, libuv))) | \(verdict(r >= 1, "\(pct(1 - r)) lower")) |")
+        }
+    }
+    // Zero allocations.
+    let zeroBenches = [("ping-pongs", "roundtrip"), ("ping-pongs-async", "roundtrip"), ("ping-udp1", "roundtrip"),
+                       ("udp_pummel_1v1", "datagram"), ("timer-rearm", "rearmed timer"),
+                       ("million-timers", "fired timer"), ("async1", "notification"), ("async_pummel_1", "callback")]
+    for (bench, what) in zeroBenches {
+        for impl in implementations(bench) where impl.hasPrefix("evloop/") {
+            let a = allocs(bench, impl)
+            if a == "n/a" {
+                say("| zero allocations per \(what) (\(bench), \(impl)) | not counted (no shim) | not measured |")
+            } else {
+                say("| zero allocations per \(what) (\(bench), \(impl)) | \(a) | \(verdict(a == "0", "\(a) per \(what)")) |")
+            }
+        }
+    }
+    say()
+}
+
+// MARK: Output
+
+say("## Results")
+say()
+let runs = Set(records.compactMap { $0.fields["round"] }).count
+say("\(records.count) results\(runs > 0 ? ", \(runs) rounds" : ""). Medians and ranges over the rounds; each round ran every implementation once, interleaved.")
+say()
+pingPongTable("ping-pongs", title: "ping-pongs (TCP, 5-byte PING, both ends pinned to one CPU)")
+pingPongTable("ping-pongs-async", title: "ping-pongs with async/await (EvAsync), same setting")
+for bench in ["ping-udp1", "udp_pummel_1v1", "timer-rearm"] where !implementations(bench).isEmpty {
+    genericTable(bench)
+}
+timersTable()
+for bench in benches() where bench.hasPrefix("async") {
+    genericTable(bench)
+}
+echoTable()
+targets()

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Benchmarks/run.sh: builds EvLoop's benchmark suite (release) and runs all of it.
+#
+#   Benchmarks/run.sh            the full suite, 3 interleaved rounds (about 6-9 minutes)
+#   Benchmarks/run.sh --quick    1 round, smaller counts (about 1-2 minutes)
+#
+# Options: --rounds N, --backends "io_uring epoll poll", --only "ping-pongs timers ...",
+# --skip-build. Groups for --only: ping-pongs udp timers async pummel echo.
+#
+# What it does:
+#   1. builds, in release mode, this package (evbench, niobench, bench-report), which also
+#      builds the main package's ev-echo-tcp and ev-echo-client (a path dependency);
+#   2. compiles c/pingpong.c (the plain-C floor) and c/malloc_count.c (the allocation
+#      counting shim, preloaded into every benchmark process with LD_PRELOAD);
+#   3. runs every benchmark on every backend, interleaving implementations round by round
+#      (A B C A B C ...); ping-pongs and async1..8 run pinned to CPU 0 with taskset
+#      (both ends on one CPU: see /work/shared/ANCHORS.md);
+#   4. writes every RESULT line to results/<time>/results.txt and the tables (medians,
+#      ranges, ratios, targets) to results/<time>/report.md, and prints the report.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+SCRATCH=${EVBENCH_SCRATCH:-$HERE/.build-bench}
+QUICK=0
+ROUNDS=""
+BACKENDS="io_uring epoll poll"
+ONLY="ping-pongs udp timers async pummel echo"
+BUILD=1
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --rounds) ROUNDS=$2; shift ;;
+        --backends) BACKENDS=$2; shift ;;
+        --only) ONLY=$2; shift ;;
+        --skip-build) BUILD=0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ "$QUICK" = 1 ]; then
+    ROUNDS=${ROUNDS:-1}
+    PING_COUNT=20000; UDP_COUNT=50000; PUMMEL_COUNT=100000; TIMERS=200000
+    REARM_ROUNDS=100; ASYNC_TOTAL=40000; APUMMEL_COUNT=100000; ECHO_SECONDS=1
+    ECHO_CONNS="1 100 1000"
+else
+    ROUNDS=${ROUNDS:-3}
+    PING_COUNT=100000; UDP_COUNT=200000; PUMMEL_COUNT=300000; TIMERS=1000000
+    REARM_ROUNDS=500; ASYNC_TOTAL=200000; APUMMEL_COUNT=300000; ECHO_SECONDS=2
+    ECHO_CONNS="1 100 1000"
+fi
+
+wants() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# ---- build -------------------------------------------------------------------------
+BIN="$SCRATCH/release"
+CBIN="$SCRATCH/c"
+# Building this package also builds the main package's executables (ev-echo-tcp,
+# ev-echo-client) in the same scratch directory, from the same sources, in release mode.
+MAIN_BIN="$BIN"
+if [ "$BUILD" = 1 ]; then
+    echo "== building (release)"
+    (cd "$HERE" && swift build -c release --scratch-path "$SCRATCH") || { echo "run.sh: benchmark build failed" >&2; exit 1; }
+    mkdir -p "$CBIN"
+    cc -O2 -Wall -Wextra -shared -fPIC -o "$CBIN/malloc_count.so" "$HERE/c/malloc_count.c" || exit 1
+    cc -O2 -Wall -Wextra -o "$CBIN/pingpong" "$HERE/c/pingpong.c" -luring -lpthread -ldl || exit 1
+fi
+SHIM="$CBIN/malloc_count.so"
+[ -f "$SHIM" ] || { echo "run.sh: $SHIM missing (run without --skip-build)" >&2; exit 1; }
+
+OUT="$HERE/results/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.txt"
+LOG="$OUT/log.txt"
+: > "$RESULTS"
+echo "== results in $OUT"
+{
+    echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -srm), $(nproc) CPUs, quick=$QUICK rounds=$ROUNDS"
+    echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# $(swift --version 2>&1 | head -1)"
+    echo "# main at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+} >> "$RESULTS"
+
+# Which backends can run here (a forced backend never falls back).
+AVAILABLE=""
+for b in $BACKENDS; do
+    if "$BIN/evbench" probe --backend "$b" > /dev/null 2>&1; then
+        AVAILABLE="$AVAILABLE $b"
+    else
+        echo "== backend $b unavailable here: skipped" | tee -a "$LOG"
+        echo "FAILED bench=probe impl=evloop/$b reason=unavailable" >> "$RESULTS"
+    fi
+done
+
+# run ROUND PINNED BENCH IMPL COMMAND... : runs one benchmark process with the shim, keeps
+# its RESULT lines (tagged with the round), and records a failure instead of stopping.
+run() {
+    local round=$1 pinned=$2 bench=$3 impl=$4
+    shift 4
+    local prefix=()
+    [ "$pinned" = 1 ] && prefix=(taskset -c 0)
+    local output rc
+    output=$(LD_PRELOAD="$SHIM" timeout 300 "${prefix[@]}" "$@" 2>>"$LOG")
+    rc=$?
+    printf '%s\n' "$output" >> "$LOG"
+    if [ $rc -ne 0 ] || ! printf '%s\n' "$output" | grep -q '^RESULT '; then
+        echo "   $bench [$impl]: FAILED (exit $rc; see $LOG)"
+        echo "FAILED bench=$bench impl=$impl rc=$rc round=$round" >> "$RESULTS"
+        return
+    fi
+    printf '%s\n' "$output" | grep '^RESULT ' | sed "s/\$/ round=$round/" >> "$RESULTS"
+    printf '%s\n' "$output" | grep -v '^RESULT ' | sed 's/^/   /'
+}
+
+START=$(date +%s)
+for round in $(seq 1 "$ROUNDS"); do
+    echo "== round $round of $ROUNDS"
+    if wants ping-pongs; then
+        for mode in blocking epoll io_uring; do
+            run "$round" 1 ping-pongs "c/$mode" "$CBIN/pingpong" --mode "$mode" --count "$PING_COUNT"
+        done
+        run "$round" 1 ping-pongs swiftnio "$BIN/niobench" ping-pongs --count "$PING_COUNT"
+        for b in $AVAILABLE; do
+            run "$round" 1 ping-pongs "evloop/$b" "$BIN/evbench" ping-pongs --backend "$b" --count "$PING_COUNT"
+            run "$round" 1 ping-pongs-async "evloop/$b" "$BIN/evbench" ping-pongs-async --backend "$b" --count "$PING_COUNT"
+        done
+    fi
+    if wants udp; then
+        for b in $AVAILABLE; do
+            run "$round" 1 ping-udp1 "evloop/$b" "$BIN/evbench" ping-udp1 --backend "$b" --count "$UDP_COUNT"
+            run "$round" 1 udp_pummel_1v1 "evloop/$b" "$BIN/evbench" udp_pummel_1v1 --backend "$b" --count "$PUMMEL_COUNT"
+        done
+    fi
+    if wants timers; then
+        for b in $AVAILABLE; do
+            run "$round" 0 million-timers "evloop/$b" "$BIN/evbench" million-timers --backend "$b" --count "$TIMERS"
+            run "$round" 0 timer-rearm "evloop/$b" "$BIN/evbench" timer-rearm --backend "$b" --rounds "$REARM_ROUNDS"
+        done
+        run "$round" 0 million-timers swiftnio "$BIN/niobench" million-timers --count "$TIMERS"
+        run "$round" 0 million-timers swiftnio/scheduleCallback "$BIN/niobench" million-timers --count "$TIMERS" --api callback
+    fi
+    if wants async; then
+        for n in 1 2 4 8; do
+            for b in $AVAILABLE; do
+                run "$round" 1 "async$n" "evloop/$b" "$BIN/evbench" "async$n" --backend "$b" --count $((ASYNC_TOTAL / n))
+            done
+        done
+    fi
+    if wants pummel; then
+        for n in 1 2 4 8; do
+            for b in $AVAILABLE; do
+                run "$round" 0 "async_pummel_$n" "evloop/$b" "$BIN/evbench" "async_pummel_$n" --backend "$b" --count "$APUMMEL_COUNT"
+            done
+        done
+    fi
+done
+
+# Echo throughput: ev-echo-client against ev-echo-tcp, one round (the client reports a
+# rate over its whole duration, which already averages).
+echo_run() {
+    local b=$1 threads=$2 conns=$3
+    local slog="$OUT/echo-server-$b-$threads-$conns.txt"
+    "$MAIN_BIN/ev-echo-tcp" --backend "$b" --threads "$threads" --port 0 > "$slog" 2>&1 &
+    local server=$!
+    local port=""
+    for _ in $(seq 1 100); do
+        port=$(sed -n 's/^listening on [^ ]*:\([0-9][0-9]*\) .*/\1/p' "$slog" | head -1)
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        echo "   echo $b t$threads c$conns: server did not start"
+        echo "FAILED bench=echo-tcp-c$conns-t$threads impl=evloop/$b reason=server" >> "$RESULTS"
+        kill "$server" 2>/dev/null; wait "$server" 2>/dev/null
+        return
+    fi
+    local out
+    out=$(timeout 60 "$MAIN_BIN/ev-echo-client" --backend "$b" --port "$port" --connections "$conns" --duration "$ECHO_SECONDS" 2>&1)
+    local rc=$?
+    kill -INT "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+    printf '%s\n' "$out" >> "$LOG"
+    local line
+    line=$(printf '%s\n' "$out" | sed -n 's/^roundtrips: \([0-9]*\) in \([0-9.]*\) s (\([0-9.]*\) roundtrips\/s)/\1 \2 \3/p')
+    if [ $rc -ne 0 ] || [ -z "$line" ]; then
+        echo "   echo $b t$threads c$conns: FAILED (exit $rc)"
+        echo "FAILED bench=echo-tcp-c$conns-t$threads impl=evloop/$b rc=$rc" >> "$RESULTS"
+        return
+    fi
+    set -- $line
+    echo "   echo [$b] server threads $threads, $conns connections: $3 roundtrips/s"
+    echo "RESULT bench=echo-tcp-c$conns-t$threads impl=evloop/$b value=$3 unit=roundtrips/s op=roundtrip ops=$1 seconds=$2 cpu_us_per_op=na allocs_per_op=na round=1" >> "$RESULTS"
+}
+if wants echo; then
+    echo "== echo throughput"
+    for threads in 1 2; do
+        for conns in $ECHO_CONNS; do
+            for b in $AVAILABLE; do
+                echo_run "$b" "$threads" "$conns"
+            done
+        done
+    done
+fi
+
+echo "== done in $(( $(date +%s) - START )) s; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$RESULTS"
+"$BIN/bench-report" "$RESULTS" > "$OUT/report.md"
+echo
+cat "$OUT/report.md"
+echo
+echo "Report: $OUT/report.md (RESULT lines: $RESULTS, program output: $LOG)"
