@@ -6,31 +6,6 @@ import Musl
 import CEvSys
 import Synchronization
 
-/// How a child process ended.
-public enum ExitStatus: Sendable, Hashable, CustomStringConvertible {
-    /// It called exit (or returned from main) with this code (0-255).
-    case exited(Int32)
-    /// A signal terminated it (SIGKILL is 9); `coreDumped` when it left a core file.
-    case signaled(Int32, coreDumped: Bool)
-
-    public var description: String {
-        switch self {
-        case .exited(let code): return "exited with code \(code)"
-        case .signaled(let sig, let core): return "terminated by signal \(sig)" + (core ? " (core dumped)" : "")
-        }
-    }
-
-    /// Decodes a waitid(2) result (`si_code`, `si_status`).
-    init?(_ s: cevsys_child_status) {
-        switch s.code {
-        case Int32(CEVSYS_CLD_EXITED): self = .exited(s.status)
-        case Int32(CEVSYS_CLD_KILLED): self = .signaled(s.status, coreDumped: false)
-        case Int32(CEVSYS_CLD_DUMPED): self = .signaled(s.status, coreDumped: true)
-        default: return nil
-        }
-    }
-}
-
 /// What a spawned child's standard input, output or error is connected to.
 public enum StdioTarget: Sendable, Hashable {
     /// The parent's own descriptor 0, 1 or 2.
@@ -262,7 +237,7 @@ public final class Subprocess {
 /// pid only, which records the status and notifies the loop.
 final class ExitWaiterThread: Sendable {
     struct State {
-        var result: Result<ExitStatus, EvError>?
+        var result: Result<Subprocess.ExitStatus, EvError>?
         /// Set once the pid must no longer be signalled: the child is reaped, or waiting
         /// for it failed (ECHILD: not our child, or someone else reaped it).
         var reaped = false
@@ -294,7 +269,7 @@ final class ExitWaiterThread: Sendable {
     }
 
     /// The status, once the thread has reaped the child.
-    var result: Result<ExitStatus, EvError>? { state.withLock { $0.result } }
+    var result: Result<Subprocess.ExitStatus, EvError>? { state.withLock { $0.result } }
 
     private func run() {
         var s = cevsys_child_status()
@@ -313,7 +288,7 @@ final class ExitWaiterThread: Sendable {
                 st.result = .failure(EvError(errno: cevsys_errno()))
                 return
             }
-            st.result = ExitStatus(reaped).map { .success($0) } ?? .failure(.invalidArgument)
+            st.result = Subprocess.ExitStatus(reaped).map { .success($0) } ?? .failure(.invalidArgument)
         }
         notifier.notify()
     }
@@ -342,5 +317,35 @@ private final class CStringArray {
 
     deinit {
         for p in pointers { free(p) }
+    }
+}
+
+extension Subprocess {
+    /// How a child process ended.
+    ///
+    /// Nested in `Subprocess` because Swift Testing (6.2+) has a top-level `ExitStatus` of
+    /// its own, and a test file imports both.
+    public enum ExitStatus: Sendable, Hashable, CustomStringConvertible {
+        /// It called exit (or returned from main) with this code (0-255).
+        case exited(Int32)
+        /// A signal terminated it (SIGKILL is 9); `coreDumped` when it left a core file.
+        case signaled(Int32, coreDumped: Bool)
+
+        public var description: String {
+            switch self {
+            case .exited(let code): return "exited with code \(code)"
+            case .signaled(let sig, let core): return "terminated by signal \(sig)" + (core ? " (core dumped)" : "")
+            }
+        }
+
+        /// Decodes a waitid(2) result (`si_code`, `si_status`).
+        init?(_ s: cevsys_child_status) {
+            switch s.code {
+            case Int32(CEVSYS_CLD_EXITED): self = .exited(s.status)
+            case Int32(CEVSYS_CLD_KILLED): self = .signaled(s.status, coreDumped: false)
+            case Int32(CEVSYS_CLD_DUMPED): self = .signaled(s.status, coreDumped: true)
+            default: return nil
+            }
+        }
     }
 }

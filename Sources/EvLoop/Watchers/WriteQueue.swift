@@ -81,12 +81,17 @@ public final class WriteQueue {
     public private(set) var bytesQueued = 0
     /// Requests queued (including the one in flight).
     public private(set) var count = 0
+    /// How many writes were short and resumed with the rest of their buffer (a statistic:
+    /// a high number means the peer reads slowly or the socket buffer is small).
+    public private(set) var resumedWrites = 0
 
     private var head: WriteRequest?
     private unowned(unsafe) var tail: WriteRequest?
     /// True while the queue's completion is in flight or its callback runs, so an enqueue
     /// from a request callback links the request instead of adding the completion again.
     private var driving = false
+    /// Set by `cancel` while a write is in flight: the next completion fails what is queued.
+    private var cancelRequested = false
 
     /// A queue writing to `fd`; `isSocket: false` for pipes and other non-socket streams
     /// (write(2); the program must then ignore SIGPIPE itself, a library does not change
@@ -134,11 +139,18 @@ public final class WriteQueue {
         }
     }
 
-    /// Cancels the write in flight (if any); every queued request then fails with
-    /// `.canceled` (or the in-flight one reports its real result if it won the race).
-    /// `cancel` is a completion of the caller's that carries the cancel.
+    /// Cancels the queue: every request queued now that is not completely written fails
+    /// with `.canceled` (its `written` tells how much got out), in order, when the write in
+    /// flight finishes. Requests queued later are written normally.
+    ///
+    /// The write in flight is cancelled through `cancel` (a completion of the caller's,
+    /// whose callback reports the cancel's own outcome). If that write wins the race and
+    /// completes partially (io_uring can report the bytes a cancelled send got out), the
+    /// queue still fails the rest instead of resuming: a cancel of the queue is never lost
+    /// to the race. On an idle queue this does nothing but report `.notFound`.
     public func cancel(loop: some EventLoop, using cancel: Completion,
                        callback: @escaping Completion.Callback = { _, _ in .disarm }) throws(EvError) {
+        if driving { cancelRequested = true }
         try loop.cancel(completion, using: cancel, callback: callback)
     }
 
@@ -162,8 +174,13 @@ public final class WriteQueue {
         // Defensive (PITFALLS I5): never assume a queue is non-empty because its completion fired.
         guard let request = head else {
             driving = false
+            cancelRequested = false
             return .disarm
         }
+        // Requests queued from inside the callbacks below are never failed with this
+        // error: only the ones queued when this write finished.
+        var queuedBefore = count
+        var failure: EvError?
         switch result {
         case .success(let n):
             let n = min(n, request.remaining)
@@ -171,16 +188,24 @@ public final class WriteQueue {
             bytesQueued -= n
             if request.remaining == 0 {
                 unlinkHead()
+                queuedBefore -= 1
                 request.callback(request, .success(request.written))
+            } else {
+                resumedWrites += 1
             }
+            if cancelRequested { failure = .canceled }
         case .failure(let error):
-            // Fail everything queued, in order. Requests queued by these callbacks are not
-            // failed: they start a fresh write below.
-            var left = count
+            failure = error
+        }
+        cancelRequested = false
+        if let failure {
+            // Fail everything that was queued, in order; requests queued by these
+            // callbacks start a fresh write below.
+            var left = queuedBefore
             while left > 0, let r = head {
                 left -= 1
                 unlinkHead()
-                r.callback(r, .failure(error))
+                r.callback(r, .failure(failure))
             }
         }
         guard let next = head else {

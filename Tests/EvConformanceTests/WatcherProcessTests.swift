@@ -1,0 +1,185 @@
+// Watchers: Subprocess (spawn, exit through a pidfd or the waiter-thread fallback,
+// PITFALLS H1-H4, B12). Every test runs on every backend, with both exit-watch methods.
+import Testing
+import Ev
+import CEvSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Backends × the two ways of learning about an exit.
+let processCases: [(Backend, ExitWatchMethod)] = conformanceBackends.flatMap { b in
+    [(b, ExitWatchMethod.pidfd), (b, ExitWatchMethod.waiterThread)]
+}
+
+@Suite("Watcher: Process")
+struct WatcherProcessTests {
+
+    /// Waits through the loop for `child` to exit; nil on timeout.
+    private func waitForExit(_ child: Subprocess, on loop: LoopCore,
+                             sourceLocation: SourceLocation = #_sourceLocation) throws -> Result<Subprocess.ExitStatus, EvError>? {
+        var result: Result<Subprocess.ExitStatus, EvError>?
+        let c = Completion()
+        try child.wait(loop: loop, completion: c) { _, r in result = r }
+        #expect(try runUntil(loop, timeout: .seconds(10)) { result != nil }, "no exit reported", sourceLocation: sourceLocation)
+        return result
+    }
+
+    @Test(arguments: processCases)
+    func exitCodeIsReported(backend: Backend, method: ExitWatchMethod) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 3"], exitWatch: method)
+        #expect(child.method == method)
+        let result = try waitForExit(child, on: loop)
+        #expect(result == .success(.exited(3)))
+        #expect(child.exitStatus == .exited(3))
+        // Reaped exactly once: the pid is gone (no zombie left behind).
+        #expect(kill(child.pid, 0) != 0)
+        // Waiting again reports the same status, through the loop.
+        #expect(try waitForExit(child, on: loop) == .success(.exited(3)))
+    }
+
+    @Test(arguments: processCases)
+    func killedBySignalIsReported(backend: Backend, method: ExitWatchMethod) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
+        var result: Result<Subprocess.ExitStatus, EvError>?
+        let c = Completion()
+        try child.wait(loop: loop, completion: c) { _, r in result = r }
+        try loop.run(.noWait)
+        #expect(result == nil, "sleep 10 reported as exited at once")
+        try child.signal(SIGKILL)
+        #expect(try runUntil(loop, timeout: .seconds(10)) { result != nil })
+        #expect(result == .success(.signaled(SIGKILL, coreDumped: false)))
+        // After the reap the child can no longer be signalled (and no other process is hit).
+        #expect(throws: EvError.self) { try child.signal(SIGKILL) }
+    }
+
+    /// The child has exited (it is a zombie) before the wait is armed: the exit is still
+    /// reported (PITFALLS H2, libxev 59e337c).
+    @Test(arguments: processCases)
+    func childThatExitedBeforeTheWait(backend: Backend, method: ExitWatchMethod) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 7"], exitWatch: method)
+        // Wait (bounded) until the kernel shows the child as a zombie, or (waiter thread)
+        // until that thread has reaped it: either way it exited before the wait exists.
+        var exited = false
+        for _ in 0..<1000 where !exited {
+            exited = processState(child.pid) == "Z" || processState(child.pid) == nil
+            if !exited { usleep(2_000) }
+        }
+        #expect(exited, "the child did not exit within 2 s")
+        #expect(try waitForExit(child, on: loop) == .success(.exited(7)))
+    }
+
+    /// A cancelled wait reports `.canceled` and leaves the child running and waitable.
+    @Test(arguments: processCases)
+    func cancelledWaitCanBeRepeated(backend: Backend, method: ExitWatchMethod) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
+        var result: Result<Subprocess.ExitStatus, EvError>?
+        let c = Completion()
+        try child.wait(loop: loop, completion: c) { _, r in result = r }
+        try loop.run(.noWait)
+        try loop.cancel(c, using: Completion())
+        #expect(try runUntil(loop) { result != nil })
+        #expect(result == .failure(.canceled))
+        try child.signal(SIGTERM)
+        #expect(try waitForExit(child, on: loop) == .success(.signaled(SIGTERM, coreDumped: false)))
+    }
+
+    /// With `.automatic`, a machine with pidfds uses them (the fallback is only for
+    /// ENOSYS/EPERM, which the `.waiterThread` cases above exercise by force).
+    @Test func automaticPrefersPidfd() throws {
+        let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 0"])
+        let probe = cevsys_pidfd_open(getpid(), 0)
+        if probe >= 0 {
+            close(probe)
+            #expect(child.method == .pidfd)
+        } else {
+            #expect(child.method == .waiterThread)
+        }
+        let loop = try makeLoop(.poll)
+        let h = Harness(loop)
+        defer { h.finish() }
+        #expect(try waitForExit(child, on: loop) == .success(.exited(0)))
+    }
+
+    /// None of the parent's descriptors is open in the child: not the loop's, not the
+    /// pidfds, and not even a descriptor deliberately left without close-on-exec (spawn
+    /// closes everything above stderr). The child lists its own /proc/self/fd into a
+    /// socketpair. Arguments, environment and working directory arrive as given.
+    @Test(arguments: processCases)
+    func noDescriptorLeaksIntoTheChild(backend: Backend, method: ExitWatchMethod) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        // A descriptor without close-on-exec (as a careless library would leave one).
+        let leaky = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(leaky >= 0)
+        h.own(leaky)
+        // An active loop operation, so the backend has registered descriptors too.
+        let async = try Async()
+        let waiting = Completion()
+        try async.wait(loop: loop, completion: waiting) { _, _ in .disarm }
+        try loop.run(.noWait)
+
+        let (ours, theirs) = try Sock.socketPair()
+        h.own(ours)
+        let script = "ls -l /proc/self/fd/; echo \"arg=$1 env=$EV_WATCHER_TEST cwd=$(pwd)\""
+        let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", script, "sh", "hello"],
+                                         environment: ["EV_WATCHER_TEST=42", "PATH=/usr/bin:/bin"],
+                                         workingDirectory: "/tmp",
+                                         stdin: .null, stdout: .fd(theirs), stderr: .null, exitWatch: method)
+        close(theirs)
+        let exit = try waitForExit(child, on: loop)
+        #expect(exit == .success(.exited(0)))
+        let output = String(decoding: Sock.take(ours, 1 << 20, timeoutMs: 5000), as: UTF8.self)
+        #expect(output.contains("arg=hello env=42 cwd=/tmp"), "output: \(output)")
+
+        // `ls -l` lines look like "lrwx------ 1 u g 64 ... 3 -> /proc/1234/fd".
+        var childFds: [Int: String] = [:]
+        for line in output.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            guard let arrow = parts.firstIndex(of: "->"), arrow > 0, arrow + 1 < parts.count,
+                  let n = Int(parts[arrow - 1]) else { continue }
+            childFds[n] = parts[(arrow + 1)...].joined(separator: " ")
+        }
+        #expect(childFds[0] == "/dev/null" && childFds[2] == "/dev/null", "\(childFds)")
+        #expect(childFds[1]?.hasPrefix("socket:") == true, "\(childFds)")
+        // Anything above 2 may only be ls's own handle on the directory it lists.
+        for (fd, target) in childFds where fd > 2 {
+            #expect(target.hasPrefix("/proc/"), "descriptor \(fd) -> \(target) leaked into the child")
+        }
+        #expect(childFds.count >= 3, "could not parse the child's descriptor list: \(output)")
+    }
+
+    /// A program that does not exist is reported by spawn, not as an exit status.
+    @Test func spawnOfAMissingProgramThrows() throws {
+        #expect(throws: EvError.errno(ENOENT)) {
+            _ = try Subprocess.spawn(path: "/nonexistent/evloop-no-such-program")
+        }
+    }
+}
+
+/// The state letter of /proc/<pid>/stat ("R", "S", "Z", ...), or nil when the process is gone.
+private func processState(_ pid: pid_t) -> String? {
+    let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 512)
+    let n = read(fd, &buffer, buffer.count)
+    guard n > 0 else { return nil }
+    let text = String(decoding: buffer[0..<n], as: UTF8.self)
+    // "pid (comm) S ...": the state follows the last ')'.
+    guard let close = text.lastIndex(of: ")") else { return nil }
+    return text[text.index(after: close)...].split(separator: " ").first.map(String.init)
+}
