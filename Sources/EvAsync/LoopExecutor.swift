@@ -391,9 +391,12 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// does not hold the loop open (another thread, another actor): this is how a program
     /// keeps its async code on the loop. Other work (other tasks, completions) is left as it
     /// is when `body` finishes; run the loop again to continue it. Call it on the loop
-    /// thread, outside the loop's callbacks.
+    /// thread, outside the loop's callbacks and tasks (there it throws `EvError.nestedRun`).
     public func run<T>(_ body: sending @escaping () async throws -> T) throws -> T {
         preconditionOnLoopThread("LoopExecutor.run(_:)")
+        // From inside the loop (a callback, or a task on this executor) the loop cannot be
+        // run again; refuse before anything is added that would then hold the loop open.
+        if _loop.isRunning { throw EvError.nestedRun }
         ensureAwake()
         let box = RunBox<T>()
         // A timer that never fires holds the loop open while `body` runs (the remote wake-up

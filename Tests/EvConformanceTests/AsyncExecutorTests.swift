@@ -274,6 +274,26 @@ struct AsyncExecutorTests {
         }
     }
 
+    /// `run(_:)` from inside the loop (here: a task on the executor) throws `.nestedRun`
+    /// and adds nothing; the outer run goes on.
+    @Test(arguments: conformanceBackends)
+    func nestedRunIsRefused(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let outcome = try runAsync(executor) { () async -> String in
+                do {
+                    _ = try executor.run { 1 }
+                    return "ran"
+                } catch let e as EvError {
+                    return "\(e == .nestedRun)"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            #expect(outcome == "true")
+            #expect(loop.activeCount == 1, "only the executor's wake-up poll")
+        }
+    }
+
     /// Shutdown closes the eventfd through the loop and leaves nothing active.
     @Test(arguments: conformanceBackends)
     func shutdownLeavesNothingBehind(backend: Backend) throws {
