@@ -162,6 +162,67 @@ struct WatcherProcessTests {
         #expect(childFds.count >= 3, "could not parse the child's descriptor list: \(output)")
     }
 
+    /// pidfd_open failing with ENOSYS (old kernel) or EPERM (seccomp) makes `.automatic`
+    /// fall back to the waiter thread, and the exit is still reported (PITFALLS H1); any
+    /// other failure (EMFILE) is an error, and spawn then kills and reaps the child
+    /// instead of leaving it unwatched.
+    @Test(arguments: conformanceBackends)
+    func injectedPidfdFailures(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        for injected in [ENOSYS, EPERM] {
+            let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 5"], environment: nil,
+                                             workingDirectory: nil, searchPath: false,
+                                             stdin: .null, stdout: .inherit, stderr: .inherit,
+                                             exitWatch: .automatic, openPidfd: { _ in -injected })
+            #expect(child.method == .waiterThread, "errno \(injected)")
+            #expect(try waitForExit(child, on: loop) == .success(.exited(5)), "errno \(injected)")
+        }
+        // Forcing .pidfd does not fall back.
+        #expect(throws: EvError.errno(ENOSYS)) {
+            _ = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 0"], environment: nil,
+                                     workingDirectory: nil, searchPath: false,
+                                     stdin: .null, stdout: .inherit, stderr: .inherit,
+                                     exitWatch: .pidfd, openPidfd: { _ in -ENOSYS })
+        }
+        var spawned: pid_t = 0
+        #expect(throws: EvError.systemResources) {
+            _ = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], environment: nil,
+                                     workingDirectory: nil, searchPath: false,
+                                     stdin: .null, stdout: .inherit, stderr: .inherit,
+                                     exitWatch: .automatic, openPidfd: { pid in spawned = pid; return -EMFILE })
+        }
+        #expect(spawned > 0)
+        #expect(kill(spawned, 0) != 0, "the unwatchable child was left running")
+    }
+
+    /// The child starts with an empty signal mask and default dispositions, even when the
+    /// spawning thread blocks signals (as a signalfd user must).
+    @Test func childStartsWithCleanSignalState() throws {
+        try SignalWatcher.block([SIGUSR2])
+        defer {
+            while cevsys_signal_consume(SIGUSR2) == 1 {}
+            try? SignalWatcher.unblock([SIGUSR2])
+        }
+        let (ours, theirs) = try Sock.socketPair()
+        defer { close(ours) }
+        let child = try Subprocess.spawn(path: "/bin/grep", arguments: ["-E", "^Sig(Blk|Ign):", "/proc/self/status"],
+                                         stdin: .null, stdout: .fd(theirs), stderr: .null)
+        close(theirs)
+        let loop = try makeLoop(.poll)
+        let h = Harness(loop)
+        defer { h.finish() }
+        #expect(try waitForExit(child, on: loop) == .success(.exited(0)))
+        let output = String(decoding: Sock.take(ours, 4096, timeoutMs: 5000), as: UTF8.self)
+        #expect(output.contains("SigBlk:\t0000000000000000"), "\(output)")
+        // No standard signal (1-31) ignored. glibc's posix_spawn itself sets its two
+        // internal real-time signals (32, 33) to SIG_IGN in the child, which survives exec.
+        let ignored = output.split(separator: "\n").first { $0.hasPrefix("SigIgn:") }
+            .flatMap { UInt64($0.dropFirst("SigIgn:".count).drop { $0 == "\t" || $0 == " " }, radix: 16) }
+        #expect(ignored.map { $0 & 0x7fff_ffff } == 0, "\(output)")
+    }
+
     /// A program that does not exist is reported by spawn, not as an exit status.
     @Test func spawnOfAMissingProgramThrows() throws {
         #expect(throws: EvError.errno(ENOENT)) {

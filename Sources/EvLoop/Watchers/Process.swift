@@ -91,18 +91,30 @@ public final class Subprocess {
     private let waiter: ExitWaiterThread?
 
     /// Watches `pid`, which must be a child of this process that nobody else reaps.
-    public init(pid: pid_t, exitWatch: ExitWatchMethod = .automatic) throws(EvError) {
+    public convenience init(pid: pid_t, exitWatch: ExitWatchMethod = .automatic) throws(EvError) {
+        try self.init(pid: pid, exitWatch: exitWatch, openPidfd: Subprocess.systemPidfdOpen)
+    }
+
+    /// pidfd_open(2): the descriptor, or -errno.
+    package static func systemPidfdOpen(_ pid: pid_t) -> Int32 {
+        let fd = cevsys_pidfd_open(pid, 0)   // pidfds are always close-on-exec
+        return fd >= 0 ? fd : -cevsys_errno()
+    }
+
+    /// `openPidfd` returns a pidfd or -errno; tests inject ENOSYS, EPERM or EMFILE here to
+    /// check how `.automatic` reacts (PITFALLS H1) on a machine that has pidfds.
+    package init(pid: pid_t, exitWatch: ExitWatchMethod, openPidfd: (pid_t) -> Int32) throws(EvError) {
         self.pid = pid
         switch exitWatch {
         case .automatic, .pidfd:
-            let fd = cevsys_pidfd_open(pid, 0)   // always close-on-exec
+            let fd = openPidfd(pid)
             if fd >= 0 {
                 pidfd = fd
                 waiter = nil
                 method = .pidfd
                 return
             }
-            let e = cevsys_errno()
+            let e = -fd
             // ENOSYS: kernel before 5.3. EPERM: a seccomp profile (containers, snaps)
             // refuses pidfd_open. Both leave waitid on the pid itself, on a thread.
             guard exitWatch == .automatic, e == ENOSYS || e == EPERM else { throw EvError(errno: e) }
@@ -134,6 +146,17 @@ public final class Subprocess {
                              stdin: StdioTarget = .inherit, stdout: StdioTarget = .inherit,
                              stderr: StdioTarget = .inherit,
                              exitWatch: ExitWatchMethod = .automatic) throws(EvError) -> Subprocess {
+        try spawn(path: path, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
+                  searchPath: searchPath, stdin: stdin, stdout: stdout, stderr: stderr, exitWatch: exitWatch,
+                  openPidfd: systemPidfdOpen)
+    }
+
+    /// `spawn` with an injectable pidfd_open (see `init(pid:exitWatch:openPidfd:)`).
+    package static func spawn(path: String, arguments: [String], environment: [String]?,
+                              workingDirectory: String?, searchPath: Bool,
+                              stdin: StdioTarget, stdout: StdioTarget, stderr: StdioTarget,
+                              exitWatch: ExitWatchMethod,
+                              openPidfd: (pid_t) -> Int32) throws(EvError) -> Subprocess {
         let argv = CStringArray([path] + arguments)
         let envp = environment.map { CStringArray($0) }
         let stdio: [Int32] = [stdin.raw, stdout.raw, stderr.raw]
@@ -154,7 +177,7 @@ public final class Subprocess {
         }
         guard r == 0 else { throw pathError(r) }
         do {
-            return try Subprocess(pid: pid, exitWatch: exitWatch)
+            return try Subprocess(pid: pid, exitWatch: exitWatch, openPidfd: openPidfd)
         } catch {
             // No way to watch it (out of descriptors or threads): do not leave an
             // unwatched child behind. Kill and reap exactly this pid, then report.
