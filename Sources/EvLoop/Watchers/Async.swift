@@ -137,6 +137,15 @@ public final class Async {
 }
 
 /// The thread-safe handle of a `LoopStopper`: `requestStop()` may be called from any thread.
+///
+/// Why a type of its own: it is the only part of a stopper that may cross threads, and as
+/// an immutable `Sendable` class holding just the notifier, Swift 6 checks that nothing
+/// else (the loop, the stopper's completion) goes with it.
+///
+/// ```swift
+/// let requester = try LoopStopper(loop: loop).requester
+/// startWorkerThread { requester.requestStop() }   // any thread
+/// ```
 public final class StopRequester: Sendable {
     let notifier: AsyncNotifier
 

@@ -43,7 +43,13 @@ public struct File: Hashable, Sendable {
     /// Close.
     public typealias VoidCallback = (Completion, Result<Void, EvError>) -> CallbackAction
 
-    /// open(2) flags, without having to spell the C constants.
+    /// open(2) flags as an option set, so callers need not spell (or get wrong) the C
+    /// constants; O_CLOEXEC is always added by `File(path:options:permissions:)` and is
+    /// deliberately not an option.
+    ///
+    /// ```swift
+    /// let log = try File(path: "/tmp/app.log", options: [.writeOnly, .create, .append])
+    /// ```
     public struct OpenOptions: OptionSet, Sendable, Hashable {
         public var rawValue: Int32
         public init(rawValue: Int32) { self.rawValue = rawValue }

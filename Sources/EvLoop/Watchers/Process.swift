@@ -7,6 +7,15 @@ import CEvSys
 import Synchronization
 
 /// What a spawned child's standard input, output or error is connected to.
+///
+/// Why explicit: a child gets exactly descriptors 0, 1 and 2 and nothing else of the
+/// parent (PITFALLS H4), so each of the three is named at spawn time.
+///
+/// ```swift
+/// let (parentEnd, childEnd) = makeSocketPair()      // e.g. socketpair(2), close-on-exec
+/// let child = try Subprocess.spawn(path: "/bin/ls", stdin: .null, stdout: .fd(childEnd))
+/// close(childEnd)                                   // the child has its own copy now
+/// ```
 public enum StdioTarget: Sendable, Hashable {
     /// The parent's own descriptor 0, 1 or 2.
     case inherit
@@ -26,6 +35,14 @@ public enum StdioTarget: Sendable, Hashable {
 }
 
 /// How a `Subprocess` learns that its child exited.
+///
+/// Why a choice: pidfds are the right tool but not available everywhere (old kernels,
+/// sandboxes), and the fallback must be testable on machines that do have them.
+///
+/// ```swift
+/// let child = try Subprocess.spawn(path: "/bin/true", exitWatch: .waiterThread)
+/// assert(child.method == .waiterThread)
+/// ```
 public enum ExitWatchMethod: Sendable, Hashable {
     /// A pidfd when the kernel allows it, otherwise the waiter thread.
     case automatic
@@ -344,10 +361,19 @@ private final class CStringArray {
 }
 
 extension Subprocess {
-    /// How a child process ended.
+    /// How a child process ended: an exit code or a terminating signal, decoded from
+    /// waitid(2) once so callers never touch the W* macros.
     ///
     /// Nested in `Subprocess` because Swift Testing (6.2+) has a top-level `ExitStatus` of
     /// its own, and a test file imports both.
+    ///
+    /// ```swift
+    /// switch status {
+    /// case .exited(0): print("ok")
+    /// case .exited(let code): print("failed with", code)
+    /// case .signaled(let signal, _): print("killed by signal", signal)
+    /// }
+    /// ```
     public enum ExitStatus: Sendable, Hashable, CustomStringConvertible {
         /// It called exit (or returned from main) with this code (0-255).
         case exited(Int32)

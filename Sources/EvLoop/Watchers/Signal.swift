@@ -5,7 +5,14 @@ import Musl
 #endif
 import CEvSys
 
-/// One signal read from a `SignalWatcher`.
+/// One signal read from a `SignalWatcher`: the fields of a signalfd record that tell
+/// which signal arrived and who sent it (so a server can log who asked it to stop).
+///
+/// ```swift
+/// if case .success(let info) = result, info.signal == SIGTERM {
+///     print("SIGTERM from pid", info.senderPID)
+/// }
+/// ```
 public struct SignalInfo: Sendable, Hashable {
     /// The signal number (SIGINT, SIGTERM, ...).
     public var signal: Int32
