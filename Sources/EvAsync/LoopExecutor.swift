@@ -100,6 +100,8 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Free operation slots (see `AwaitSlot`), reused so an await allocates nothing.
     private var slotPool: [AwaitSlot] = []
     private var phase = Phase.running
+    /// Set when the eventfd's close has been handed to the loop.
+    private var closeStarted = false
     /// Completions used by `shutdown()`.
     private var shutdownCompletions: (cancel: Completion, close: Completion)?
 
@@ -158,7 +160,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         // Normally `shutdown()` closed the eventfd through the loop. Otherwise nothing waits
         // on it any more (an armed poll would have kept the executor alive), so a plain
         // close is safe.
-        if phase != .closed { close(eventFD) }
+        if !closeStarted { close(eventFD) }
     }
 
     // MARK: Thread binding
@@ -459,12 +461,19 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Closes the eventfd with the loop's `.close` (which withdraws anything the backend
     /// still keeps for the descriptor, e.g. a readiness registration).
     private func closeEventFD() {
+        // Once only: `shutdown()` may run inside the wake-up poll's own callback (a remote
+        // job calling it), and that callback then also sees the shutting-down phase.
+        guard !closeStarted else { return }
+        closeStarted = true
         let closer = shutdownCompletions?.close ?? Completion()
         shutdownCompletions = nil
         closer.operation = .close(fd: eventFD)
-        closer.callback = { c, _ in
+        closer.callback = { c, result in
             let executor = unsafeDowncast(c.userData.unsafelyUnwrapped, to: LoopExecutor.self)
             c.userData = nil
+            // A `cancelAll()` that caught the close before it ran leaves the descriptor open;
+            // nothing waits on it any more (the poll has delivered), so close it directly.
+            if case .close(.failure(.canceled)) = result { closeNow(executor.eventFD) }
             executor.phase = .closed
             return .disarm
         }

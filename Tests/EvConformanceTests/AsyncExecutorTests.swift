@@ -294,6 +294,24 @@ struct AsyncExecutorTests {
         }
     }
 
+    /// `shutdown()` called by a job that arrived from another thread (so inside the wake-up
+    /// poll's own callback) closes the eventfd once and leaves nothing active.
+    @Test(arguments: conformanceBackends)
+    func shutdownFromARemoteJob(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let executor = try LoopExecutor(loop)
+        let thread = try TestThread {
+            Task(executorPreference: executor) { executor.shutdown() }
+        }
+        thread.join()
+        let closed = try runUntilHeld(loop) { executor.isClosed }
+        #expect(closed)
+        #expect(try runUntilDone(loop))
+        #expect(loop.activeCount == 0)
+    }
+
     /// Shutdown closes the eventfd through the loop and leaves nothing active.
     @Test(arguments: conformanceBackends)
     func shutdownLeavesNothingBehind(backend: Backend) throws {
