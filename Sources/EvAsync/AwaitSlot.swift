@@ -139,7 +139,6 @@ final class WatcherAwait<Value: Sendable>: LoopCancellable {
     nonisolated(nonsending)
     func run(_ start: (Completion, @escaping (Result<Value, EvError>) -> Void) throws(EvError) -> Void) async throws -> Value {
         executor.preconditionOnLoopThread("an awaited watcher operation")
-        executor.ensureAwake()
         try Task.checkCancellation()
         let ticket = CancelTicket(target: self, id: 0)
         let executor = self.executor

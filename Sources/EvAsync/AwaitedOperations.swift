@@ -39,7 +39,6 @@ extension LoopExecutor {
     /// ignored (for operations that must happen, such as closing a descriptor).
     nonisolated(nonsending)
     func performChecked(_ operation: Operation, cancellable: Bool) async throws -> CompletionResult {
-        ensureAwake()
         let slot = takeSlot()
         defer { putSlot(slot) }
         let outcome = cancellable ? await slot.perform(operation) : await slot.performIgnoringCancellation(operation)

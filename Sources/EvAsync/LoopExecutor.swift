@@ -60,11 +60,12 @@ import Synchronization
 ///
 /// **Teardown.** `shutdown()` (on the loop thread) withdraws the wake-up poll and closes the
 /// eventfd through the loop, so `shutdown()` then `run(.untilDone)` leaves no completion
-/// active and no descriptor open. `loop.cancelAll()` also withdraws the poll (so that
-/// `cancelAll()` + `run(.untilDone)` drains the loop, as a loop's deinit requires); the
-/// executor then re-arms it the next time it is used on the loop thread (a local job, an
-/// awaited operation, `run(_:)`, `resume()`). Jobs enqueued from other threads meanwhile
-/// wait in the queue; none is lost.
+/// active and no descriptor open. `loop.cancelAll()` also withdraws the poll, so that
+/// `cancelAll()` + `run(.untilDone)` drains the loop as a loop's deinit requires, even while
+/// tasks react to the cancellation with more awaits (closing their sockets). The poll stays
+/// parked until `run(_:)` or `resume()` re-arms it; jobs and task cancellations coming from
+/// other threads meanwhile wait in the queue, and none is lost. Local jobs and awaited
+/// operations keep working.
 public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: everything below the "loop thread only" mark is touched only on
     // the thread that created the executor (checked by `preconditionOnLoopThread`); the
@@ -299,8 +300,8 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         phase = .running
     }
 
-    /// Re-arms the wake-up poll after `loop.cancelAll()` withdrew it. Called by every
-    /// loop-thread entry point; a no-op while the poll is armed.
+    /// Re-arms the wake-up poll after `loop.cancelAll()` withdrew it; a no-op while the poll
+    /// is armed or after `shutdown()`.
     @inline(__always)
     func ensureAwake() {
         if phase == .parked, wakePoll.state == .dead {
@@ -308,8 +309,9 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
     }
 
-    /// Re-arms the remote wake-up after `loop.cancelAll()` (see the type's "Teardown").
-    /// Awaited operations, local jobs and `run(_:)` do this by themselves.
+    /// Re-arms the remote wake-up after `loop.cancelAll()` withdrew it (see the type's
+    /// "Teardown"); `run(_:)` does this by itself. Until then, jobs and task cancellations
+    /// coming from other threads wait in the queue.
     public func resume() {
         preconditionOnLoopThread("LoopExecutor.resume()")
         ensureAwake()

@@ -250,7 +250,9 @@ struct AsyncOperationTests {
     }
 
     /// Loop cancellation that is not task cancellation (`cancelAll`) reports
-    /// `EvError.canceled`, not CancellationError.
+    /// `EvError.canceled`, not CancellationError; tasks that go on awaiting after it (as
+    /// they do to close their sockets) do not re-arm the executor's wake-up poll, so
+    /// `cancelAll()` + `run(.untilDone)` leaves the loop with nothing active.
     @Test(arguments: conformanceBackends)
     func loopCancellationIsAnEvError(backend: Backend) throws {
         try withAsyncLoop(backend) { loop, executor, _ in
@@ -264,12 +266,18 @@ struct AsyncOperationTests {
                 } catch {
                     outcome.withLock { $0 = "other \(error)" }
                 }
+                try? await executor.sleep(for: .milliseconds(1))
+                outcome.withLock { $0 += ", then slept" }
             }
             try loop.run(.noWait)   // the task starts and arms its timer
             loop.cancelAll()
-            #expect(try runUntilDone(loop))
-            #expect(outcome.value == "ev true")
+            let drained = try runUntilDone(loop)
+            #expect(drained)
+            #expect(outcome.value == "ev true, then slept")
+            #expect(loop.activeCount == 0)
+            #expect(!executor.isWakeArmed)
             executor.resume()
+            #expect(executor.isWakeArmed)
         }
     }
 
