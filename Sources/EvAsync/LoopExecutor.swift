@@ -191,6 +191,9 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     // MARK: Executor
 
+    /// Called by the Swift runtime (any thread) to schedule a job on the loop: on the loop
+    /// thread onto the lock-free local queue, from elsewhere through the locked queue and
+    /// the coalesced eventfd wake-up.
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         if isOnLoopThread {
@@ -201,6 +204,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
     }
 
+    /// The reference an actor returns from `unownedExecutor` to run on this loop.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
@@ -217,6 +221,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         preconditionOnLoopThread("code isolated to this loop's executor")
     }
 
+    /// True on the loop thread (see `checkIsolated()`), false elsewhere.
     public func isIsolatingCurrentContext() -> Bool? {
         isOnLoopThread
     }
