@@ -23,3 +23,37 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <liburing.h>
+
+// MARK: EvLoop's helpers
+//
+// A few one-liners Swift cannot write itself: they need the C11 acquire/release ordering
+// that liburing's barrier.h macros provide (Swift has no atomic access to memory it does
+// not own, such as the ring indices the kernel shares with us).
+
+/// Publishes the SQEs obtained with io_uring_get_sqe since the last call, so the next
+/// io_uring_enter can submit them, and returns how many the kernel has not consumed yet.
+/// The release store orders the SQE contents before the new tail (the kernel reads the
+/// tail with an acquire load).
+static inline unsigned evuring_publish_sq(struct io_uring *ring) {
+    struct io_uring_sq *sq = &ring->sq;
+    if (sq->sqe_head != sq->sqe_tail) {
+        sq->sqe_head = sq->sqe_tail;
+        io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
+    }
+    return sq->sqe_tail - *sq->khead;
+}
+
+/// The SQ ring's flags word (IORING_SQ_CQ_OVERFLOW, IORING_SQ_TASKRUN), read once.
+static inline unsigned evuring_sq_flags(const struct io_uring *ring) {
+    return IO_URING_READ_ONCE(*ring->sq.kflags);
+}
+
+/// The CQE at `index` (not masked) of the completion ring.
+static inline struct io_uring_cqe *evuring_cqe_at(const struct io_uring *ring, unsigned index) {
+    return &ring->cq.cqes[index & ring->cq.ring_mask];
+}
+
+/// The completion ring's head (only this process moves it, so a plain load is enough).
+static inline unsigned evuring_cq_head(const struct io_uring *ring) {
+    return *ring->cq.khead;
+}
