@@ -5,7 +5,8 @@
 #   Benchmarks/run.sh --quick    1 round, smaller counts (about 1-2 minutes)
 #
 # Options: --rounds N, --backends "io_uring epoll poll", --only "ping-pongs timers ...",
-# --skip-build. Groups for --only: ping-pongs udp timers async pummel echo.
+# --skip-build. Groups for --only: ping-pongs udp timers async pummel echo callgrind
+# (callgrind, the user-space instructions per ping-pong roundtrip, is left out of --quick).
 #
 # What it does:
 #   1. builds, in release mode, this package (evbench, niobench, bench-report), which also
@@ -25,7 +26,7 @@ SCRATCH=${EVBENCH_SCRATCH:-$HERE/.build-bench}
 QUICK=0
 ROUNDS=""
 BACKENDS="io_uring epoll poll"
-ONLY="ping-pongs udp timers async pummel echo"
+ONLY=""
 BUILD=1
 
 while [ $# -gt 0 ]; do
@@ -42,11 +43,13 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
+    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo"}
     ROUNDS=${ROUNDS:-1}
     PING_COUNT=20000; UDP_COUNT=50000; PUMMEL_COUNT=100000; TIMERS=200000
     REARM_ROUNDS=100; ASYNC_TOTAL=40000; APUMMEL_COUNT=100000; ECHO_SECONDS=1
     ECHO_CONNS="1 100 1000"
 else
+    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo callgrind"}
     ROUNDS=${ROUNDS:-3}
     PING_COUNT=100000; UDP_COUNT=200000; PUMMEL_COUNT=300000; TIMERS=1000000
     REARM_ROUNDS=500; ASYNC_TOTAL=200000; APUMMEL_COUNT=300000; ECHO_SECONDS=2
@@ -203,6 +206,48 @@ if wants echo; then
             done
         done
     done
+fi
+
+# Instructions per roundtrip (user space, both threads), from callgrind: the difference of
+# two runs of different lengths, so start-up and teardown cancel out. Repeatable to a few
+# instructions, whatever the machine's load. Valgrind 3.19 cannot run io_uring programs
+# (they hang) nor read the DWARF 5 of Swift binaries, so io_uring is skipped and the Swift
+# programs run from copies without debug info.
+callgrind_per_op() {
+    local impl=$1
+    shift
+    local a b
+    a=$(timeout 300 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" --count 2000 --warmup 10 2>&1 >/dev/null |
+        sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+    b=$(timeout 300 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" --count 7000 --warmup 10 2>&1 >/dev/null |
+        sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+    if [ -z "$a" ] || [ -z "$b" ]; then
+        echo "   callgrind [$impl]: FAILED"
+        echo "FAILED bench=instructions impl=$impl" >> "$RESULTS"
+        return
+    fi
+    local per=$(( (b - a) / 5000 ))
+    echo "   callgrind [$impl]: $per instructions/roundtrip (user space, both ends)"
+    echo "RESULT bench=instructions impl=$impl value=$per unit=instructions/roundtrip op=roundtrip ops=5000 seconds=na cpu_us_per_op=na allocs_per_op=na round=1" >> "$RESULTS"
+}
+if wants callgrind; then
+    if command -v valgrind > /dev/null; then
+        echo "== callgrind: instructions per ping-pong roundtrip"
+        CG="$SCRATCH/callgrind"
+        mkdir -p "$CG"
+        objcopy --strip-debug "$BIN/evbench" "$CG/evbench"
+        objcopy --strip-debug "$BIN/niobench" "$CG/niobench"
+        callgrind_per_op c/blocking "$CBIN/pingpong" --mode blocking
+        callgrind_per_op c/epoll "$CBIN/pingpong" --mode epoll
+        callgrind_per_op swiftnio "$CG/niobench" ping-pongs
+        for b in $AVAILABLE; do
+            [ "$b" = io_uring ] && continue
+            callgrind_per_op "evloop/$b" "$CG/evbench" ping-pongs --backend "$b"
+            callgrind_per_op "evloop/$b/async" "$CG/evbench" ping-pongs-async --backend "$b"
+        done
+    else
+        echo "== callgrind: valgrind not installed, skipped"
+    fi
 fi
 
 echo "== done in $(( $(date +%s) - START )) s; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"

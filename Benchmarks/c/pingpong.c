@@ -119,10 +119,12 @@ static void write_all(int fd, const char *buf, size_t n) {
 
 // ---- io_uring helpers ----------------------------------------------------------------
 
+static unsigned ring_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+
 static void ring_init(struct io_uring *ring) {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.flags = ring_flags;
     int r = io_uring_queue_init_params(8, ring, &p);
     if (r == -EINVAL) {
         memset(&p, 0, sizeof p);
@@ -230,8 +232,14 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--mode") == 0) mode_name = argv[i + 1];
         else if (strcmp(argv[i], "--count") == 0) count = atol(argv[i + 1]);
         else if (strcmp(argv[i], "--warmup") == 0) warmup = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--ring") == 0) {
+            // Ring setup flags, for comparing: defer (the default), coop, none.
+            if (strcmp(argv[i + 1], "none") == 0) ring_flags = 0;
+            else if (strcmp(argv[i + 1], "coop") == 0) ring_flags = IORING_SETUP_COOP_TASKRUN;
+            else ring_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+        }
         else {
-            fprintf(stderr, "usage: pingpong --mode blocking|epoll|io_uring [--count N] [--warmup N]\n");
+            fprintf(stderr, "usage: pingpong --mode blocking|epoll|io_uring [--count N] [--warmup N] [--ring defer|coop|none]\n");
             return 2;
         }
     }

@@ -213,9 +213,16 @@ let pingPeers = ["c/epoll", "c/io_uring", "c/blocking", "swiftnio"]
     guard let first = records.first(where: { $0.bench == bench }) else { return }
     let unit = first.fields["unit"] ?? ""
     let op = first.fields["op"] ?? "op"
-    say("### \(bench)")
+    say(bench == "instructions"
+        ? "### Instructions per ping-pong roundtrip (callgrind, user space, client + server)"
+        : "### \(bench)")
     say()
-    let anchorList = anchors[bench] ?? []
+    var anchorList = anchors[bench] ?? []
+    if bench == "instructions" {
+        // Same-run peer: the plain-C epoll loop.
+        let c = stats(bench, "c/epoll").median
+        if !c.isNaN { anchorList = [Anchor(name: "c/epoll, this run", value: c)] }
+    }
     var header = "| implementation | \(unit) (median) | range | CPU µs/\(op) | allocations/\(op) |"
     var rule = "|---|---:|---:|---:|---:|"
     let extraKey: String? = bench == "udp_pummel_1v1" ? "sent_per_s" : nil
@@ -390,7 +397,7 @@ say("\(records.count) results\(runs > 0 ? ", \(runs) rounds" : ""). Medians and 
 say()
 pingPongTable("ping-pongs", title: "ping-pongs (TCP, 5-byte PING, both ends pinned to one CPU)")
 pingPongTable("ping-pongs-async", title: "ping-pongs with async/await (EvAsync), same setting")
-for bench in ["ping-udp1", "udp_pummel_1v1", "timer-rearm"] where !implementations(bench).isEmpty {
+for bench in ["instructions", "ping-udp1", "udp_pummel_1v1", "timer-rearm"] where !implementations(bench).isEmpty {
     genericTable(bench)
 }
 timersTable()
