@@ -106,6 +106,12 @@ public final class UringLoop: LoopCore {
     package private(set) var enterCount = 0
     /// For tests: the -EAGAIN results absorbed by arming a poll.
     package private(set) var eagainRetries = 0
+    /// For tests: how many times CQEs the kernel kept aside (CQ overflow) were fetched.
+    package private(set) var overflowFlushes = 0
+    /// For tests: completions waiting for a free SQE.
+    package var parkedCount: Int { parked.count }
+    /// For tests: the completion queue's size.
+    package var completionQueueEntries: UInt32 { ring.pointee.cq.ring_entries }
 
     /// Creates a ring of `entries` submission entries (a power of two; the completion
     /// queue is twice as large) and checks that it works on this kernel.
@@ -118,18 +124,20 @@ public final class UringLoop: LoopCore {
         try self.init(entries: entries, setupFlags: setupFlags, probeOverride: nil)
     }
 
-    /// `probeOverride`, for tests, sees each required opcode's name and whether the kernel
-    /// supports it, and returns what the loop should believe: a test can simulate an old
-    /// kernel that lacks one.
+    /// For tests, to simulate older kernels: `probeOverride` sees each required opcode's
+    /// name and whether the kernel supports it, and returns what the loop should believe;
+    /// `allowCancelByDescriptor: false` makes `.close` take the path of kernels before
+    /// 5.19 (cancel each operation on the descriptor, then close).
     package init(entries: UInt32, setupFlags: SetupFlags,
-                 probeOverride: ((_ opcode: String, _ supported: Bool) -> Bool)?) throws(BackendUnavailable) {
+                 probeOverride: ((_ opcode: String, _ supported: Bool) -> Bool)?,
+                 allowCancelByDescriptor: Bool = true) throws(BackendUnavailable) {
         let setup = try RingSetup.make(entries: max(entries, 1), flags: setupFlags, probeOverride: probeOverride)
         self.ring = setup.ring
         self.ringFd = setup.ring.pointee.ring_fd
         self.entries = setup.ring.pointee.sq.ring_entries
         self.setupFlags = setup.flags
         self.submitsAll = setup.submitsAll
-        self.cancelsByDescriptor = setup.cancelsByDescriptor
+        self.cancelsByDescriptor = setup.cancelsByDescriptor && allowCancelByDescriptor
         self.defersTaskrun = setup.flags.contains(.deferTaskrun)
         super.init(backend: .ioUring)
     }
@@ -556,7 +564,7 @@ public final class UringLoop: LoopCore {
     @discardableResult
     private func reap() -> Int {
         var total = 0
-        var overflowFlushes = 0
+        var flushes = 0
         while true {
             let ready = io_uring_cq_ready(ring)
             if ready > 0 {
@@ -571,7 +579,8 @@ public final class UringLoop: LoopCore {
             }
             // The kernel moves overflowed CQEs into the ring only when asked to
             // (io_uring_enter with GETEVENTS); never leave them behind before a wait.
-            guard evuring_sq_flags(ring) & UInt32(IORING_SQ_CQ_OVERFLOW) != 0, overflowFlushes < 1024 else { break }
+            guard evuring_sq_flags(ring) & UInt32(IORING_SQ_CQ_OVERFLOW) != 0, flushes < 1024 else { break }
+            flushes += 1
             overflowFlushes += 1
             let r = enter(submit: 0, wait: 0, flags: UInt32(IORING_ENTER_GETEVENTS), timeout: nil)
             if r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY { break }
