@@ -93,4 +93,10 @@ Report.say("connections served: \(total.connectionsServed)")
 Report.say("connections ended by an error: \(total.connectionsFailed)")
 Report.say("connections open at shutdown: \(total.openAtShutdown)")
 Report.say("bytes echoed: \(total.bytesEchoed)")
+if perThread.count > 1 {
+    // How SO_REUSEPORT spread the connections over the threads.
+    for (i, t) in perThread.enumerated() {
+        Report.say("  thread \(i): \(t.connectionsServed) connections, \(t.bytesEchoed) bytes")
+    }
+}
 exit(0)

@@ -85,4 +85,10 @@ Report.say("datagrams echoed: \(total.datagrams)")
 Report.say("bytes echoed: \(total.bytes)")
 Report.say("datagrams truncated: \(total.truncated)")
 Report.say("errors: \(total.errors)")
+if perThread.count > 1 {
+    // How SO_REUSEPORT spread the senders over the threads.
+    for (i, t) in perThread.enumerated() {
+        Report.say("  thread \(i): \(t.datagrams) datagrams, \(t.bytes) bytes")
+    }
+}
 exit(0)

@@ -74,6 +74,14 @@ struct EchoServerTests {
         #expect(end == .exited(0), "\(server.process.transcript)")
         #expect(server.summaryValue("connections served") == 1000, "\(server.process.transcript)")
         #expect(server.summaryValue("connections ended by an error") == 0, "\(server.process.transcript)")
+        // SO_REUSEPORT hashes the 1,000 connections (distinct source ports) over both
+        // threads' sockets; every thread must have served some.
+        let perThread = server.process.stdoutText.split(separator: "\n").filter { $0.hasPrefix("  thread ") }
+        #expect(perThread.count == 2, "\(server.process.transcript)")
+        for line in perThread {
+            let served = Int(line.split(separator: " ").dropFirst(2).first ?? "") ?? 0
+            #expect(served > 0, "a thread served no connection: \(line)")
+        }
     }
 
     @Test("ev-echo-udp sends socat's datagrams back unchanged, then exits 0 on SIGINT",
