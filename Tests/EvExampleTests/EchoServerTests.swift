@@ -155,6 +155,8 @@ struct EchoServerTests {
         #expect(idle.seesEndOfFile(), "the server must close open connections when it stops")
         #expect(server.summaryValue("connections served") == 4, "\(server.process.transcript)")
         #expect(server.summaryValue("connections open at shutdown") == 2, "\(server.process.transcript)")
+        // The flooder and the resetter, each counted once however many of its operations failed.
+        #expect(server.summaryValue("connections ended by an error") == 2, "\(server.process.transcript)")
     }
 
     @Test("EV_BACKEND=poll is honoured by ev-echo-tcp, which then still echoes")
