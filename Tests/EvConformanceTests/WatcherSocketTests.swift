@@ -292,6 +292,13 @@ struct WatcherSocketTests {
         let hp = Harness(poll)
         defer { hp.finish() }
         #expect(try tcpEcho(loop: poll, harness: hp, ipv6: false, size: 10_000).count == 10_000)
+
+        if let uring = try? UringLoop() {   // where io_uring is available
+            let hu = Harness(uring)
+            defer { hu.finish() }
+            #expect(try tcpEcho(loop: uring, harness: hu, ipv6: false, size: 10_000).count == 10_000)
+            try udpEcho(loop: uring, harness: hu, ipv6: false, rounds: 2)
+        }
     }
 
     /// Connect to a port where nothing listens: `.connectionRefused`; shutdown of an
