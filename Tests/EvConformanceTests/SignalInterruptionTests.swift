@@ -27,7 +27,9 @@ private final class StopFlag: Sendable {
     let stopped = Atomic<Bool>(false)
 }
 
-@Suite("Conformance: signals")
+// Serialized: the delivery counter is process-wide, so the backends' cases must not send
+// signals at the same time.
+@Suite("Conformance: signals", .serialized)
 struct SignalInterruptionTests {
 
     /// PITFALLS B7: SIGUSR1 every ~1 ms at the loop thread while it waits for a 200 ms
