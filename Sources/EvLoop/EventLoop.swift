@@ -17,7 +17,9 @@ public protocol EventLoop: AnyObject {
     /// Starts `completion.operation`. Throws `.completionActive` if the completion is
     /// still in flight. The callback runs later, from `run`.
     func add(_ completion: Completion) throws(EvError)
-    /// Makes the current `run` return after the callbacks of this tick.
+    /// Makes the current `run` return as soon as the callback that calls it returns;
+    /// callbacks of work that has already finished stay queued for the next `run`, and
+    /// pending completions stay active (cancel them, or run again).
     /// Call it on the loop thread (from another thread, use `Async`).
     func stop()
     /// The monotonic time, cached once per tick.
