@@ -9,8 +9,9 @@
 # (callgrind, the user-space instructions per ping-pong roundtrip, is left out of --quick).
 #
 # What it does:
-#   1. builds, in release mode, this package (evbench, niobench, bench-report), which also
-#      builds the main package's ev-echo-tcp and ev-echo-client (a path dependency);
+#   1. builds, in release mode, this package (evbench, niobench, bench-report) and the
+#      main package's ev-echo-tcp and ev-echo-client (a path dependency), in one scratch
+#      directory;
 #   2. compiles c/pingpong.c (the plain-C floor) and c/malloc_count.c (the allocation
 #      counting shim, preloaded into every benchmark process with LD_PRELOAD);
 #   3. runs every benchmark on every backend, interleaving implementations round by round
@@ -46,13 +47,13 @@ if [ "$QUICK" = 1 ]; then
     ONLY=${ONLY:-"ping-pongs udp timers async pummel echo"}
     ROUNDS=${ROUNDS:-1}
     PING_COUNT=20000; UDP_COUNT=50000; PUMMEL_COUNT=100000; TIMERS=200000
-    REARM_ROUNDS=100; ASYNC_TOTAL=40000; APUMMEL_COUNT=100000; ECHO_SECONDS=1
+    REARM_ROUNDS=100; ASYNC_TOTAL=40000; APUMMEL_COUNT=50000; ECHO_SECONDS=1
     ECHO_CONNS="1 100 1000"
 else
     ONLY=${ONLY:-"ping-pongs udp timers async pummel echo callgrind"}
     ROUNDS=${ROUNDS:-3}
-    PING_COUNT=100000; UDP_COUNT=200000; PUMMEL_COUNT=300000; TIMERS=1000000
-    REARM_ROUNDS=500; ASYNC_TOTAL=200000; APUMMEL_COUNT=300000; ECHO_SECONDS=2
+    PING_COUNT=50000; UDP_COUNT=100000; PUMMEL_COUNT=200000; TIMERS=1000000
+    REARM_ROUNDS=500; ASYNC_TOTAL=100000; APUMMEL_COUNT=100000; ECHO_SECONDS=2
     ECHO_CONNS="1 100 1000"
 fi
 
@@ -61,12 +62,29 @@ wants() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # ---- build -------------------------------------------------------------------------
 BIN="$SCRATCH/release"
 CBIN="$SCRATCH/c"
-# Building this package also builds the main package's executables (ev-echo-tcp,
-# ev-echo-client) in the same scratch directory, from the same sources, in release mode.
+# ev-echo-tcp and ev-echo-client are built into the same scratch directory (above), from
+# the same library sources, in release mode.
 MAIN_BIN="$BIN"
 if [ "$BUILD" = 1 ]; then
     echo "== building (release)"
-    (cd "$HERE" && swift build -c release --scratch-path "$SCRATCH") || { echo "run.sh: benchmark build failed" >&2; exit 1; }
+    # Other people may be editing the library while this builds ("input file was modified
+    # during the build"): try again a few times before giving up.
+    build() {
+        local attempt
+        for attempt in 1 2 3; do
+            (cd "$HERE" && swift build -c release --scratch-path "$SCRATCH" "$@") && return 0
+            echo "run.sh: build failed (attempt $attempt), retrying" >&2
+            sleep 5
+        done
+        return 1
+    }
+    build || { echo "run.sh: benchmark build failed" >&2; exit 1; }
+    # The examples are products of the main package (a path dependency): name them, or
+    # SwiftPM leaves an old build of them in place.
+    if wants echo; then
+        build --product ev-echo-tcp && build --product ev-echo-client ||
+            { echo "run.sh: example build failed" >&2; exit 1; }
+    fi
     mkdir -p "$CBIN"
     cc -O2 -Wall -Wextra -shared -fPIC -o "$CBIN/malloc_count.so" "$HERE/c/malloc_count.c" || exit 1
     cc -O2 -Wall -Wextra -o "$CBIN/pingpong" "$HERE/c/pingpong.c" -luring -lpthread -ldl || exit 1

@@ -169,8 +169,8 @@ let pingPeers = ["c/epoll", "c/io_uring", "c/blocking", "swiftnio"]
     let peerMedians = pingPeers.map { ($0, stats("ping-pongs", $0).median, stats("ping-pongs", $0, "cpu_us_per_op").median) }
     say("### \(title)")
     say()
-    var header = "| implementation | roundtrips/s (median) | range | CPU µs/roundtrip | allocations/roundtrip |"
-    var rule = "|---|---:|---:|---:|---:|"
+    var header = "| implementation | roundtrips/s (median) | range | CPU µs/roundtrip | CPU-bound rate | allocations/roundtrip |"
+    var rule = "|---|---:|---:|---:|---:|---:|"
     for (peer, median, _) in peerMedians where !median.isNaN {
         header += " ÷ \(peer) |"
         rule += "---:|"
@@ -180,7 +180,7 @@ let pingPeers = ["c/epoll", "c/io_uring", "c/blocking", "swiftnio"]
     for impl in impls {
         let s = stats(bench, impl)
         let cpu = stats(bench, impl, "cpu_us_per_op")
-        var row = "| \(bench == "ping-pongs" ? impl : impl + " (async)") | \(num(s.median)) | \(range(s)) | \(num(cpu.median)) | \(allocs(bench, impl)) |"
+        var row = "| \(bench == "ping-pongs" ? impl : impl + " (async)") | \(num(s.median)) | \(range(s)) | \(num(cpu.median)) | \(num(cpuBoundRate(bench, impl))) | \(allocs(bench, impl)) |"
         for (_, median, _) in peerMedians where !median.isNaN {
             row += " \(ratio(s.median, median)) |"
         }
@@ -223,8 +223,9 @@ let pingPeers = ["c/epoll", "c/io_uring", "c/blocking", "swiftnio"]
         let c = stats(bench, "c/epoll").median
         if !c.isNaN { anchorList = [Anchor(name: "c/epoll, this run", value: c)] }
     }
-    var header = "| implementation | \(unit) (median) | range | CPU µs/\(op) | allocations/\(op) |"
-    var rule = "|---|---:|---:|---:|---:|"
+    let showBound = !cpuBoundRate(bench, impls.first ?? "").isNaN
+    var header = "| implementation | \(unit) (median) | range | CPU µs/\(op) |\(showBound ? " CPU-bound rate |" : "") allocations/\(op) |"
+    var rule = "|---|---:|---:|---:|\(showBound ? "---:|" : "")---:|"
     let extraKey: String? = bench == "udp_pummel_1v1" ? "sent_per_s" : nil
     if extraKey != nil { header += " sent/s (median) |"; rule += "---:|" }
     for a in anchorList { header += " ÷ \(a.name) (\(num(a.value))) |"; rule += "---:|" }
@@ -232,7 +233,7 @@ let pingPeers = ["c/epoll", "c/io_uring", "c/blocking", "swiftnio"]
     say(rule)
     for impl in impls {
         let s = stats(bench, impl)
-        var row = "| \(impl) | \(num(s.median)) | \(range(s)) | \(num(stats(bench, impl, "cpu_us_per_op").median)) | \(allocs(bench, impl)) |"
+        var row = "| \(impl) | \(num(s.median)) | \(range(s)) | \(num(stats(bench, impl, "cpu_us_per_op").median)) |\(showBound ? " \(num(cpuBoundRate(bench, impl))) |" : "") \(allocs(bench, impl)) |"
         if let k = extraKey { row += " \(num(stats(bench, impl, k).median)) |" }
         for a in anchorList { row += " \(ratio(s.median, a.value)) |" }
         say(row)
@@ -303,75 +304,93 @@ extension Substring {
 
 // MARK: Targets
 
+/// The rate a pinned benchmark would reach if CPU 0 were its own: 1 s / CPU time per
+/// operation (in the benchmark's own unit). Ping-pongs and asyncN run both ends on one
+/// CPU, so their wall time per operation can never be below their CPU time; on a machine
+/// shared with other work the CPU time is the figure that does not depend on the load.
+@MainActor func cpuBoundRate(_ bench: String, _ impl: String) -> Double {
+    let cpu = stats(bench, impl, "cpu_us_per_op").median
+    guard cpu.isFinite, cpu > 0 else { return .nan }
+    switch bench {
+    case "ping-pongs", "ping-pongs-async", "ping-udp1":
+        return 1e6 / cpu
+    case let b where b.hasPrefix("async") && !b.hasPrefix("async_pummel"):
+        // op = one notification (either side); the figure counts the main loop's
+        // callbacks per worker: 2 notifications per counted callback, N workers.
+        let threads = Double(b.dropFirst("async".count)) ?? 1
+        return 1e6 / cpu / (2 * threads)
+    default:
+        return .nan
+    }
+}
+
 @MainActor func targets() {
     say("### Targets")
     say()
-    say("| target | measured | verdict |")
-    say("|---|---|---|")
+    say("Each target is judged twice: on the wall-clock figure of this run (what the issue names),")
+    say("and on CPU time per operation (user + sys, whole process), which does not depend on")
+    say("what else the machine runs. With both ends pinned to one CPU, 1 s ÷ CPU per operation is")
+    say("the rate the benchmark reaches when that CPU is its own (\"CPU-bound rate\").")
+    say()
+    say("| target | wall clock | verdict (wall) | CPU time | verdict (CPU) |")
+    say("|---|---|---|---|---|")
     func verdict(_ ok: Bool, _ shortfall: String) -> String { ok ? "met" : "**missed** (\(shortfall))" }
     func pct(_ x: Double) -> String { BenchOutput.fixed(x * 100, 1) + " %" }
+    func cpu(_ bench: String, _ impl: String) -> Double { stats(bench, impl, "cpu_us_per_op").median }
+    func us(_ v: Double) -> String { BenchOutput.fixed(v, 1) + " µs" }
 
     let uring = stats("ping-pongs", "evloop/io_uring").median
-    let uringCPU = stats("ping-pongs", "evloop/io_uring", "cpu_us_per_op").median
-    let cEpoll = stats("ping-pongs", "c/epoll").median
-    let cEpollCPU = stats("ping-pongs", "c/epoll", "cpu_us_per_op").median
-    let cUring = stats("ping-pongs", "c/io_uring").median
-    let cUringCPU = stats("ping-pongs", "c/io_uring", "cpu_us_per_op").median
-    let nio = stats("ping-pongs", "swiftnio").median
-    let nioCPU = stats("ping-pongs", "swiftnio", "cpu_us_per_op").median
-    if !uring.isNaN {
-        if !cEpoll.isNaN {
-            let r = uring / cEpoll
-            say("| ping-pong io_uring ≥ plain-C epoll | \(ratio(uring, cEpoll)) (CPU/roundtrip: \(ratio(uringCPU, cEpollCPU)) of C's) | \(verdict(r >= 1, "\(pct(1 - r)) slower")) |")
-        }
-        if !cUring.isNaN {
-            let r = uring / cUring
-            say("| ping-pong io_uring within 10 % of plain-C io_uring | \(ratio(uring, cUring)) (CPU/roundtrip: \(ratio(uringCPU, cUringCPU)) of C's) | \(verdict(r >= 0.9, "\(pct(1 - r)) slower, \(pct(0.9 - r)) past the 10 % allowance")) |")
-        }
-        if !nio.isNaN {
-            let r = uring / nio
-            say("| ping-pong io_uring ≥ 1.5 × SwiftNIO | \(ratio(uring, nio)) (CPU/roundtrip: \(ratio(nioCPU, uringCPU)) less than NIO's) | \(verdict(r >= 1.5, "short of 1.5× by \(pct(1 - r / 1.5))")) |")
-        }
-    } else {
-        say("| ping-pong io_uring targets | no io_uring ping-pong result in this run | not measured |")
+    let uringCPU = cpu("ping-pongs", "evloop/io_uring")
+    let peers: [(String, String, Double)] = [
+        ("c/epoll", "≥ plain-C epoll", 1.0),
+        ("c/io_uring", "within 10 % of plain-C io_uring", 0.9),
+        ("swiftnio", "≥ 1.5 × SwiftNIO", 1.5),
+    ]
+    if uring.isNaN {
+        say("| ping-pong io_uring targets | no io_uring ping-pong result in this run | not measured | | |")
     }
-    for b in ["evloop/epoll", "evloop/poll"] {
-        let v = stats("ping-pongs", b).median
-        if !v.isNaN && !nio.isNaN {
-            say("| (for reference) ping-pong \(b) vs SwiftNIO | \(ratio(v, nio)) | – |")
-        }
+    for (peer, label, factor) in peers where !uring.isNaN {
+        let p = stats("ping-pongs", peer).median
+        let pc = cpu("ping-pongs", peer)
+        guard !p.isNaN else { continue }
+        let r = uring / p
+        let rc = pc / uringCPU   // >1: EvLoop uses less CPU per roundtrip
+        let wallShort = factor == 1.0 ? "\(pct(1 - r)) slower" : factor < 1 ? "\(pct(1 - r)) slower, \(pct(factor - r)) past the allowance" : "short of \(BenchOutput.fixed(factor, 1))× by \(pct(1 - r / factor))"
+        let cpuShort = factor == 1.0 ? "\(pct(1 / rc - 1)) more CPU" : factor < 1 ? "\(pct(1 / rc - 1)) more CPU (allowance \(pct(1 / factor - 1)))" : "\(BenchOutput.fixed(rc, 2))× less CPU, not \(BenchOutput.fixed(factor, 1))×"
+        say("| ping-pong io_uring \(label) | \(num(uring)) vs \(num(p)) roundtrips/s: \(ratio(uring, p)) | \(verdict(r >= factor, wallShort)) | \(us(uringCPU)) vs \(us(pc)) per roundtrip: \(BenchOutput.fixed(rc, 2))× | \(verdict(rc >= factor, cpuShort)) |")
     }
     for impl in implementations("ping-pongs-async") {
         let a = stats("ping-pongs-async", impl).median
         let c = stats("ping-pongs", impl).median
-        if !c.isNaN {
-            let r = a / c
-            say("| async ping-pong within 15 % of the callback ping-pong (\(impl)) | \(ratio(a, c)) | \(verdict(r >= 0.85, "\(pct(1 - r)) slower")) |")
-        }
+        let ac = cpu("ping-pongs-async", impl)
+        let cc = cpu("ping-pongs", impl)
+        guard !c.isNaN else { continue }
+        let r = a / c
+        let rc = cc / ac
+        say("| async ping-pong within 15 % of the callback ping-pong (\(impl)) | \(ratio(a, c)) | \(verdict(r >= 0.85, "\(pct(1 - r)) slower")) | \(us(ac)) vs \(us(cc)) per roundtrip | \(verdict(rc >= 0.85, "\(pct(ac / cc - 1)) more CPU")) |")
     }
-    // Timers.
+    // Timers: libxev's figures are for 1 M timers; scaled when another count ran.
     let count = Double(records.first(where: { $0.bench == "million-timers" })?.fields["timers"] ?? "") ?? 1_000_000
     let scale = count / 1_000_000
     for impl in implementations("million-timers") where impl.hasPrefix("evloop/") {
-        let cpu = stats("million-timers", impl, "cpu_s").median
+        let cpuS = stats("million-timers", impl, "cpu_s").median
         let wall = stats("million-timers", impl).median
         let libxevCPU = 0.37 * scale
         let libxevWall = 1.00 * scale
-        let ok = cpu < libxevCPU && wall < libxevWall
-        var why: [String] = []
-        if cpu >= libxevCPU { why.append("CPU \(ratio(cpu, libxevCPU)) of libxev's") }
-        if wall >= libxevWall { why.append("wall \(ratio(wall, libxevWall)) of libxev's") }
-        say("| million-timers faster than libxev epoll (\(num(libxevWall)) s wall, \(num(libxevCPU)) s CPU) — \(impl) | \(num(wall)) s wall, \(num(cpu)) s CPU | \(verdict(ok, why.joined(separator: ", "))) |")
+        say("| million-timers faster than libxev epoll (\(num(libxevWall)) s wall, \(num(libxevCPU)) s CPU\(scale != 1 ? ", scaled to \(Int(count)) timers" : "")) — \(impl) | \(num(wall)) s | \(verdict(wall < libxevWall, "\(ratio(wall, libxevWall)) libxev's")) | \(num(cpuS)) s | \(verdict(cpuS < libxevCPU, "\(ratio(cpuS, libxevCPU)) libxev's")) |")
     }
-    // Async notifications against libuv.
+    // Async notifications against libuv (its figures are wall-clock, pinned).
     for (bench, libuv) in [("async1", 118_600.0), ("async_pummel_1", 91_900.0)] {
         for impl in implementations(bench) {
             let v = stats(bench, impl).median
             let r = v / libuv
-            say("| \(bench) ≥ libuv (\(num(libuv))/s) — \(impl) | \(num(v))/s (\(ratio(v, libuv))) | \(verdict(r >= 1, "\(pct(1 - r)) lower")) |")
+            let bound = cpuBoundRate(bench, impl)
+            let cpuCell = bound.isNaN ? "\(us(cpu(bench, impl))) per callback" : "CPU-bound rate \(num(bound))/s (\(ratio(bound, libuv)))"
+            let cpuVerdict = bound.isNaN ? "–" : verdict(bound >= libuv, "\(pct(1 - bound / libuv)) lower")
+            say("| \(bench) ≥ libuv (\(num(libuv))/s) — \(impl) | \(num(v))/s (\(ratio(v, libuv))) | \(verdict(r >= 1, "\(pct(1 - r)) lower")) | \(cpuCell) | \(cpuVerdict) |")
         }
     }
-    // Zero allocations.
+    // Zero allocations (exact counts: the same whatever the load).
     let zeroBenches = [("ping-pongs", "roundtrip"), ("ping-pongs-async", "roundtrip"), ("ping-udp1", "roundtrip"),
                        ("udp_pummel_1v1", "datagram"), ("timer-rearm", "rearmed timer"),
                        ("million-timers", "fired timer"), ("async1", "notification"), ("async_pummel_1", "callback")]
@@ -379,9 +398,9 @@ extension Substring {
         for impl in implementations(bench) where impl.hasPrefix("evloop/") {
             let a = allocs(bench, impl)
             if a == "n/a" {
-                say("| zero allocations per \(what) (\(bench), \(impl)) | not counted (no shim) | not measured |")
+                say("| zero allocations per \(what) (\(bench), \(impl)) | not counted (no shim) | not measured | | |")
             } else {
-                say("| zero allocations per \(what) (\(bench), \(impl)) | \(a) | \(verdict(a == "0", "\(a) per \(what)")) |")
+                say("| zero allocations per \(what) (\(bench), \(impl)) | \(a) | \(verdict(a == "0", "\(a) per \(what)")) | (exact count) | |")
             }
         }
     }
