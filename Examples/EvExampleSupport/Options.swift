@@ -30,6 +30,10 @@ public struct OptionSpec: Sendable {
 }
 
 /// What went wrong while parsing a command line.
+///
+/// A value rather than a printed message, so that `CommandLineTool` reports every problem
+/// the same way (the program name, the problem, a hint to try `--help`, exit status 2),
+/// which is what scripts and tests rely on to tell a usage error from a runtime failure.
 public enum OptionError: Error, Sendable, CustomStringConvertible {
     case unknownOption(String)
     case missingValue(String)
@@ -49,6 +53,11 @@ public enum OptionError: Error, Sendable, CustomStringConvertible {
 }
 
 /// A parsed command line: the value of every option (given or defaulted) and the flags set.
+///
+/// Values stay strings until a program asks for them through a typed accessor (`port`,
+/// `seconds`, `backend`, ...), which validates them then: each program decides which
+/// options it needs and how strict to be, and every invalid value produces the same kind
+/// of `OptionError`.
 public struct ParsedOptions: Sendable {
     public private(set) var values: [String: String]
     public private(set) var flags: Set<String>
@@ -110,6 +119,9 @@ public struct ParsedOptions: Sendable {
 }
 
 /// A program's name, purpose and options: parses its command line and prints its help.
+///
+/// Declaring the options once gives both the parser and the `--help` text from the same
+/// list, so the help can never drift from what the program accepts.
 public struct CommandLineTool: Sendable {
     public var name: String
     /// A paragraph or two: what the program does and why it exists.

@@ -136,6 +136,7 @@ final class ChildProcess {
         if termination == nil {
             kill(pid, SIGKILL)
             var status: Int32 = 0
+            // EINTR: a signal reached this thread during the wait; the child is still ours.
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         }
         if stdoutFD >= 0 { close(stdoutFD) }
@@ -164,6 +165,8 @@ final class ChildProcess {
                     stderrText = String(decoding: stderrBytes, as: UTF8.self)
                 }
             } else if r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN) {
+                // EOF or a real error closes the pipe; EINTR (a signal) and EAGAIN (poll
+                // reported a spurious readiness) just mean "try on the next pump".
                 close(p.fd)
                 if p.fd == stdoutFD { stdoutFD = -1 } else { stderrFD = -1 }
             }
@@ -214,6 +217,7 @@ final class ChildProcess {
             }
             if ContinuousClock.now >= deadline {
                 kill(pid, SIGKILL)
+                // EINTR: a signal reached this thread during the wait; wait again.
                 while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
                 pump(timeoutMs: 0)
                 termination = .timedOut

@@ -80,7 +80,7 @@ final class RawTCPClient {
         var b: UInt8 = 0
         while true {
             let n = recv(fd, &b, 1, 0)
-            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EINTR { continue }   // a signal before anything arrived
             return n == 0 || (n < 0 && errno == ECONNRESET)
         }
     }
@@ -118,7 +118,7 @@ final class RawTCPClient {
                 total += n
                 continue
             }
-            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EINTR { continue }   // a signal before anything was sent
             guard n < 0 && errno == EAGAIN else { break }
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
             if poll(&p, 1, stallMs) == 0 { break }   // nothing accepted for `stall`: stalled
