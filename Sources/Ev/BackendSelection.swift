@@ -14,13 +14,15 @@ public struct BackendSelection: Sendable, CustomStringConvertible {
     public var backend: Backend
     /// True when `EV_BACKEND` (or an explicit request) chose it rather than detection.
     public var forced: Bool
+    /// Who forced it: "EV_BACKEND" or "an explicit request"; nil when detection chose.
+    public var forcedBy: String?
     /// The backends tried before it, each with the reason it could not be used.
     public var skipped: [BackendUnavailable]
 
     public var description: String {
         var s = "backend \(backend)"
         if forced {
-            s += " (forced by \(BackendSelection.environmentVariable))"
+            s += " (forced by \(forcedBy ?? BackendSelection.environmentVariable))"
         } else if skipped.isEmpty {
             s += " (the best available)"
         }
@@ -70,6 +72,7 @@ public func makeBestLoop(
     environment: [String: String]? = nil
 ) throws(BackendSelectionError) -> (loop: LoopCore, selection: BackendSelection) {
     var forced = requested
+    var forcedBy: String? = requested == nil ? nil : "an explicit request"
     if forced == nil {
         let value: String?
         if let environment {
@@ -80,12 +83,13 @@ public func makeBestLoop(
         if let value, !value.isEmpty, value != "auto" {
             guard let b = Backend(name: value) else { throw .unknownBackend(value) }
             forced = b
+            forcedBy = BackendSelection.environmentVariable
         }
     }
     if let forced {
         do {
             let loop = try makeLoop(forced)
-            return (loop, BackendSelection(backend: forced, forced: true, skipped: []))
+            return (loop, BackendSelection(backend: forced, forced: true, forcedBy: forcedBy, skipped: []))
         } catch {
             throw .forcedBackendUnavailable(error)
         }
@@ -94,7 +98,7 @@ public func makeBestLoop(
     for candidate in Backend.allCases {
         do {
             let loop = try makeLoop(candidate)
-            return (loop, BackendSelection(backend: candidate, forced: false, skipped: skipped))
+            return (loop, BackendSelection(backend: candidate, forced: false, forcedBy: nil, skipped: skipped))
         } catch {
             skipped.append(error)
         }
