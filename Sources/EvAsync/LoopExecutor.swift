@@ -79,8 +79,8 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private let eventFD: Int32
     /// True from the first remote enqueue after the loop last looked, until it looks again.
     private let wakePending = Atomic<Bool>(false)
-    /// Work handed over by other threads.
-    private let remote = Mutex<[RemoteItem]>([])
+    /// Work handed over by other threads, and whether the eventfd may still be written.
+    private let remote = Mutex(RemoteQueue())
     /// How many times a remote enqueue wrote the eventfd (for tests of the coalescing).
     private let wakeWrites = Atomic<Int>(0)
 
@@ -115,12 +115,20 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private enum Phase {
         /// The wake-up poll is armed (or is being re-armed by its own callback).
         case running
-        /// The poll was cancelled by `cancelAll()`; re-armed on the next use.
+        /// The poll was cancelled by `cancelAll()`; `run(_:)` or `resume()` re-arms it.
         case parked
         /// `shutdown()` was called; the eventfd is being closed through the loop.
         case shuttingDown
         /// The eventfd is closed; remote jobs can no longer wake the loop.
         case closed
+    }
+
+    /// The locked half of the hand-off.
+    struct RemoteQueue: Sendable {
+        var items: [RemoteItem] = []
+        /// Set (on the loop thread) before the eventfd is closed: from then on no enqueue
+        /// writes to the descriptor number, which the kernel may hand to someone else.
+        var closed = false
     }
 
     /// Something another thread hands to the loop.
@@ -278,9 +286,13 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     // MARK: Remote hand-off
 
     private func enqueueRemote(_ item: RemoteItem) {
-        remote.withLock { $0.append(item) }
-        // One write per batch: only the enqueue that finds no wake-up pending writes.
-        if !wakePending.exchange(true, ordering: .sequentiallyConsistent) {
+        remote.withLock { queue in
+            queue.items.append(item)
+            // One write per batch: only the enqueue that finds no wake-up pending writes.
+            // The write happens under the lock so that `closeEventFD` (which sets `closed`
+            // under it) can never race with a write to a descriptor it is closing. After
+            // `shutdown()` the item stays queued: nothing will run it (see `shutdown()`).
+            guard !queue.closed, !wakePending.exchange(true, ordering: .sequentiallyConsistent) else { return }
             wakeWrites.add(1, ordering: .relaxed)
             var one: UInt64 = 1
             while true {
@@ -352,7 +364,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     }
 
     private func processRemote() {
-        remote.withLock { swap(&$0, &remoteBatch) }
+        remote.withLock { swap(&$0.items, &remoteBatch) }
         if remoteBatch.isEmpty { return }
         draining = true
         for item in remoteBatch {
@@ -444,7 +456,8 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Withdraws the wake-up poll and closes the eventfd through the loop; follow with
     /// `run(.untilDone)` (or any run that delivers the callbacks). Call it on the loop
     /// thread once no task will be scheduled on this executor again: after it, jobs from
-    /// other threads can no longer wake the loop (local jobs still run).
+    /// other threads are no longer run (they stay queued; a job cannot be dropped without
+    /// leaking its task), while local jobs still run.
     public func shutdown() {
         preconditionOnLoopThread("LoopExecutor.shutdown()")
         switch phase {
@@ -472,6 +485,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         // job calling it), and that callback then also sees the shutting-down phase.
         guard !closeStarted else { return }
         closeStarted = true
+        remote.withLock { $0.closed = true }
         let closer = shutdownCompletions?.close ?? Completion()
         shutdownCompletions = nil
         closer.operation = .close(fd: eventFD)
