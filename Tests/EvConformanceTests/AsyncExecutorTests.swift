@@ -325,6 +325,12 @@ struct AsyncExecutorTests {
         #expect(try runUntilDone(loop))
         #expect(executor.isClosed)
         #expect(loop.activeCount == 0)
+        // After the close, a job from another thread is not announced through the closed
+        // descriptor number (which the kernel may have given to another test by now).
+        let writes = executor.remoteWakeWrites
+        let thread = try TestThread { Task(executorPreference: executor) {} }
+        thread.join()
+        #expect(executor.remoteWakeWrites == writes)
     }
 }
 
