@@ -15,8 +15,9 @@
 #   2. compiles c/pingpong.c (the plain-C floor) and c/malloc_count.c (the allocation
 #      counting shim, preloaded into every benchmark process with LD_PRELOAD);
 #   3. runs every benchmark on every backend, interleaving implementations round by round
-#      (A B C A B C ...); ping-pongs and async1..8 run pinned to CPU 0 with taskset
-#      (both ends on one CPU: see /work/shared/ANCHORS.md);
+#      (A B C A B C ...); ping-pongs, ping-udp1, udp_pummel, async1..8 and async_pummel
+#      run pinned to CPU 0 with taskset (both ends on one CPU: /work/shared/ANCHORS.md);
+#      the timers and the echo throughput run unpinned;
 #   4. writes every RESULT line to results/<time>/results.txt and the tables (medians,
 #      ranges, ratios, targets) to results/<time>/report.md, and prints the report.
 set -uo pipefail
@@ -173,17 +174,17 @@ for round in $(seq 1 "$ROUNDS"); do
     if wants pummel; then
         for n in 1 2 4 8; do
             for b in $AVAILABLE; do
-                run "$round" 0 "async_pummel_$n" "evloop/$b" "$BIN/evbench" "async_pummel_$n" --backend "$b" --count "$APUMMEL_COUNT"
+                run "$round" 1 "async_pummel_$n" "evloop/$b" "$BIN/evbench" "async_pummel_$n" --backend "$b" --count "$APUMMEL_COUNT"
             done
         done
     fi
 done
 
-# Echo throughput: ev-echo-client against ev-echo-tcp, one round (the client reports a
-# rate over its whole duration, which already averages).
+# Echo throughput: ev-echo-client against ev-echo-tcp, unpinned (the server may use both
+# CPUs with --threads 2), interleaved by backend, ROUNDS rounds.
 echo_run() {
-    local b=$1 threads=$2 conns=$3
-    local slog="$OUT/echo-server-$b-$threads-$conns.txt"
+    local b=$1 threads=$2 conns=$3 round=$4
+    local slog="$OUT/echo-server-$b-t$threads-c$conns-r$round.txt"
     "$MAIN_BIN/ev-echo-tcp" --backend "$b" --threads "$threads" --port 0 > "$slog" 2>&1 &
     local server=$!
     local port=""
@@ -213,14 +214,16 @@ echo_run() {
     fi
     set -- $line
     echo "   echo [$b] server threads $threads, $conns connections: $3 roundtrips/s"
-    echo "RESULT bench=echo-tcp-c$conns-t$threads impl=evloop/$b value=$3 unit=roundtrips/s op=roundtrip ops=$1 seconds=$2 cpu_us_per_op=na allocs_per_op=na round=1" >> "$RESULTS"
+    echo "RESULT bench=echo-tcp-c$conns-t$threads impl=evloop/$b value=$3 unit=roundtrips/s op=roundtrip ops=$1 seconds=$2 cpu_us_per_op=na allocs_per_op=na round=$round" >> "$RESULTS"
 }
 if wants echo; then
-    echo "== echo throughput"
-    for threads in 1 2; do
-        for conns in $ECHO_CONNS; do
-            for b in $AVAILABLE; do
-                echo_run "$b" "$threads" "$conns"
+    for round in $(seq 1 "$ROUNDS"); do
+        echo "== echo throughput, round $round of $ROUNDS"
+        for threads in 1 2; do
+            for conns in $ECHO_CONNS; do
+                for b in $AVAILABLE; do
+                    echo_run "$b" "$threads" "$conns" "$round"
+                done
             done
         done
     done

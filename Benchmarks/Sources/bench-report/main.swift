@@ -40,6 +40,7 @@ struct Stats {
 // MARK: Reading
 
 var records: [Record] = []
+var failures: [String] = []
 let files = Array(CommandLine.arguments.dropFirst())
 if files.isEmpty { BenchOutput.fail("usage: bench-report RESULTS_FILE...") }
 for path in files {
@@ -48,6 +49,7 @@ for path in files {
     var capacity = 0
     while getline(&line, &capacity, f) > 0 {
         let text = String(cString: line!).trimmingNewline()
+        if text.hasPrefix("FAILED ") { failures.append(String(text.dropFirst(7))) }
         guard text.hasPrefix("RESULT ") else { continue }
         var fields: [String: String] = [:]
         for part in text.dropFirst(7).split(separator: " ") {
@@ -284,12 +286,12 @@ let pingPeers = ["c/epoll", "c/io_uring", "c/blocking", "swiftnio"]
         var row = "| \(label) |"
         for i in impls {
             let s = stats(b, i)
-            row += s.isEmpty ? " – |" : " \(num(s.median)) |"
+            row += s.isEmpty ? " – |" : s.values.count > 1 ? " \(num(s.median)) (\(num(s.min))–\(num(s.max))) |" : " \(num(s.median)) |"
         }
         say(row)
     }
     say()
-    say("Roundtrips/s (median of the runs); the client runs on one loop on one thread, unpinned.")
+    say("Roundtrips/s, median (range) of the rounds; the client runs on one loop on one thread; nothing is pinned, so a run's figure depends on where the scheduler puts the threads (ANCHORS.md: unpinned runs swing several-fold).")
     say()
 }
 
@@ -425,3 +427,9 @@ for bench in benches() where bench.hasPrefix("async") {
 }
 echoTable()
 targets()
+if !failures.isEmpty {
+    say("### Failed runs")
+    say()
+    for f in failures { say("- \(f)") }
+    say()
+}
