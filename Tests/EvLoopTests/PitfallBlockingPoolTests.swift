@@ -23,6 +23,10 @@ struct PitfallBlockingPoolTests {
         return n
     }
 
+    private final class ShutDownFlag: Sendable {
+        let flag = Atomic<Bool>(false)
+    }
+
     /// What the rounds share with the thread that runs them; read by the test thread only
     /// after `done` is set (or never, if the rounds hang).
     private final class Rounds: @unchecked Sendable {
@@ -30,6 +34,7 @@ struct PitfallBlockingPoolTests {
         let buffers: [UnsafeMutableRawBufferPointer]
         let done = Atomic<Bool>(false)
         let wakes = Atomic<Int>(0)
+        let lateWakes = Atomic<Int>(0)
         var drained = 0
         var completedRounds = 0
         var pools: [() -> BlockingPool?] = []
@@ -44,7 +49,13 @@ struct PitfallBlockingPoolTests {
             let size = buffers[0].count
             for round in 0..<count {
                 for b in buffers { b.initializeMemory(as: UInt8.self, repeating: 0xFF) }
-                let pool = BlockingPool(threads: 2, wake: { [self] in self.wakes.add(1, ordering: .relaxed) })
+                // A wake-up (a worker posting a result) after shutdown() returned means a
+                // worker outlived the shutdown.
+                let shutDown = ShutDownFlag()
+                let pool = BlockingPool(threads: 2, wake: { [self] in
+                    self.wakes.add(1, ordering: .relaxed)
+                    if shutDown.flag.load(ordering: .acquiring) { self.lateWakes.add(1, ordering: .relaxed) }
+                })
                 weak let weakPool = pool
                 pools.append { weakPool }
                 for (i, b) in buffers.enumerated() {
@@ -60,11 +71,13 @@ struct PitfallBlockingPoolTests {
                     _ = pool.cancel(id: UInt64(buffers.count))   // withdraw a queued job
                 }
                 pool.shutdown()
+                shutDown.flag.store(true, ordering: .releasing)
                 // No worker runs after shutdown() returned: mark the buffers, and check
                 // below that no read of /dev/zero (which writes zeros) lands after this.
                 for b in buffers { b.initializeMemory(as: UInt8.self, repeating: 0xFF) }
                 usleep(50)
-                if !buffers.allSatisfy({ $0.allSatisfy { $0 == 0xFF } }) { scribbledAfterShutdown += 1 }
+                let sample = stride(from: 0, to: size, by: 256)
+                if !buffers.allSatisfy({ b in sample.allSatisfy { b[$0] == 0xFF } }) { scribbledAfterShutdown += 1 }
                 completedRounds += 1
             }
             done.store(true, ordering: .releasing)
@@ -75,7 +88,7 @@ struct PitfallBlockingPoolTests {
         let zero = open("/dev/zero", O_RDONLY | O_CLOEXEC)
         try #require(zero >= 0)
         let threadsBefore = Self.threadCount()
-        let rounds = Rounds(zero: zero, jobs: 16, size: 4096)
+        let rounds = Rounds(zero: zero, jobs: 16, size: 65536)
         // The rounds run on a thread of their own, so that a shutdown that hangs fails the
         // test after a bound instead of blocking the suite (the thread is then leaked).
         let box = Unmanaged.passRetained(rounds).toOpaque()
@@ -98,6 +111,8 @@ struct PitfallBlockingPoolTests {
             for b in rounds.buffers { b.deallocate() }
         }
         #expect(rounds.completedRounds == 1000)
+        usleep(20_000)   // time for a worker that outlived its pool's shutdown to show itself
+        #expect(rounds.lateWakes.load(ordering: .relaxed) == 0, "a worker posted a result after shutdown() returned")
         #expect(rounds.scribbledAfterShutdown == 0, "a worker wrote into a buffer after shutdown() returned")
         #expect(rounds.pools.allSatisfy { $0() == nil }, "a pool outlived its shutdown and release")
         #expect(rounds.wakes.load(ordering: .relaxed) > 0 && rounds.drained > 0, "the pools did work before their shutdowns")
