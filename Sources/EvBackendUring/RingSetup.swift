@@ -69,6 +69,7 @@ struct RingSetup {
     }
 
     private static let submitAll = UInt32(IORING_SETUP_SUBMIT_ALL)
+    private static let taskrunFlag = UInt32(IORING_SETUP_TASKRUN_FLAG)
 
     /// io_uring_queue_init_params with the requested flags plus SUBMIT_ALL, dropping flags
     /// the kernel rejects (EINVAL: too old) and halving the size on ENOMEM (kernels before
@@ -77,8 +78,12 @@ struct RingSetup {
                                    flags requestedFlags: UringLoop.SetupFlags)
         throws(BackendUnavailable) -> (UringLoop.SetupFlags, Bool)
     {
+        // COOP_TASKRUN comes with TASKRUN_FLAG (same kernel, 5.19): without it a
+        // non-blocking poll could not tell that completions wait for task work.
+        var wanted = requestedFlags.rawValue
+        if requestedFlags.contains(.coopTaskrun) { wanted |= taskrunFlag }
         var candidates: [UInt32] = []
-        for f in [requestedFlags.rawValue | submitAll, requestedFlags.rawValue, submitAll, 0] where !candidates.contains(f) {
+        for f in [wanted | submitAll, wanted, submitAll, 0] where !candidates.contains(f) {
             candidates.append(f)
         }
         var entries = requested
@@ -90,7 +95,7 @@ struct RingSetup {
                 params.flags = candidate
                 let r = io_uring_queue_init_params(entries, ring, &params)
                 if r == 0 {
-                    return (UringLoop.SetupFlags(rawValue: candidate & ~submitAll), candidate & submitAll != 0)
+                    return (UringLoop.SetupFlags(rawValue: candidate & ~(submitAll | taskrunFlag)), candidate & submitAll != 0)
                 }
                 lastError = -r
                 if lastError == EINVAL { continue }   // a flag this kernel does not know

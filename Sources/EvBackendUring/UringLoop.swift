@@ -24,8 +24,8 @@ import CEvSys
 ///   million-timer benchmark costs 68 times the CPU of a heap (ANCHORS.md), because the
 ///   kernel keeps timeouts in a sorted list.
 /// - **user_data = completion pointer + 16 bits of its generation + a kind tag** (pointers
-///   fit in 48 bits on x86_64 and arm64, and completions are 16-byte aligned, which frees
-///   the low four bits). A cancel therefore names exactly one activation of a reused
+///   fit in 48 bits on x86_64 and arm64, and objects are at least 8-byte aligned, which
+///   frees the low three bits). A cancel therefore names exactly one activation of a reused
 ///   completion (PITFALLS A1, libxev#233). A completion is handed back to the core only
 ///   when every SQE that names it has produced its CQE, so a pointer decoded from a CQE
 ///   always refers to a live completion, and the loop's retain (taken by the core from
@@ -53,11 +53,8 @@ import CEvSys
 /// submitted them, PITFALLS B11). Its ring descriptor is close-on-exec. A forked child
 /// must not use or deinitialize a loop created by its parent.
 public final class UringLoop: LoopCore {
-    /// io_uring setup flags the loop may use (PITFALLS B9; libxev PR #228).
-    ///
-    /// Measured on this project's machine (2 vCPU KVM, Linux 6.18), one TCP connection,
-    /// ping-pong of 5 bytes, client and server loops pinned to one CPU, 200,000 round
-    /// trips, medians of 3 interleaved runs (round trips/s): see `UringLoop.defaultFlags`.
+    /// io_uring setup flags the loop may use (PITFALLS B9; libxev PR #228). None is on
+    /// by default; see `UringLoop.defaultFlags` for the measurements behind that.
     public struct SetupFlags: OptionSet, Sendable, Hashable {
         public var rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
@@ -66,14 +63,44 @@ public final class UringLoop: LoopCore {
         /// submit; the loop must be created on the thread that runs it.
         public static let singleIssuer = SetupFlags(rawValue: UInt32(IORING_SETUP_SINGLE_ISSUER))
         /// IORING_SETUP_COOP_TASKRUN (5.19): no inter-processor interrupt to run completion
-        /// work; it runs when the loop next enters the kernel.
+        /// work; it runs when the loop next enters the kernel. The loop adds
+        /// IORING_SETUP_TASKRUN_FLAG, so that `run(.noWait)` sees pending work
+        /// (IORING_SQ_TASKRUN) and enters the kernel to collect it.
         public static let coopTaskrun = SetupFlags(rawValue: UInt32(IORING_SETUP_COOP_TASKRUN))
         /// IORING_SETUP_DEFER_TASKRUN (6.1, needs `singleIssuer`): completions are posted
         /// only when the loop enters the kernel to wait for them.
         public static let deferTaskrun = SetupFlags(rawValue: UInt32(IORING_SETUP_DEFER_TASKRUN))
     }
 
-    /// The flags `init` uses unless told otherwise. See the measurements on `SetupFlags`.
+    /// The flags `init` uses unless told otherwise: none.
+    ///
+    /// Measured on this project's machine (2 vCPU KVM guest, Linux 6.18, November 2026):
+    /// TCP ping-pong over loopback, 5-byte messages, client and server loops on their own
+    /// threads, both pinned to one CPU, 50,000 round trips, 5 interleaved rounds; CPU time
+    /// (user + system) per round trip, median (range):
+    ///
+    /// | flags                               | CPU per round trip    |
+    /// |-------------------------------------|-----------------------|
+    /// | none                                | 20.9 µs (20.3–21.2)   |
+    /// | COOP_TASKRUN                        | 20.5 µs (20.4–20.7)   |
+    /// | SINGLE_ISSUER                       | 20.7 µs (20.5–21.2)   |
+    /// | SINGLE_ISSUER + COOP_TASKRUN        | 20.9 µs (20.6–21.6)   |
+    /// | SINGLE_ISSUER + DEFER_TASKRUN       | 20.0 µs (19.7–20.5)   |
+    /// | SINGLE + COOP + DEFER_TASKRUN       | 19.9 µs (19.6–20.4)   |
+    /// | (epoll backend, for comparison)     | 19.6 µs (19.3–20.2)   |
+    ///
+    /// Round trips per second were 34–40 k for every variant, with ranges of 32–50 k (the
+    /// machine was shared), so only the CPU figure separates them: DEFER_TASKRUN saves
+    /// about 5%, COOP_TASKRUN alone about 2%, which is noise. DEFER_TASKRUN needs
+    /// SINGLE_ISSUER, which ties the ring to the thread that creates it: a loop created on
+    /// one thread and run on another (a common pattern) would fail with EEXIST. So the
+    /// default is no flag, as PITFALLS B9 advises, and a program that creates and runs its
+    /// loop on one thread can opt in with `[.singleIssuer, .deferTaskrun]`.
+    ///
+    /// Both ends make one io_uring_enter per loop tick, two per round trip: one that
+    /// submits the send (which completes inline) and one that waits for the next receive.
+    /// A C ping-pong that marks its sends IOSQE_CQE_SKIP_SUCCESS needs one, at 17.3 µs,
+    /// but a completion loop must report every send to its callback.
     public static let defaultFlags: SetupFlags = []
 
     private let ring: UnsafeMutablePointer<io_uring>
@@ -158,8 +185,8 @@ public final class UringLoop: LoopCore {
     private static let kindCloseCancel: UInt64 = 1
     /// An internal cancel aimed at the completion (cancelAll, close without CANCEL_FD).
     private static let kindKill: UInt64 = 2
-    private static let kindMask: UInt64 = 0xF
-    private static let pointerMask: UInt64 = 0x0000_FFFF_FFFF_FFF0
+    private static let kindMask: UInt64 = 0x7
+    private static let pointerMask: UInt64 = 0x0000_FFFF_FFFF_FFF8
 
     @inline(__always)
     private static func userData(_ c: Completion, kind: UInt64) -> UInt64 {
@@ -375,6 +402,7 @@ public final class UringLoop: LoopCore {
         guard mayUseSQE, let sqe = io_uring_get_sqe(ring) else { return false }
         io_uring_prep_cancel64(sqe, Self.userData(target, kind: Self.kindMain), 0)
         sqe.pointee.user_data = Self.userData(cancel, kind: Self.kindMain)
+        cancel.setFlag(.isCancel)
         cancel.refs += 1
         track(cancel)
         target.pendingCancels += 1
@@ -507,7 +535,7 @@ public final class UringLoop: LoopCore {
             return
         }
         let raw = Int(res)
-        if case .cancel = c.operation {
+        if c.has(.isCancel) {
             cancelFinished(c, raw: raw)
             return
         }
@@ -758,6 +786,8 @@ private struct UringFlag {
     static let killQueued = UringFlag(bit: 1 << 24)
     /// A cancel has been reported successful for this activation.
     static let cancelSucceeded = UringFlag(bit: 1 << 25)
+    /// Its SQE is an ASYNC_CANCEL (the completion is a `.cancel`).
+    static let isCancel = UringFlag(bit: 1 << 26)
 }
 
 private extension Completion {
