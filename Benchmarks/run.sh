@@ -15,9 +15,10 @@
 #   2. compiles c/pingpong.c (the plain-C floor) and c/malloc_count.c (the allocation
 #      counting shim, preloaded into every benchmark process with LD_PRELOAD);
 #   3. runs every benchmark on every backend, interleaving implementations round by round
-#      (A B C A B C ...); ping-pongs, ping-udp1, udp_pummel, async1..8 and async_pummel
-#      run pinned to CPU 0 with taskset (both ends on one CPU: /work/shared/ANCHORS.md);
-#      the timers and the echo throughput run unpinned;
+#      (A B C A B C ...); ping-pongs, ping-udp1, udp_pummel, async1..8 and
+#      async_pummel_1 run pinned to CPU 0 with taskset (both ends on one CPU:
+#      /work/shared/ANCHORS.md); the timers, async_pummel_2/4/8 and the echo throughput
+#      run unpinned;
 #   4. writes every RESULT line to results/<time>/results.txt and the tables (medians,
 #      ranges, ratios, targets) to results/<time>/report.md, and prints the report.
 set -uo pipefail
@@ -174,7 +175,10 @@ for round in $(seq 1 "$ROUNDS"); do
     if wants pummel; then
         for n in 1 2 4 8; do
             for b in $AVAILABLE; do
-                run "$round" 1 "async_pummel_$n" "evloop/$b" "$BIN/evbench" "async_pummel_$n" --backend "$b" --count "$APUMMEL_COUNT"
+                # async_pummel_1 pinned, like libuv's anchor; with 2+ spinning notifiers
+                # on one CPU the loop would get a sliver of it, so those run unpinned,
+                # like libxev's.
+                run "$round" "$([ "$n" = 1 ] && echo 1 || echo 0)" "async_pummel_$n" "evloop/$b" "$BIN/evbench" "async_pummel_$n" --backend "$b" --count "$APUMMEL_COUNT"
             done
         done
     fi
