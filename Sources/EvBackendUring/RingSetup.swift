@@ -49,7 +49,8 @@ struct RingSetup {
     ]
 
     static func make(entries requested: UInt32, flags requestedFlags: UringLoop.SetupFlags,
-                     probeOverride: ((String, Bool) -> Bool)?) throws(BackendUnavailable) -> RingSetup {
+                     probeOverride: ((String, Bool) -> Bool)?,
+                     probeEnterResult: Int32? = nil) throws(BackendUnavailable) -> RingSetup {
         let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
         ring.initialize(to: io_uring())
         var initialized = false
@@ -57,7 +58,7 @@ struct RingSetup {
             let (flags, submitsAll) = try createRing(ring, entries: requested, flags: requestedFlags)
             initialized = true
             try checkFeatures(ring)
-            try probeNop(ring)
+            try probeNop(ring, injectedResult: probeEnterResult)
             try probeOpcodes(ring, override: probeOverride)
             let cancelFd = probeCancelByDescriptor(ring)
             return RingSetup(ring: ring, flags: flags, submitsAll: submitsAll, cancelsByDescriptor: cancelFd)
@@ -119,13 +120,13 @@ struct RingSetup {
     }
 
     /// Submits one NOP and waits (at most a second) for its completion.
-    private static func probeNop(_ ring: UnsafeMutablePointer<io_uring>) throws(BackendUnavailable) {
+    private static func probeNop(_ ring: UnsafeMutablePointer<io_uring>, injectedResult: Int32?) throws(BackendUnavailable) {
         guard let sqe = io_uring_get_sqe(ring) else {
             throw BackendUnavailable(backend: .ioUring, reason: "a new ring has no free submission entry")
         }
         io_uring_prep_nop(sqe)
         sqe.pointee.user_data = 0
-        let r = submitAndWaitOne(ring)
+        let r = injectedResult ?? submitAndWaitOne(ring)
         if r < 0 {
             throw unavailable(step: "io_uring_enter (submitting a NOP)", errno: -r)
         }

@@ -51,7 +51,11 @@ import CEvSys
 ///
 /// A loop belongs to one long-lived thread (io_uring requests belong to the task that
 /// submitted them, PITFALLS B11). Its ring descriptor is close-on-exec. A forked child
-/// must not use or deinitialize a loop created by its parent.
+/// must not use or deinitialize a loop created by its parent. A program that drops
+/// privileges (setuid, setgid) should create its loops afterwards: work set up through a
+/// ring can keep the credentials the ring was created with (CVE-2024-22017, PITFALLS C10).
+/// On Android the loop is never created (seccomp kills a process that calls
+/// io_uring_setup, PITFALLS C1), so runtime selection moves on to epoll.
 public final class UringLoop: LoopCore {
     /// io_uring setup flags the loop may use (PITFALLS B9; libxev PR #228). None is on
     /// by default; see `UringLoop.defaultFlags` for the measurements behind that.
@@ -137,6 +141,12 @@ public final class UringLoop: LoopCore {
     package private(set) var overflowFlushes = 0
     /// For tests: completions waiting for a free SQE.
     package var parkedCount: Int { parked.count }
+    /// For tests: SQEs written per operation kind (index: `OperationKind.rawValue`; the
+    /// readiness poll after an EAGAIN counts as `.poll`, internal cancels as `.cancel`).
+    package private(set) var sqeCounts = [Int](repeating: 0, count: OperationKind.allCases.count)
+    /// For tests (fault injection, PITFALLS B2/B4): each io_uring_enter takes the first of
+    /// these, if any, as its result instead of entering the kernel (nothing is submitted).
+    package var injectedEnterResults: [Int32] = []
     /// For tests: the completion queue's size.
     package var completionQueueEntries: UInt32 { ring.pointee.cq.ring_entries }
 
@@ -151,14 +161,23 @@ public final class UringLoop: LoopCore {
         try self.init(entries: entries, setupFlags: setupFlags, probeOverride: nil)
     }
 
-    /// For tests, to simulate older kernels: `probeOverride` sees each required opcode's
-    /// name and whether the kernel supports it, and returns what the loop should believe;
-    /// `allowCancelByDescriptor: false` makes `.close` take the path of kernels before
-    /// 5.19 (cancel each operation on the descriptor, then close).
+    /// For tests, to simulate older kernels and sandboxes: `probeOverride` sees each
+    /// required opcode's name and whether the kernel supports it, and returns what the
+    /// loop should believe; `allowCancelByDescriptor: false` makes `.close` take the path
+    /// of kernels before 5.19 (cancel each operation on the descriptor, then close);
+    /// `probeEnterResult` replaces the result of the io_uring_enter that submits the
+    /// probe's NOP (a sandbox that allows io_uring_setup but not io_uring_enter, C6).
     package init(entries: UInt32, setupFlags: SetupFlags,
                  probeOverride: ((_ opcode: String, _ supported: Bool) -> Bool)?,
-                 allowCancelByDescriptor: Bool = true) throws(BackendUnavailable) {
-        let setup = try RingSetup.make(entries: max(entries, 1), flags: setupFlags, probeOverride: probeOverride)
+                 allowCancelByDescriptor: Bool = true,
+                 probeEnterResult: Int32? = nil) throws(BackendUnavailable) {
+        #if os(Android)
+        // Android's seccomp policy kills the process (SIGSYS) instead of failing the call,
+        // so even a probe is fatal there (libuv#4010, libxev PR #215).
+        throw BackendUnavailable(backend: .ioUring, reason: "io_uring is not used on Android: its seccomp policy kills processes that call io_uring_setup")
+        #else
+        let setup = try RingSetup.make(entries: max(entries, 1), flags: setupFlags, probeOverride: probeOverride,
+                                       probeEnterResult: probeEnterResult)
         self.ring = setup.ring
         self.ringFd = setup.ring.pointee.ring_fd
         self.entries = setup.ring.pointee.sq.ring_entries
@@ -167,6 +186,7 @@ public final class UringLoop: LoopCore {
         self.cancelsByDescriptor = setup.cancelsByDescriptor && allowCancelByDescriptor
         self.defersTaskrun = setup.flags.contains(.deferTaskrun)
         super.init(backend: .ioUring)
+        #endif
     }
 
     deinit {
@@ -222,8 +242,10 @@ public final class UringLoop: LoopCore {
         guard let sqe = io_uring_get_sqe(ring) else { return false }
         if c.has(.pollPhase) {
             io_uring_prep_poll_add(sqe, c.operation.fd ?? -1, Self.pollDirection(c.operation))
+            sqeCounts[Int(OperationKind.poll.rawValue)] &+= 1
         } else {
             prepare(sqe, c)
+            sqeCounts[Int(c.operation.kind.rawValue)] &+= 1
         }
         sqe.pointee.user_data = Self.userData(c, kind: Self.kindMain)
         c.refs += 1
@@ -337,12 +359,14 @@ public final class UringLoop: LoopCore {
             io_uring_prep_close(close, fd)
             close.pointee.user_data = Self.userData(c, kind: Self.kindMain)
             c.refs += 2
+            sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
         } else {
             guard let close = io_uring_get_sqe(ring) else { return false }
             io_uring_prep_close(close, fd)
             close.pointee.user_data = Self.userData(c, kind: Self.kindMain)
             c.refs += 1
         }
+        sqeCounts[Int(OperationKind.close.rawValue)] &+= 1
         track(c)
         return true
     }
@@ -404,6 +428,7 @@ public final class UringLoop: LoopCore {
         sqe.pointee.user_data = Self.userData(cancel, kind: Self.kindMain)
         cancel.setFlag(.isCancel)
         cancel.refs += 1
+        sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
         track(cancel)
         target.pendingCancels += 1
         return true
@@ -481,6 +506,7 @@ public final class UringLoop: LoopCore {
         io_uring_prep_cancel64(sqe, Self.userData(t, kind: Self.kindMain), 0)
         sqe.pointee.user_data = Self.userData(t, kind: Self.kindKill)
         t.refs += 1
+        sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
         return true
     }
 
@@ -668,6 +694,7 @@ public final class UringLoop: LoopCore {
     /// One io_uring_enter with the kernel's raw result (-errno on failure).
     private func enter(submit: UInt32, wait: UInt32, flags: UInt32, timeout: UInt64?) -> Int32 {
         enterCount += 1
+        if !injectedEnterResults.isEmpty { return injectedEnterResults.removeFirst() }
         guard flags & UInt32(IORING_ENTER_GETEVENTS) != 0, wait > 0 else {
             return io_uring_enter2(UInt32(bitPattern: ringFd), submit, wait, flags, nil, 0)
         }

@@ -469,6 +469,102 @@ struct UringInternalsTests {
         #expect(Sock.seesEndOfFile(client, timeoutMs: 100))
     }
 
+    /// PITFALLS B2: io_uring_enter refusing work with EBUSY, EAGAIN or ENOMEM (CQ
+    /// back-pressure, request memory) fails no operation: the loop reaps and submits again.
+    /// 20 operations through an 8-entry ring, so the refusals hit both the rounds that
+    /// empty the parked queue and the final submit.
+    @Test(.enabled(if: uringListed))
+    func busyAgainAndNoMemoryFromEnterAreRetried() throws {
+        let loop = try uringTestLoop()
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        var results: [CompletionResult] = []
+        for _ in 0..<20 {
+            try loop.add(Completion(.poll(fd: a, events: .writable)) { _, r in results.append(r); return .disarm })
+        }
+        loop.injectedEnterResults = [-EBUSY, -EAGAIN, -ENOMEM, -EBUSY, -EAGAIN]
+        #expect(try runUntil(loop) { results.count == 20 })
+        #expect(loop.injectedEnterResults.isEmpty, "every refusal was met")
+        #expect(results.allSatisfy { $0.error == nil }, "\(results.filter { $0.error != nil })")
+    }
+
+    /// PITFALLS B4: an SQE written to the ring stays active whatever io_uring_enter says.
+    /// An interrupted enter (EINTR) is not an error; an error the loop does not retry
+    /// (EFAULT here) makes `run` throw, not the operation fail; either way a later `run`
+    /// submits the entry and the operation completes normally, once.
+    @Test(.enabled(if: uringListed))
+    func submitErrorsLeaveWrittenOperationsActive() throws {
+        let loop = try uringTestLoop()
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        var results: [CompletionResult] = []
+        let c = Completion(.poll(fd: a, events: .writable)) { _, r in results.append(r); return .disarm }
+        try loop.add(c)
+        loop.injectedEnterResults = [-EINTR]
+        try loop.run(.noWait)
+        #expect(c.state == .active && results.isEmpty)
+        loop.injectedEnterResults = [-EFAULT]
+        #expect(throws: EvError.errno(EFAULT)) { try loop.run(.noWait) }
+        #expect(c.state == .active && results.isEmpty)
+        #expect(try runUntil(loop) { !results.isEmpty })
+        #expect(results.count == 1 && results.first?.error == nil, "\(results)")
+    }
+
+    /// PITFALLS C6: a sandbox that lets io_uring_setup through but blocks io_uring_enter
+    /// (simulated: the probe's enter fails) makes init throw with the errno named; the
+    /// rings of the failed attempts are released.
+    @Test(.enabled(if: uringListed), arguments: [EPERM, ENOSYS])
+    func blockedEnterMakesInitThrow(code: Int32) throws {
+        _ = try makeTestLoop(.ioUring)
+        let ringsBefore = Fds.table().values.filter { $0.contains("io_uring") }.count
+        for _ in 0..<50 {
+            do {
+                _ = try UringLoop(entries: 8, setupFlags: [], probeOverride: nil, probeEnterResult: -code)
+                Issue.record("init succeeded although io_uring_enter failed")
+            } catch {
+                #expect(error.errno == code)
+                #expect(error.reason.contains("io_uring_enter"), "\(error.reason)")
+                #expect(error.reason.contains(code == EPERM ? "EPERM" : "ENOSYS"), "\(error.reason)")
+            }
+        }
+        let ringsAfter = Fds.table().values.filter { $0.contains("io_uring") }.count
+        // Other tests running in parallel hold a few rings of their own.
+        #expect(ringsAfter - ringsBefore < 10, "\(ringsAfter - ringsBefore) rings left open by 50 failed inits")
+    }
+
+    /// PITFALLS D1: an Async notifier's eventfd is waited on with POLL_ADD and read with
+    /// read(2) on the loop thread, never with an io_uring READ (Linux 6.15.4 made those
+    /// hang): 200 cross-thread notifications submit polls and no READ.
+    @Test(.enabled(if: uringListed))
+    func eventfdIsNeverReadThroughTheRing() throws {
+        let loop = try uringTestLoop()
+        let h = Harness(loop)
+        defer { h.finish() }
+        let async = try Async()
+        let waiter = Completion()
+        var wakeups = 0
+        let readsBefore = loop.sqeCounts[Int(OperationKind.read.rawValue)]
+        let pollsBefore = loop.sqeCounts[Int(OperationKind.poll.rawValue)]
+        try async.wait(loop: loop, completion: waiter) { _, r in
+            if case .success = r { wakeups += 1 }
+            return wakeups < 200 ? .rearm : .disarm
+        }
+        let notifier = async.notifier
+        for _ in 0..<200 {
+            let seen = wakeups
+            let t = try TestThread { notifier.notify() }
+            t.join()
+            #expect(try runUntil(loop) { wakeups > seen })
+        }
+        #expect(wakeups == 200)
+        #expect(loop.sqeCounts[Int(OperationKind.read.rawValue)] == readsBefore, "no READ SQE")
+        #expect(loop.sqeCounts[Int(OperationKind.poll.rawValue)] - pollsBefore >= 200)
+    }
+
     /// Every io_uring descriptor in the process is close-on-exec (PITFALLS B12).
     @Test(.enabled(if: uringListed))
     func ringDescriptorIsCloseOnExec() throws {
