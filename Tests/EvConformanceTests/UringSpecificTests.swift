@@ -448,9 +448,10 @@ struct UringInternalsTests {
     /// `.close` on a kernel without IORING_ASYNC_CANCEL_FD (simulated): the loop cancels
     /// its own operations on the descriptor, then closes; the pending read ends and the
     /// peer sees the close at once (PITFALLS A11). Also with CANCEL_FD, for comparison.
-    @Test(.enabled(if: uringListed), arguments: [false, true])
-    func closeCancelsPendingOperations(cancelByDescriptor: Bool) throws {
-        let loop = try uringTestLoop(allowCancelByDescriptor: cancelByDescriptor)
+    @Test(.enabled(if: uringListed),
+          arguments: [false, true], [UringLoop.SetupFlags(), [.singleIssuer, .deferTaskrun]])
+    func closeCancelsPendingOperations(cancelByDescriptor: Bool, flags: UringLoop.SetupFlags) throws {
+        let loop = try uringTestLoop(setupFlags: flags, allowCancelByDescriptor: cancelByDescriptor)
         #expect(loop.cancelsByDescriptor == cancelByDescriptor)
         let h = Harness(loop)
         defer { h.finish() }
@@ -563,6 +564,40 @@ struct UringInternalsTests {
         #expect(wakeups == 200)
         #expect(loop.sqeCounts[Int(OperationKind.read.rawValue)] == readsBefore, "no READ SQE")
         #expect(loop.sqeCounts[Int(OperationKind.poll.rawValue)] - pollsBefore >= 200)
+    }
+
+    /// `.close` with more operations on the descriptor than the ring holds: 30 polls in
+    /// the kernel, 10 still parked, then the close (parked too). Every poll is cancelled
+    /// exactly once, the close succeeds, and the peer sees the close at once; with and
+    /// without IORING_ASYNC_CANCEL_FD (without it, the 30 internal cancels themselves
+    /// have to wait for room in the 8-entry ring, ahead of the close).
+    @Test(.enabled(if: uringListed), arguments: [false, true])
+    func closeWithMoreOperationsThanTheRingHolds(cancelByDescriptor: Bool) throws {
+        let loop = try uringTestLoop(allowCancelByDescriptor: cancelByDescriptor)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (client, server) = try Sock.tcpPair()
+        h.own(client)
+        var polls = [[CompletionResult]](repeating: [], count: 40)
+        var keep: [Completion] = []
+        func addPoll(_ i: Int) throws {
+            let c = Completion(.poll(fd: server, events: .readable)) { _, r in polls[i].append(r); return .disarm }
+            keep.append(c)
+            try loop.add(c)
+        }
+        for i in 0..<30 { try addPoll(i) }
+        for _ in 0..<10 { try loop.run(.noWait) }
+        #expect(loop.parkedCount == 0)
+        for i in 30..<40 { try addPoll(i) }
+        var closed: CompletionResult?
+        try loop.add(Completion(.close(fd: server)) { _, r in closed = r; return .disarm })
+        // 8 of the new polls took the free SQEs; the 2 that were parked were cancelled at
+        // once by the close, which now waits for room itself.
+        #expect(loop.parkedCount == 1)
+        #expect(try runUntil(loop) { closed != nil && polls.allSatisfy { !$0.isEmpty } })
+        #expect(closed?.error == nil, "\(String(describing: closed))")
+        #expect(polls.allSatisfy { $0.count == 1 && $0[0].isCanceled }, "\(polls.filter { $0.count != 1 || !$0[0].isCanceled }.prefix(3))")
+        #expect(Sock.seesEndOfFile(client, timeoutMs: 100))
     }
 
     /// Every io_uring descriptor in the process is close-on-exec (PITFALLS B12).
