@@ -121,32 +121,37 @@ public final class UringLoop: LoopCore {
     package let cancelsByDescriptor: Bool
     private let defersTaskrun: Bool
 
-    /// Completions waiting for a free SQE, in submission order (PITFALLS B1).
-    private var parked = CompletionQueue()
-    /// Operations that need an internal cancel SQE (from `cancelAll`, or a `.close` on a
-    /// kernel without IORING_ASYNC_CANCEL_FD) that found no free SQE.
-    private var killQueue = CompletionQueue()
-    /// Every completion with an SQE in the ring or in the kernel, or held for a cancel.
-    private var tracked = TrackedList()
+    /// The loop's mutable bookkeeping (parked work, tracked completions, counters), in
+    /// memory of its own. Swift checks exclusive access to a class's stored `var`s at run
+    /// time, on every access (swift_beginAccess, with a thread-local lookup); that cost
+    /// about 2% of the CPU of a ping-pong here. Behind a pointer nothing is checked at run
+    /// time, and nothing needs to be: only the loop's thread touches this state.
+    private let st: UnsafeMutablePointer<UringState>
 
     /// For tests: submit socket reads and writes with MSG_DONTWAIT / RWF_NOWAIT, so the
     /// kernel answers -EAGAIN as older kernels do for non-blocking descriptors, and the
     /// poll-and-resubmit path (PITFALLS D7) runs on this kernel too.
-    package var forceNonblockingAttempts = false
+    package var forceNonblockingAttempts: Bool {
+        get { st.pointee.forceNonblocking }
+        set { st.pointee.forceNonblocking = newValue }
+    }
     /// For tests: how many times the loop entered the kernel (io_uring_enter).
-    package private(set) var enterCount = 0
+    package var enterCount: Int { st.pointee.enterCount }
     /// For tests: the -EAGAIN results absorbed by arming a poll.
-    package private(set) var eagainRetries = 0
+    package var eagainRetries: Int { st.pointee.eagainRetries }
     /// For tests: how many times CQEs the kernel kept aside (CQ overflow) were fetched.
-    package private(set) var overflowFlushes = 0
+    package var overflowFlushes: Int { st.pointee.overflowFlushes }
     /// For tests: completions waiting for a free SQE.
-    package var parkedCount: Int { parked.count }
+    package var parkedCount: Int { st.pointee.parked.count }
     /// For tests: SQEs written per operation kind (index: `OperationKind.rawValue`; the
     /// readiness poll after an EAGAIN counts as `.poll`, internal cancels as `.cancel`).
-    package private(set) var sqeCounts = [Int](repeating: 0, count: OperationKind.allCases.count)
+    package var sqeCounts: [Int] { st.pointee.sqeCounts }
     /// For tests (fault injection, PITFALLS B2/B4): each io_uring_enter takes the first of
     /// these, if any, as its result instead of entering the kernel (nothing is submitted).
-    package var injectedEnterResults: [Int32] = []
+    package var injectedEnterResults: [Int32] {
+        get { st.pointee.injectedEnterResults }
+        set { st.pointee.injectedEnterResults = newValue }
+    }
     /// For tests: the completion queue's size.
     package var completionQueueEntries: UInt32 { ring.pointee.cq.ring_entries }
 
@@ -185,6 +190,8 @@ public final class UringLoop: LoopCore {
         self.submitsAll = setup.submitsAll
         self.cancelsByDescriptor = setup.cancelsByDescriptor && allowCancelByDescriptor
         self.defersTaskrun = setup.flags.contains(.deferTaskrun)
+        self.st = .allocate(capacity: 1)
+        self.st.initialize(to: UringState())
         super.init(backend: .ioUring)
         #endif
     }
@@ -194,6 +201,8 @@ public final class UringLoop: LoopCore {
         // closes its descriptor.
         io_uring_queue_exit(ring)
         ring.deallocate()
+        st.deinitialize(count: 1)
+        st.deallocate()
     }
 
     public override var prefersBlockingDescriptors: Bool { true }
@@ -219,7 +228,7 @@ public final class UringLoop: LoopCore {
 
     /// Whether new work must queue behind work that is already waiting for an SQE.
     @inline(__always)
-    private var mustQueue: Bool { !parked.isEmpty || !killQueue.isEmpty }
+    private var mustQueue: Bool { !st.pointee.parked.isEmpty || !st.pointee.killQueue.isEmpty }
 
     public override func backendSubmit(_ c: Completion) {
         c.backendState = 0
@@ -233,7 +242,7 @@ public final class UringLoop: LoopCore {
     private func park(_ c: Completion) {
         if c.isTracked && c.refs == 0 { untrack(c) }
         c.setFlag(.parked)
-        parked.push(c)
+        st.pointee.parked.push(c)
     }
 
     /// Writes the SQE of `c`'s operation (or of the readiness poll it waits on after an
@@ -242,10 +251,10 @@ public final class UringLoop: LoopCore {
         guard let sqe = io_uring_get_sqe(ring) else { return false }
         if c.has(.pollPhase) {
             io_uring_prep_poll_add(sqe, c.operation.fd ?? -1, Self.pollDirection(c.operation))
-            sqeCounts[Int(OperationKind.poll.rawValue)] &+= 1
+            st.pointee.sqeCounts[Int(OperationKind.poll.rawValue)] &+= 1
         } else {
             prepare(sqe, c)
-            sqeCounts[Int(c.operation.kind.rawValue)] &+= 1
+            st.pointee.sqeCounts[Int(c.operation.kind.rawValue)] &+= 1
         }
         sqe.pointee.user_data = Self.userData(c, kind: Self.kindMain)
         c.refs += 1
@@ -262,7 +271,7 @@ public final class UringLoop: LoopCore {
 
     private func prepare(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ c: Completion) {
         let s = c.scratch
-        let dontWait: Int32 = forceNonblockingAttempts ? Int32(MSG_DONTWAIT) : 0
+        let dontWait: Int32 = st.pointee.forceNonblocking ? Int32(MSG_DONTWAIT) : 0
         switch c.operation {
         case .accept(let fd):
             CompletionScratch.prepare(for: c)
@@ -277,10 +286,10 @@ public final class UringLoop: LoopCore {
             // Offset -1: the descriptor's current position (IORING_FEAT_RW_CUR_POS), so
             // sequential reads and writes on a file advance it like read(2)/write(2).
             io_uring_prep_read(sqe, fd, b.baseAddress, Self.length(b.count), UInt64.max)
-            if forceNonblockingAttempts { sqe.pointee.rw_flags = Self.rwfNoWait }
+            if st.pointee.forceNonblocking { sqe.pointee.rw_flags = Self.rwfNoWait }
         case .write(let fd, let b):
             io_uring_prep_write(sqe, fd, b.baseAddress, Self.length(b.count), UInt64.max)
-            if forceNonblockingAttempts { sqe.pointee.rw_flags = Self.rwfNoWait }
+            if st.pointee.forceNonblocking { sqe.pointee.rw_flags = Self.rwfNoWait }
         case .pread(let fd, let b, let offset):
             io_uring_prep_read(sqe, fd, b.baseAddress, Self.length(b.count), offset)
         case .pwrite(let fd, let b, let offset):
@@ -330,7 +339,7 @@ public final class UringLoop: LoopCore {
         // Operations in flight on it must not be restarted after an EAGAIN or EINTR (the
         // number may belong to a new file by then); without IORING_ASYNC_CANCEL_FD they
         // are cancelled one by one, ahead of the close.
-        var p = tracked.head
+        var p = st.pointee.tracked.head
         while let t = p {
             p = t.waiterNext
             guard t.operation.fd == fd, !t.has(.stored) else { continue }
@@ -359,14 +368,14 @@ public final class UringLoop: LoopCore {
             io_uring_prep_close(close, fd)
             close.pointee.user_data = Self.userData(c, kind: Self.kindMain)
             c.refs += 2
-            sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
+            st.pointee.sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
         } else {
             guard let close = io_uring_get_sqe(ring) else { return false }
             io_uring_prep_close(close, fd)
             close.pointee.user_data = Self.userData(c, kind: Self.kindMain)
             c.refs += 1
         }
-        sqeCounts[Int(OperationKind.close.rawValue)] &+= 1
+        st.pointee.sqeCounts[Int(OperationKind.close.rawValue)] &+= 1
         track(c)
         return true
     }
@@ -375,12 +384,12 @@ public final class UringLoop: LoopCore {
     private static let ioSqeHardLink = UInt32(1) << 3
 
     private func cancelParked(onDescriptor fd: Int32) {
-        var p = parked.head
+        var p = st.pointee.parked.head
         while let x = p {
             p = x.queueNext
             guard x.operation.fd == fd else { continue }
             if case .close = x.operation { continue }
-            _ = parked.remove(x)
+            _ = st.pointee.parked.remove(x)
             x.clearFlag(.parked)
             complete(x, raw: -Int(ECANCELED))
         }
@@ -405,7 +414,7 @@ public final class UringLoop: LoopCore {
         }
         if target.has(.parked) {
             // Never submitted: it never will be (PITFALLS A9).
-            _ = parked.remove(target)
+            _ = st.pointee.parked.remove(target)
             target.clearFlag(.parked)
             target.setFlag(.cancelSucceeded)
             complete(target, raw: -Int(ECANCELED))
@@ -428,7 +437,7 @@ public final class UringLoop: LoopCore {
         sqe.pointee.user_data = Self.userData(cancel, kind: Self.kindMain)
         cancel.setFlag(.isCancel)
         cancel.refs += 1
-        sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
+        st.pointee.sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
         track(cancel)
         target.pendingCancels += 1
         return true
@@ -464,7 +473,7 @@ public final class UringLoop: LoopCore {
 
     public override func backendCancelAll() {
         // Never submitted: cancelled here, in order.
-        while let c = parked.pop() {
+        while let c = st.pointee.parked.pop() {
             c.clearFlag(.parked)
             if case .cancel = c.operation {
                 // A cancel whose target is also being cancelled: settle it without the
@@ -474,7 +483,7 @@ public final class UringLoop: LoopCore {
                 complete(c, raw: -Int(ECANCELED))
             }
         }
-        var p = tracked.head
+        var p = st.pointee.tracked.head
         while let t = p {
             p = t.waiterNext
             switch t.operation {
@@ -495,9 +504,9 @@ public final class UringLoop: LoopCore {
     private func requestKill(_ t: Completion) {
         guard !t.has(.killed) else { return }
         t.setFlag(.killed)
-        if killQueue.isEmpty, writeKill(t) { return }
+        if st.pointee.killQueue.isEmpty, writeKill(t) { return }
         t.setFlag(.killQueued)
-        killQueue.push(t)
+        st.pointee.killQueue.push(t)
     }
 
     private func writeKill(_ t: Completion) -> Bool {
@@ -506,7 +515,7 @@ public final class UringLoop: LoopCore {
         io_uring_prep_cancel64(sqe, Self.userData(t, kind: Self.kindMain), 0)
         sqe.pointee.user_data = Self.userData(t, kind: Self.kindKill)
         t.refs += 1
-        sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
+        st.pointee.sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
         return true
     }
 
@@ -521,7 +530,7 @@ public final class UringLoop: LoopCore {
 
     private func handOff(_ c: Completion) {
         if c.isTracked { untrack(c) }
-        if c.has(.killQueued) { _ = killQueue.remove(c) }
+        if c.has(.killQueued) { _ = st.pointee.killQueue.remove(c) }
         // Everything but `cancelSucceeded` goes; that one must outlive the hand-off for a
         // cancel whose CQE arrives after the target's (cleared by the next activation).
         c.backendState &= UringFlag.cancelSucceeded.bit
@@ -583,7 +592,7 @@ public final class UringLoop: LoopCore {
         case EAGAIN where Self.pollDirection(c.operation) != 0:
             // PITFALLS D7: a non-blocking descriptor (or io-wq's retry limit) returned
             // EAGAIN. Never surfaced: wait for readiness, then try again.
-            eagainRetries += 1
+            st.pointee.eagainRetries += 1
             c.setFlag(.pollPhase)
             retry(c)
         case EINPROGRESS where isConnect(c.operation), EINTR where isConnect(c.operation):
@@ -635,7 +644,7 @@ public final class UringLoop: LoopCore {
             // (io_uring_enter with GETEVENTS); never leave them behind before a wait.
             guard evuring_sq_flags(ring) & UInt32(IORING_SQ_CQ_OVERFLOW) != 0, flushes < 1024 else { break }
             flushes += 1
-            overflowFlushes += 1
+            st.pointee.overflowFlushes += 1
             let r = enter(submit: 0, wait: 0, flags: UInt32(IORING_ENTER_GETEVENTS), timeout: nil)
             if r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY { break }
         }
@@ -667,15 +676,15 @@ public final class UringLoop: LoopCore {
 
     /// Writes parked work into free SQEs, in order. True when nothing is left waiting.
     private func flushQueues() -> Bool {
-        while let t = killQueue.head {
+        while let t = st.pointee.killQueue.head {
             guard io_uring_sq_space_left(ring) > 0 else { return false }
-            _ = killQueue.pop()
+            _ = st.pointee.killQueue.pop()
             t.clearFlag(.killQueued)
             _ = writeKill(t)
         }
-        while let c = parked.head {
+        while let c = st.pointee.parked.head {
             guard io_uring_sq_space_left(ring) >= (isCloseWithCancel(c) ? 2 : 1) else { return false }
-            _ = parked.pop()
+            _ = st.pointee.parked.pop()
             c.clearFlag(.parked)
             switch c.operation {
             case .cancel: _ = issueCancel(c, mayUseSQE: true)
@@ -693,8 +702,8 @@ public final class UringLoop: LoopCore {
 
     /// One io_uring_enter with the kernel's raw result (-errno on failure).
     private func enter(submit: UInt32, wait: UInt32, flags: UInt32, timeout: UInt64?) -> Int32 {
-        enterCount += 1
-        if !injectedEnterResults.isEmpty { return injectedEnterResults.removeFirst() }
+        st.pointee.enterCount += 1
+        if !st.pointee.injectedEnterResults.isEmpty { return st.pointee.injectedEnterResults.removeFirst() }
         guard flags & UInt32(IORING_ENTER_GETEVENTS) != 0, wait > 0 else {
             return io_uring_enter2(UInt32(bitPattern: ringFd), submit, wait, flags, nil, 0)
         }
@@ -778,12 +787,12 @@ public final class UringLoop: LoopCore {
     private func track(_ c: Completion) {
         guard !c.isTracked else { return }
         c.setFlag(.tracked)
-        tracked.append(c)
+        st.pointee.tracked.append(c)
     }
 
     private func untrack(_ c: Completion) {
         c.clearFlag(.tracked)
-        tracked.remove(c)
+        st.pointee.tracked.remove(c)
     }
 }
 
@@ -838,6 +847,23 @@ private extension Completion {
             backendState = (backendState & ~(0xFFFF << 32)) | (newValue << 32)
         }
     }
+}
+
+/// `UringLoop`'s mutable bookkeeping (see `UringLoop.st`).
+private struct UringState {
+    /// Completions waiting for a free SQE, in submission order (PITFALLS B1).
+    var parked = CompletionQueue()
+    /// Operations that need an internal cancel SQE (from `cancelAll`, or a `.close` on a
+    /// kernel without IORING_ASYNC_CANCEL_FD) that found no free SQE.
+    var killQueue = CompletionQueue()
+    /// Every completion with an SQE in the ring or in the kernel, or held for a cancel.
+    var tracked = TrackedList()
+    var forceNonblocking = false
+    var enterCount = 0
+    var eagainRetries = 0
+    var overflowFlushes = 0
+    var sqeCounts = [Int](repeating: 0, count: OperationKind.allCases.count)
+    var injectedEnterResults: [Int32] = []
 }
 
 /// An intrusive doubly linked list through `waiterNext/waiterPrev` (no allocation).
