@@ -74,13 +74,12 @@ struct PitfallWakeupTests {
         #expect(wakeWaits <= 3, "\(wakeWaits) kernel waits for one notify")
     }
 
-    /// PITFALLS D1 (by construction): every watcher that waits on an event descriptor
-    /// (Async, LoopStopper, SignalWatcher, Subprocess with a pidfd or its waiter thread's
-    /// eventfd) does so with a `.poll` for readability, and reads the descriptor itself
-    /// with read(2) on the loop thread. On io_uring `.poll` is a one-shot
-    /// IORING_OP_POLL_ADD (UringLoop.prepare), so no IORING_OP_READ ever targets an
-    /// eventfd, signalfd or pidfd. The operations are checked while armed and again
-    /// after they fired and were rearmed.
+    /// PITFALLS D1: every watcher that waits on an event descriptor (Async, LoopStopper,
+    /// SignalWatcher, Subprocess with a pidfd or its waiter thread's eventfd) does so with
+    /// a `.poll` for readability, and reads the descriptor itself with read(2) on the loop
+    /// thread. On io_uring `.poll` is a one-shot IORING_OP_POLL_ADD, and the ring's SQE
+    /// counter shows that no READ was submitted at all. The operations are checked while
+    /// armed and again after they fired and were rearmed.
     @Test(arguments: conformanceBackends)
     func eventDescriptorsAreWaitedOnWithAPollNeverARead(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
@@ -111,6 +110,9 @@ struct PitfallWakeupTests {
             waits.append(("Subprocess(\(method))", c, kind))
         }
         defer { for child in children { try? child.signal(SIGKILL) } }
+        // On io_uring, count the READ SQEs the whole test submits (none may be).
+        let readSQEs = { (loop as? UringLoop)?.sqeCounts[Int(OperationKind.read.rawValue)] ?? 0 }
+        let readsBefore = readSQEs()
         try loop.run(.noWait)
 
         func check(_ phase: String) {
@@ -134,12 +136,13 @@ struct PitfallWakeupTests {
         #expect(asyncWait.state == .active && asyncWait.operation.kind == .poll)
         for child in children { try child.signal(SIGKILL) }
         #expect(try runUntil(loop) { children.allSatisfy { $0.exitStatus != nil } })
+        #expect(readSQEs() == readsBefore, "an io_uring READ was submitted for an event descriptor")
         _ = stopper
     }
 
     /// PITFALLS D1: 10,000 cross-thread round trips (another thread notifies, the loop's
     /// callback answers, the thread waits for the answer before the next notify): every
-    /// one is answered, each within 50 ms.
+    /// one is answered, each within 50 ms, and on io_uring no READ SQE is submitted.
     @Test(arguments: conformanceBackends)
     func crossThreadRoundTripsStayFast(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
@@ -161,6 +164,8 @@ struct PitfallWakeupTests {
             return callbacks < rounds ? .rearm : .disarm
         }
         try loop.run(.noWait)
+        let readSQEs = { (loop as? UringLoop)?.sqeCounts[Int(OperationKind.read.rawValue)] ?? 0 }
+        let readsBefore = readSQEs()
         let pinger = try TestThread {
             for i in 1...rounds {
                 let start = LoopInstant.now()
@@ -184,6 +189,7 @@ struct PitfallWakeupTests {
         pinger.join()
         print("[\(backend)] D1: \(callbacks) round trips, slowest \(Double(slowest.load(ordering: .relaxed)) / 1e6) ms")
         #expect(done && !gaveUp.load(ordering: .relaxed), "\(callbacks) of \(rounds) notifications answered")
+        #expect(readSQEs() == readsBefore, "an io_uring READ was submitted for the eventfd")
         #expect(overLimit.load(ordering: .relaxed) == 0,
                 "\(overLimit.load(ordering: .relaxed)) round trips over 50 ms (slowest \(Double(slowest.load(ordering: .relaxed)) / 1e6) ms)")
     }
