@@ -358,7 +358,7 @@ extension Substring {
         let r = uring / p
         let rc = pc / uringCPU   // >1: EvLoop uses less CPU per roundtrip
         let wallShort = factor == 1.0 ? "\(pct(1 - r)) slower" : factor < 1 ? "\(pct(1 - r)) slower, \(pct(factor - r)) past the allowance" : "short of \(BenchOutput.fixed(factor, 1))× by \(pct(1 - r / factor))"
-        let cpuShort = factor == 1.0 ? "\(pct(1 / rc - 1)) more CPU" : factor < 1 ? "\(pct(1 / rc - 1)) more CPU (allowance \(pct(1 / factor - 1)))" : "\(BenchOutput.fixed(rc, 2))× less CPU, not \(BenchOutput.fixed(factor, 1))×"
+        let cpuShort = factor == 1.0 ? "\(pct(1 / rc - 1)) more CPU" : factor < 1 ? "\(pct(1 / rc - 1)) more CPU (allowance \(pct(1 / factor - 1)))" : "the peer's CPU per roundtrip is \(BenchOutput.fixed(rc, 2))× EvLoop's, \(BenchOutput.fixed(factor, 1))× wanted"
         say("| ping-pong io_uring \(label) | \(num(uring)) vs \(num(p)) roundtrips/s: \(ratio(uring, p)) | \(verdict(r >= factor, wallShort)) | \(us(uringCPU)) vs \(us(pc)) per roundtrip: \(BenchOutput.fixed(rc, 2))× | \(verdict(rc >= factor, cpuShort)) |")
     }
     for impl in implementations("ping-pongs-async") {
