@@ -19,6 +19,9 @@ import Musl
 ///
 /// Not `Sendable`: a completion belongs to the thread that runs its loop.
 public final class Completion {
+    // Stored properties are `@exclusivity(unchecked)` for the reason given in LoopCore:
+    // the loop reads and writes them on every operation, and never while user code runs
+    // inside an access to them.
     /// The callback type: called once per activation, on the loop thread, inside `run`.
     public typealias Callback = (Completion, CompletionResult) -> CallbackAction
 
@@ -29,48 +32,66 @@ public final class Completion {
     }
 
     /// The operation performed when the completion is added (and again on `.rearm`).
+    @exclusivity(unchecked)
     public var operation: Operation
     /// Called with the result. Set it once; it is reused by every activation.
+    @exclusivity(unchecked)
     public var callback: Callback
     /// Free for the caller's use (a connection object, a watcher).
+    @exclusivity(unchecked)
     public var userData: AnyObject?
 
     /// Whether this completion, while active, keeps `run(.untilDone)` (and `.once`) from
     /// returning. Set it to false for background work that should not hold the loop open on
     /// its own, such as an executor's or notifier's wake-up poll (libuv calls this `unref`).
+    @exclusivity(unchecked)
     public var keepsLoopAlive = true
 
     /// `.active` from `add` until the callback is invoked.
+    @exclusivity(unchecked)
     public package(set) var state: State = .dead
     /// Incremented on every activation.
+    @exclusivity(unchecked)
     public package(set) var generation: UInt32 = 0
 
     // MARK: Loop bookkeeping (package-internal: the core and the backends share it)
 
     /// Link for the loop's FIFO queues (completed, unqueued submissions). Not retained:
     /// an active completion is kept alive by the loop's activation retain.
+    @exclusivity(unchecked)
     package unowned(unsafe) var queueNext: Completion? = nil
     /// Set while the completion sits in a `CompletionQueue`, to catch double insertion.
+    @exclusivity(unchecked)
     package var isQueued = false
     /// Links for a backend's per-descriptor waiter list.
+    @exclusivity(unchecked)
     package unowned(unsafe) var waiterNext: Completion? = nil
+    @exclusivity(unchecked)
     package unowned(unsafe) var waiterPrev: Completion? = nil
     /// Position in the timer heap, or -1.
+    @exclusivity(unchecked)
     package var heapIndex: Int = -1
     /// The deadline (CLOCK_MONOTONIC ns) while the completion is a pending timer.
+    @exclusivity(unchecked)
     package var timerDeadline: UInt64 = 0
     /// Insertion order among timers, so equal deadlines fire first-armed first.
+    @exclusivity(unchecked)
     package var timerSequence: UInt64 = 0
     /// `keepsLoopAlive` as it was when this activation started (the count must balance
     /// even if the caller flips the property while the completion is in flight).
+    @exclusivity(unchecked)
     package var activatedInBackground = false
     /// The raw result (count, descriptor, or -errno) once the operation has finished.
+    @exclusivity(unchecked)
     package var rawResult: Int = 0
     /// True between the backend finishing the work and the callback running.
+    @exclusivity(unchecked)
     package var resultReady = false
     /// For a `.cancel`: the generation of the target when the cancel was added.
+    @exclusivity(unchecked)
     package var cancelTargetGeneration: UInt32 = 0
     /// Free for the backend that owns the activation (a waiter state, a pool job id).
+    @exclusivity(unchecked)
     package var backendState: Int = 0
 
     /// Memory the kernel may read or write after the submitting call returns (socket

@@ -48,29 +48,39 @@ import CEvSys
 /// file taken for a socket) or wait for readiness after a trip through the pool (the
 /// reverse).
 open class ReadinessLoop: LoopCore {
+    // Hot stored properties are `@exclusivity(unchecked)`; see the comment in LoopCore.
     package let poller: any ReadinessPoller
     /// Per-descriptor state, indexed by descriptor number; grows only when a higher
     /// descriptor appears.
+    @exclusivity(unchecked)
     private var table: UnsafeMutablePointer<FdSlot>
+    @exclusivity(unchecked)
     private var tableCapacity: Int
     /// Descriptors whose registration must be brought in line with their waiters before
     /// the next wait (capacity kept: appending does not allocate in steady state).
+    @exclusivity(unchecked)
     private var dirty: [Int32] = []
     /// The loop's eventfd: the thread pool writes it when a result is posted.
     private let wakeFd: Int32
     private let pool: BlockingPool
     /// Completions whose operation is in the pool (linked through waiterNext/Prev).
+    @exclusivity(unchecked)
     private var poolJobs = WaiterList()
     /// `.close` operations waiting for pool jobs on the same descriptor to finish.
+    @exclusivity(unchecked)
     private var parkedCloses = WaiterList()
+    @exclusivity(unchecked)
     private var nextJobID: UInt64 = 1
     /// Incremented by every `backendPoll`.
+    @exclusivity(unchecked)
     private var tick: UInt64 = 0
     /// Whether the previous `backendPoll` skipped its zero-timeout wait.
+    @exclusivity(unchecked)
     private var skippedLastWait = false
 
     /// How many times the loop waited in the kernel (epoll_pwait2/epoll_wait/ppoll).
     /// For tests: a spinning loop shows up as a count far above the number of events.
+    @exclusivity(unchecked)
     package private(set) var waitCount = 0
 
     /// `poller` supplies registration and waiting; `backend` names it.
@@ -110,6 +120,7 @@ open class ReadinessLoop: LoopCore {
 
     /// How many times the engine changed a registration (add, modify or remove), the
     /// eventfd's excepted. For tests: a request/response loop in steady state makes none.
+    @exclusivity(unchecked)
     package private(set) var registrationChanges = 0
 
     private func register(fd: Int32, events: UInt32) -> Int32 {
