@@ -7,7 +7,16 @@
 /// cancel and reset are O(log n) and never allocate; the array grows only when more timers
 /// are pending than ever before. Equal deadlines fire in the order they were armed.
 package struct TimerHeap {
-    private var items: [Unmanaged<Completion>] = []
+    /// One pending timer. The ordering key lives in the entry itself, so sifting compares
+    /// plain integers and never touches (or retains) the completions; only a move writes
+    /// the completion's `heapIndex`.
+    private struct Entry {
+        var deadline: UInt64
+        var sequence: UInt64
+        var completion: Unmanaged<Completion>
+    }
+
+    private var items: [Entry] = []
     private var sequence: UInt64 = 0
 
     package init() {}
@@ -16,11 +25,9 @@ package struct TimerHeap {
     package var isEmpty: Bool { items.isEmpty }
 
     /// The earliest deadline, if any timer is pending.
-    package var minDeadline: UInt64? {
-        items.isEmpty ? nil : items[0].takeUnretainedValue().timerDeadline
-    }
+    package var minDeadline: UInt64? { items.first?.deadline }
 
-    package var min: Completion? { items.first?.takeUnretainedValue() }
+    package var min: Completion? { items.first?.completion.takeUnretainedValue() }
 
     package mutating func insert(_ c: Completion, deadline: UInt64) {
         precondition(c.heapIndex < 0, "EvLoop: timer is already pending")
@@ -28,22 +35,25 @@ package struct TimerHeap {
         sequence &+= 1
         c.timerSequence = sequence
         c.heapIndex = items.count
-        items.append(.passUnretained(c))
+        items.append(Entry(deadline: deadline, sequence: sequence, completion: .passUnretained(c)))
         siftUp(items.count - 1)
     }
 
     /// Removes and returns the earliest timer if its deadline is at or before `now`.
     package mutating func popExpired(now: UInt64) -> Completion? {
-        guard let first = items.first?.takeUnretainedValue(), first.timerDeadline <= now else { return nil }
-        remove(first)
-        return first
+        guard let first = items.first, first.deadline <= now else { return nil }
+        let c = first.completion.takeUnretainedValue()
+        remove(c)
+        return c
     }
 
     /// Removes `c` from the heap; returns false if it was not pending.
     @discardableResult
     package mutating func remove(_ c: Completion) -> Bool {
         let i = c.heapIndex
-        guard i >= 0, i < items.count, items[i].takeUnretainedValue() === c else { return false }
+        guard i >= 0, i < items.count, items[i].completion.toOpaque() == Unmanaged.passUnretained(c).toOpaque() else {
+            return false
+        }
         let last = items.count - 1
         if i != last {
             swapAt(i, last)
@@ -64,13 +74,15 @@ package struct TimerHeap {
         c.timerDeadline = deadline
         sequence &+= 1
         c.timerSequence = sequence
+        items[i].deadline = deadline
+        items[i].sequence = sequence
         siftDown(i)
         siftUp(c.heapIndex)
     }
 
     /// Removes every timer, returning them (for cancel-all).
     package mutating func removeAll() -> [Completion] {
-        let all = items.map { $0.takeUnretainedValue() }
+        let all = items.map { $0.completion.takeUnretainedValue() }
         for c in all { c.heapIndex = -1 }
         items.removeAll(keepingCapacity: true)
         return all
@@ -78,16 +90,16 @@ package struct TimerHeap {
 
     @inline(__always)
     private func less(_ a: Int, _ b: Int) -> Bool {
-        let x = items[a].takeUnretainedValue(), y = items[b].takeUnretainedValue()
-        if x.timerDeadline != y.timerDeadline { return x.timerDeadline < y.timerDeadline }
-        return x.timerSequence < y.timerSequence
+        let x = items[a], y = items[b]
+        if x.deadline != y.deadline { return x.deadline < y.deadline }
+        return x.sequence < y.sequence
     }
 
     @inline(__always)
     private mutating func swapAt(_ a: Int, _ b: Int) {
         items.swapAt(a, b)
-        items[a].takeUnretainedValue().heapIndex = a
-        items[b].takeUnretainedValue().heapIndex = b
+        items[a].completion._withUnsafeGuaranteedRef { $0.heapIndex = a }
+        items[b].completion._withUnsafeGuaranteedRef { $0.heapIndex = b }
     }
 
     private mutating func siftUp(_ start: Int) {
