@@ -181,6 +181,12 @@ private enum RE {
 
     /// Waits `duration` with nothing else to do and returns how many kernel waits it took:
     /// a loop that spins on an event nobody consumes shows thousands.
+    /// The most waits an idle loop may make in `waitsWhileIdle`'s 30 ms. One or two is the
+    /// norm; a stray wake-up on a loaded machine (a late signal, a leftover eventfd write
+    /// from an earlier test) can add a few. A loop spinning on a level-triggered event it
+    /// skipped makes thousands, which is what these checks exist to catch.
+    static let idleWaitBound = 10
+
     static func waitsWhileIdle(_ loop: LoopCore, _ duration: Duration = .milliseconds(30)) throws -> Int {
         let r = readiness(loop)
         let before = r.waitCount
@@ -291,7 +297,7 @@ struct ReadinessEngineTests {
         #expect(readResults.count == 1 && readResults.first?.count == 5)
         #expect(!RE.readiness(loop).isRegistered(a) || loop.backend == .epoll,
                 "poll drops an idle registration at once")
-        #expect(try RE.waitsWhileIdle(loop) <= 3)
+        #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound)
     }
 
     /// PITFALLS A5: 1,000 arm/cancel cycles each of a read, a write and an accept leave no
@@ -443,7 +449,7 @@ struct ReadinessEngineTests {
                 Issue.record("\(variant): unexpected cancel result \(String(describing: cancelResult))")
             }
             // B's socket is readable now, and nothing waits on it: no callback, no spin.
-            #expect(try RE.waitsWhileIdle(loop) <= 3, "\(variant)")
+            #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound, "\(variant)")
             #expect(bResults.count == 1, "\(variant)")
             RE.drain(a1)
             RE.drain(a2)
@@ -456,7 +462,7 @@ struct ReadinessEngineTests {
         RE.put(b1, "x")
         #expect(try RE.runUntilDone(loop))
         RE.put(b1, "unwanted")
-        #expect(try RE.waitsWhileIdle(loop) <= 3)
+        #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound)
         #expect(reads == 1)
         #expect(!RE.readiness(loop).isRegistered(a1), "a stale event drops the registration")
     }
@@ -484,7 +490,7 @@ struct ReadinessEngineTests {
             #expect(try RE.runUntilDone(loop), "\(when)")
             #expect(results.count == 1)
             #expect(results.first?.error == .badFileDescriptor, "\(when)")
-            #expect(try RE.waitsWhileIdle(loop) <= 3, "\(when)")
+            #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound, "\(when)")
             #expect(!RE.readiness(loop).isRegistered(a))
         }
     }
@@ -543,7 +549,7 @@ struct ReadinessEngineTests {
         close(b)
         #expect(try RE.runUntilDone(loop))
         #expect(readResult?.error == .endOfFile)
-        #expect(try RE.waitsWhileIdle(loop) <= 3)
+        #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound)
 
         // A write blocked on a full buffer. (The peer closes with our bytes unread, so an
         // AF_UNIX socket reports ECONNRESET rather than EPIPE: either is the real error.)
@@ -557,7 +563,7 @@ struct ReadinessEngineTests {
         close(d)
         #expect(try RE.runUntilDone(loop))
         #expect(writeResult?.error == .brokenPipe || writeResult?.error == .connectionReset)
-        #expect(try RE.waitsWhileIdle(loop) <= 3)
+        #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound)
 
         let (client, server) = try RE.tcpPair()
         defer { close(client) }
@@ -570,7 +576,7 @@ struct ReadinessEngineTests {
         close(server)   // RST
         #expect(try RE.runUntilDone(loop))
         #expect(readResult?.error == .connectionReset)
-        #expect(try RE.waitsWhileIdle(loop) <= 3)
+        #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound)
     }
 
     /// `.close` through the loop ends the operations waiting on the descriptor and removes
@@ -600,7 +606,7 @@ struct ReadinessEngineTests {
         #expect(!engine.isRegistered(a))
         // The dup keeps the socket open; its readiness must not reach the closed number.
         RE.put(b, "data")
-        #expect(try RE.waitsWhileIdle(loop) <= 3)
+        #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound)
 
         // The number comes back for a new socket: it registers and reads normally.
         let (a2, b2) = try RE.socketPair()
@@ -767,8 +773,8 @@ struct ReadinessEngineTests {
                 #expect(results.count == 1)
                 #expect(results.first?.error == .badFileDescriptor)
             }
-            #expect(try RE.waitsWhileIdle(loop) <= 3, "waiting: \(waiting)")
-            #expect(try RE.waitsWhileIdle(loop) <= 2, "waiting: \(waiting)")
+            #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound, "waiting: \(waiting)")
+            #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound, "waiting: \(waiting)")
         }
     }
 
@@ -861,7 +867,7 @@ struct ReadinessEngineTests {
         #expect(cancelResult?.error == nil)
         #expect(results == [4, 4, -1])
         RE.put(b, "more")
-        #expect(try RE.waitsWhileIdle(loop) <= 3)
+        #expect(try RE.waitsWhileIdle(loop) <= RE.idleWaitBound)
         #expect(results.count == 3)
         #expect(r.state == .dead)
     }
