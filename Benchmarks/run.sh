@@ -149,6 +149,7 @@ for round in $(seq 1 "$ROUNDS"); do
         for b in $AVAILABLE; do
             run "$round" 1 ping-pongs "evloop/$b" "$BIN/evbench" ping-pongs --backend "$b" --count "$PING_COUNT"
             run "$round" 1 ping-pongs-async "evloop/$b" "$BIN/evbench" ping-pongs-async --backend "$b" --count "$PING_COUNT"
+            run "$round" 1 ping-pongs-concrete "evloop/$b/concrete" "$BIN/evbench" ping-pongs-concrete --backend "$b" --count "$PING_COUNT"
         done
     fi
     if wants udp; then

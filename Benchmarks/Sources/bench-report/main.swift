@@ -182,7 +182,7 @@ let pingPeers = ["c/epoll", "c/io_uring", "c/blocking", "swiftnio"]
     for impl in impls {
         let s = stats(bench, impl)
         let cpu = stats(bench, impl, "cpu_us_per_op")
-        var row = "| \(bench == "ping-pongs" ? impl : impl + " (async)") | \(num(s.median)) | \(range(s)) | \(num(cpu.median)) | \(num(cpuBoundRate(bench, impl))) | \(allocs(bench, impl)) |"
+        var row = "| \(bench == "ping-pongs-async" ? impl + " (async)" : impl) | \(num(s.median)) | \(range(s)) | \(num(cpu.median)) | \(num(cpuBoundRate(bench, impl))) | \(allocs(bench, impl)) |"
         for (_, median, _) in peerMedians where !median.isNaN {
             row += " \(ratio(s.median, median)) |"
         }
@@ -314,7 +314,7 @@ extension Substring {
     let cpu = stats(bench, impl, "cpu_us_per_op").median
     guard cpu.isFinite, cpu > 0 else { return .nan }
     switch bench {
-    case "ping-pongs", "ping-pongs-async", "ping-udp1":
+    case "ping-pongs", "ping-pongs-async", "ping-pongs-concrete", "ping-udp1":
         return 1e6 / cpu
     case let b where b.hasPrefix("async") && !b.hasPrefix("async_pummel"):
         // op = one notification (either side); the figure counts the main loop's
@@ -418,6 +418,10 @@ say("\(records.count) results\(runs > 0 ? ", \(runs) rounds" : ""). Medians and 
 say()
 pingPongTable("ping-pongs", title: "ping-pongs (TCP, 5-byte PING, both ends pinned to one CPU)")
 pingPongTable("ping-pongs-async", title: "ping-pongs with async/await (EvAsync), same setting")
+if !implementations("ping-pongs-concrete").isEmpty {
+    pingPongTable("ping-pongs-concrete",
+                  title: "ping-pongs on the concrete backend type (UringLoop, EpollLoop, PollLoop) instead of the runtime-chosen LoopCore, same setting")
+}
 for bench in ["instructions", "ping-udp1", "udp_pummel_1v1", "timer-rearm"] where !implementations(bench).isEmpty {
     genericTable(bench)
 }

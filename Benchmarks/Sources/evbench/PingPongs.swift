@@ -16,10 +16,34 @@ import BenchSupport
 /// completion and a 4 KiB buffer from a pool for every write); the window starts after a
 /// warm-up and excludes connect and teardown; the port is the kernel's choice, not 3131.
 enum PingPongs {
+    /// The ping-pong on the runtime-chosen loop (`LoopCore`, what `makeLoop` returns).
     static func run(_ setup: BenchSetup, count: Int, warmup: Int) {
+        run(setup, count: count, warmup: warmup, bench: "ping-pongs", implementation: setup.implementation) {
+            setup.openLoop()
+        }
+    }
+
+    /// The same code specialized for the concrete backend type (`UringLoop`, `EpollLoop`,
+    /// `PollLoop`), to measure what the runtime-chosen loop costs against it (issue 6).
+    static func runConcrete(_ setup: BenchSetup, count: Int, warmup: Int) {
+        let name = "ping-pongs-concrete"
+        let impl = setup.implementation + "/concrete"
+        switch setup.backend {
+        case .ioUring: run(setup, count: count, warmup: warmup, bench: name, implementation: impl) { openConcrete { () throws(BackendUnavailable) in try UringLoop() } }
+        case .epoll: run(setup, count: count, warmup: warmup, bench: name, implementation: impl) { openConcrete { () throws(BackendUnavailable) in try EpollLoop() } }
+        case .poll: run(setup, count: count, warmup: warmup, bench: name, implementation: impl) { openConcrete { () throws(BackendUnavailable) in try PollLoop() } }
+        }
+    }
+
+    @Sendable static func openConcrete<L: EventLoop>(_ make: () throws(BackendUnavailable) -> L) -> L {
+        do { return try make() } catch { BenchOutput.fail("\(error)") }
+    }
+
+    static func run<L: EventLoop & SendableMetatype>(_ setup: BenchSetup, count: Int, warmup: Int, bench: String,
+                                  implementation: String, makeLoop: @escaping @Sendable () -> L) {
         let port = Handoff<UInt16>()
         let serverThread = BenchThread {
-            let loop = setup.openLoop()
+            let loop = makeLoop()
             let server = check("server") { try EchoServer(loop: loop) }
             port.put(server.port)
             check("server") { try server.start() }
@@ -28,7 +52,7 @@ enum PingPongs {
             server.release()
         }
 
-        let loop = setup.openLoop()
+        let loop = makeLoop()
         let address = check("address") { try SocketAddress(ipv4: "127.0.0.1", port: port.take()) }
         let client = check("client") { try PingClient(loop: loop, warmup: warmup, count: count) }
         check("connect") { try client.start(connectingTo: address) }
@@ -41,7 +65,7 @@ enum PingPongs {
         }
         client.release()
         let window = Window(from: start, to: end, operations: UInt64(count))
-        BenchOutput.result(bench: "ping-pongs", impl: setup.implementation, value: window.rate,
+        BenchOutput.result(bench: bench, impl: implementation, value: window.rate,
                            unit: "roundtrips/s", window: window, opName: "roundtrip")
     }
 }
@@ -50,8 +74,8 @@ enum PingPongs {
 /// sends back everything it read. Bytes that arrive while a send is in flight wait in
 /// `pending` and go out when it completes (a ping-pong never has more than one message in
 /// flight, but the server does not rely on it).
-final class EchoServer {
-    let loop: LoopCore
+final class EchoServer<L: EventLoop> {
+    let loop: L
     let listener: TCPSocket
     private var connection: Int32 = -1
     private let acceptCompletion = Completion()
@@ -65,7 +89,7 @@ final class EchoServer {
     private var pendingEnd = 0
     private var writing = false
 
-    init(loop: LoopCore) throws(EvError) {
+    init(loop: L) throws(EvError) {
         self.loop = loop
         listener = try TCPSocket(family: AF_INET, loop: loop)
         try listener.setReuseAddress(true)
@@ -143,8 +167,8 @@ final class EchoServer {
 }
 
 /// The pinging side (libxev's Client): sends "PING\n", counts echoes, sends the next.
-final class PingClient {
-    let loop: LoopCore
+final class PingClient<L: EventLoop> {
+    let loop: L
     let socket: TCPSocket
     let warmup: Int
     let count: Int
@@ -162,7 +186,7 @@ final class PingClient {
     private var pingOwed = false
     private var written = 0
 
-    init(loop: LoopCore, warmup: Int, count: Int) throws(EvError) {
+    init(loop: L, warmup: Int, count: Int) throws(EvError) {
         self.loop = loop
         self.warmup = warmup
         self.count = count

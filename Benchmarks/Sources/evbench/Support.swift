@@ -24,7 +24,7 @@ struct BenchSetup: Sendable {
 }
 
 /// Cancels whatever is still active and runs the loop dry, as a loop's deinit requires.
-func drain(_ loop: LoopCore) {
+func drain(_ loop: some EventLoop) {
     loop.cancelAll()
     do { try loop.run(.untilDone) } catch { BenchOutput.fail("drain: \(error)") }
 }

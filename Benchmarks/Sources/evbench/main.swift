@@ -40,6 +40,8 @@ case "probe":
     BenchOutput.say("backend \(backend) available")
 case "ping-pongs":
     PingPongs.run(setup, count: arguments.int("count", default: 100_000), warmup: arguments.int("warmup", default: 2_000))
+case "ping-pongs-concrete":
+    PingPongs.runConcrete(setup, count: arguments.int("count", default: 100_000), warmup: arguments.int("warmup", default: 2_000))
 case "ping-pongs-async":
     AsyncPingPongs.run(setup, count: arguments.int("count", default: 100_000), warmup: arguments.int("warmup", default: 2_000))
 case "ping-udp1":
@@ -65,7 +67,7 @@ case let name? where name.hasPrefix("async"):
 default:
     BenchOutput.fail("""
         usage: evbench BENCHMARK --backend io_uring|epoll|poll [--count N] [--warmup N]
-        benchmarks: ping-pongs ping-pongs-async ping-udp1 udp_pummel_1v1 million-timers timer-rearm
+        benchmarks: ping-pongs ping-pongs-concrete ping-pongs-async ping-udp1 udp_pummel_1v1 million-timers timer-rearm
                     async1 async2 async4 async8 async_pummel_1 async_pummel_2 async_pummel_4 async_pummel_8
         """)
 }
