@@ -39,7 +39,7 @@ import Musl
 /// }
 /// try loop.run(.untilDone)
 /// ```
-public struct TCPSocket: Hashable, Sendable {
+public struct TCPSocket: LoopSocket, Hashable {
     /// The socket descriptor.
     public let fd: Int32
 
@@ -73,17 +73,7 @@ public struct TCPSocket: Hashable, Sendable {
 
     // MARK: Options servers need
 
-    /// SO_REUSEADDR: a restarted server can bind its port while old connections linger in
-    /// TIME_WAIT. Set it before `bind`.
-    public func setReuseAddress(_ on: Bool) throws(EvError) {
-        try SocketCalls.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: on ? 1 : 0)
-    }
 
-    /// SO_REUSEPORT: several sockets (one per loop thread) bind the same port and the kernel
-    /// spreads incoming connections across them. Set it on every one before `bind`.
-    public func setReusePort(_ on: Bool) throws(EvError) {
-        try SocketCalls.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: on ? 1 : 0)
-    }
 
     /// TCP_NODELAY: send small writes at once instead of waiting to coalesce them (Nagle),
     /// which request/response protocols want.
@@ -96,22 +86,10 @@ public struct TCPSocket: Hashable, Sendable {
         try SocketCalls.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: on ? 1 : 0)
     }
 
-    /// Any integer socket option (SO_SNDBUF, SO_KEEPALIVE, ...).
-    public func setOption(level: Int32, name: Int32, value: Int32) throws(EvError) {
-        try SocketCalls.setOption(fd, level: level, name: name, value: value)
-    }
 
-    /// Reads an integer socket option.
-    public func option(level: Int32, name: Int32) throws(EvError) -> Int32 {
-        try SocketCalls.getOption(fd, level: level, name: name)
-    }
 
     // MARK: Synchronous set-up (never blocks)
 
-    /// Binds the socket to a local address (port 0: the kernel picks one; see `localAddress`).
-    public func bind(to address: SocketAddress) throws(EvError) {
-        try SocketCalls.bind(fd, to: address)
-    }
 
     /// Marks the socket as listening; `backlog` is the queue of completed connections
     /// waiting for accept (the kernel caps it at net.core.somaxconn).
@@ -119,10 +97,6 @@ public struct TCPSocket: Hashable, Sendable {
         try SocketCalls.listen(fd, backlog: backlog)
     }
 
-    /// The local address (after bind, or after connect for the kernel-chosen port).
-    public func localAddress() throws(EvError) -> SocketAddress {
-        try SocketCalls.address(fd, peer: false)
-    }
 
     /// The connected peer's address.
     public func peerAddress() throws(EvError) -> SocketAddress {
@@ -182,12 +156,4 @@ public struct TCPSocket: Hashable, Sendable {
         try loop.add(completion)
     }
 
-    /// Closes the socket through the loop: operations still waiting on it are cancelled
-    /// first (their callbacks report `.canceled`), then the descriptor is closed.
-    public func close(loop: some EventLoop, completion: Completion,
-                      callback: @escaping VoidCallback = { _, _ in .disarm }) throws(EvError) {
-        completion.operation = .close(fd: fd)
-        completion.callback = { c, result in callback(c, result.voidResult) }
-        try loop.add(completion)
-    }
 }

@@ -29,7 +29,7 @@ import Musl
 ///     return .disarm   // rearm after the reply is sent, so the buffer is not overwritten
 /// }
 /// ```
-public struct UDPSocket: Hashable, Sendable {
+public struct UDPSocket: LoopSocket, Hashable {
     /// The socket descriptor.
     public let fd: Int32
 
@@ -55,31 +55,10 @@ public struct UDPSocket: Hashable, Sendable {
         try self.init(family: address.family, loop: loop)
     }
 
-    /// SO_REUSEADDR (set before `bind`).
-    public func setReuseAddress(_ on: Bool) throws(EvError) {
-        try SocketCalls.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: on ? 1 : 0)
-    }
 
-    /// SO_REUSEPORT: one socket per loop thread on the same port; the kernel spreads
-    /// datagrams by their source (set on each before `bind`).
-    public func setReusePort(_ on: Bool) throws(EvError) {
-        try SocketCalls.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: on ? 1 : 0)
-    }
 
-    /// Any integer socket option (SO_RCVBUF, ...).
-    public func setOption(level: Int32, name: Int32, value: Int32) throws(EvError) {
-        try SocketCalls.setOption(fd, level: level, name: name, value: value)
-    }
 
-    /// Binds the socket to a local address (port 0: the kernel picks one).
-    public func bind(to address: SocketAddress) throws(EvError) {
-        try SocketCalls.bind(fd, to: address)
-    }
 
-    /// The local address (after bind, or after the first send for an unbound socket).
-    public func localAddress() throws(EvError) -> SocketAddress {
-        try SocketCalls.address(fd, peer: false)
-    }
 
     /// Receives one datagram into `buffer`, reporting its sender. A datagram larger than
     /// the buffer is truncated (`truncated` is true and `count` is the buffer's size).
@@ -103,11 +82,4 @@ public struct UDPSocket: Hashable, Sendable {
         try loop.add(completion)
     }
 
-    /// Closes the socket through the loop (pending receives are cancelled first).
-    public func close(loop: some EventLoop, completion: Completion,
-                      callback: @escaping VoidCallback = { _, _ in .disarm }) throws(EvError) {
-        completion.operation = .close(fd: fd)
-        completion.callback = { c, result in callback(c, result.voidResult) }
-        try loop.add(completion)
-    }
 }
