@@ -54,28 +54,13 @@ Report.say("ev-echo-tcp: \(ExampleProcess.describe(selection, requested: request
 // The sockets are made here, before the threads start, so that port 0 resolves to one
 // port that every thread's socket then binds. TCPSocket makes each close-on-exec and in the
 // blocking mode the backend wants (blocking for io_uring, non-blocking for epoll/poll).
-var listeners: [TCPSocket] = []
+let listeners: [TCPSocket]
 let boundAddress: SocketAddress
 do {
-    func listening(on address: SocketAddress) throws(EvError) -> TCPSocket {
-        let socket = try TCPSocket(for: address, loop: mainLoop)
-        do {
-            try socket.setReuseAddress(true)
-            // One socket per thread on the same port: the kernel spreads connections.
-            try socket.setReusePort(true)
-            if address.family == AF_INET6 { try socket.setIPv6Only(true) }
-            try socket.bind(to: address)
-            try socket.listen(backlog: Int32(backlog))
-        } catch {
-            close(socket.fd)
-            throw error
-        }
-        return socket
-    }
-    let first = try listening(on: SocketAddress(host: host, port: port))
-    listeners.append(first)
-    boundAddress = try first.localAddress()
-    for _ in 1..<threadCount { listeners.append(try listening(on: boundAddress)) }
+    (listeners, boundAddress) = try makeReusePortSockets(
+        count: threadCount, address: SocketAddress(host: host, port: port),
+        make: { address throws(EvError) in try TCPSocket(for: address, loop: mainLoop) },
+        prepare: { socket throws(EvError) in try socket.listen(backlog: Int32(backlog)) })
 } catch {
     Report.fail(tool.name, "cannot listen on \(host):\(port): \(error)")
 }

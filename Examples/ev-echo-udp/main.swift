@@ -45,29 +45,12 @@ Report.say("ev-echo-udp: \(ExampleProcess.describe(selection, requested: request
 
 // The sockets are made before the threads start, so that port 0 resolves to one port that
 // every thread's socket then binds (UDPSocket: close-on-exec, blocking mode per backend).
-var sockets: [UDPSocket] = []
+let sockets: [UDPSocket]
 let boundAddress: SocketAddress
 do {
-    func bound(to address: SocketAddress) throws(EvError) -> UDPSocket {
-        let socket = try UDPSocket(for: address, loop: mainLoop)
-        do {
-            try socket.setReuseAddress(true)
-            // One socket per thread on the same port: the kernel spreads datagrams by source.
-            try socket.setReusePort(true)
-            if address.family == AF_INET6 {
-                try socket.setOption(level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1)
-            }
-            try socket.bind(to: address)
-        } catch {
-            close(socket.fd)
-            throw error
-        }
-        return socket
-    }
-    let first = try bound(to: SocketAddress(host: host, port: port))
-    sockets.append(first)
-    boundAddress = try first.localAddress()
-    for _ in 1..<threadCount { sockets.append(try bound(to: boundAddress)) }
+    (sockets, boundAddress) = try makeReusePortSockets(
+        count: threadCount, address: SocketAddress(host: host, port: port),
+        make: { address throws(EvError) in try UDPSocket(for: address, loop: mainLoop) })
 } catch {
     Report.fail(tool.name, "cannot bind \(host):\(port): \(error)")
 }

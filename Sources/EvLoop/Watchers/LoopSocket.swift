@@ -36,6 +36,11 @@ extension LoopSocket {
         try SocketCalls.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: on ? 1 : 0)
     }
 
+    /// IPV6_V6ONLY for an AF_INET6 socket: true to refuse IPv4-mapped peers.
+    public func setIPv6Only(_ on: Bool) throws(EvError) {
+        try SocketCalls.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: on ? 1 : 0)
+    }
+
     /// Any integer socket option (SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, ...).
     public func setOption(level: Int32, name: Int32, value: Int32) throws(EvError) {
         try SocketCalls.setOption(fd, level: level, name: name, value: value)

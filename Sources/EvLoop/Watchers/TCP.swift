@@ -81,11 +81,6 @@ public struct TCPSocket: LoopSocket, Hashable {
         try SocketCalls.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: on ? 1 : 0)
     }
 
-    /// IPV6_V6ONLY for an AF_INET6 socket: true to refuse IPv4-mapped connections.
-    public func setIPv6Only(_ on: Bool) throws(EvError) {
-        try SocketCalls.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: on ? 1 : 0)
-    }
-
 
 
     // MARK: Synchronous set-up (never blocks)
