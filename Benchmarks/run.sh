@@ -16,9 +16,9 @@
 #      counting shim, preloaded into every benchmark process with LD_PRELOAD);
 #   3. runs every benchmark on every backend, interleaving implementations round by round
 #      (A B C A B C ...); ping-pongs, ping-udp1, udp_pummel, async1..8 and
-#      async_pummel_1 run pinned to CPU 0 with taskset (both ends on one CPU:
-#      /work/shared/ANCHORS.md); the timers, async_pummel_2/4/8 and the echo throughput
-#      run unpinned;
+#      async_pummel_1 run pinned to CPU 0 with taskset (both ends on one CPU, see
+#      BENCHMARKS.md, "How it is measured"); the timers, async_pummel_2/4/8 and the echo
+#      throughput run unpinned;
 #   4. writes every RESULT line to results/<time>/results.txt and the tables (medians,
 #      ranges, ratios, targets) to results/<time>/report.md, and prints the report.
 set -uo pipefail

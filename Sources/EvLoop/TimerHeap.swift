@@ -3,9 +3,11 @@
 /// Every backend keeps its timers here, in user space, and asks the kernel for one wait
 /// timeout: the nearest deadline. libxev's io_uring backend instead submits one kernel
 /// timeout per timer, which the kernel keeps in a sorted list; a million timers cost it
-/// 68 times the CPU of a heap (see ANCHORS.md). Each completion stores its own index, so
-/// cancel and reset are O(log n) and never allocate; the array grows only when more timers
-/// are pending than ever before. Equal deadlines fire in the order they were armed.
+/// 68 times the CPU of a heap (25.3 s against 0.37 s on libxev's epoll backend; November
+/// 2026, a 2-vCPU KVM guest, Linux 6.18; see BENCHMARKS.md, "Anchors"). Each completion
+/// stores its own index, so cancel and reset are O(log n) and never allocate; the array
+/// grows only when more timers are pending than ever before. Equal deadlines fire in the
+/// order they were armed.
 package struct TimerHeap {
     /// One pending timer. The ordering key lives in the entry itself, so sifting compares
     /// plain integers and never touches (or retains) the completions; only a move writes

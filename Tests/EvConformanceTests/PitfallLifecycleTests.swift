@@ -1,7 +1,7 @@
 // PITFALLS items about a completion's memory and about readiness that turns out to be
 // spurious: K1 (the memory the kernel writes stays at one address from add to callback,
 // even when the caller keeps no reference) and I2 (EAGAIN after a wake-up never reaches a
-// callback). Every test runs on every backend. See docs/PITFALLS-COVERAGE.md.
+// callback). Every test runs on every backend. See docs/PITFALLS.md.
 import Testing
 import Ev
 #if canImport(Glibc)

@@ -1,6 +1,6 @@
 // PITFALLS H3: the process watcher reaps only the children it watches and installs no
 // SIGCHLD handler. Runs on every backend, with both exit-watch methods. See
-// docs/PITFALLS-COVERAGE.md.
+// docs/PITFALLS.md.
 import Testing
 import Ev
 import CEvSys

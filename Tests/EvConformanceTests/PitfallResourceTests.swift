@@ -1,7 +1,7 @@
 // PITFALLS items about descriptors and other resources that had no test of their own:
 // E8 (EMFILE on accept), A8 (an accept that beats its cancel), A12 (close and its
 // cancel), B12/G3 (no loop descriptor reaches a child), I6 (a loop with pool work torn
-// down). Every test runs on every backend. See docs/PITFALLS-COVERAGE.md.
+// down). Every test runs on every backend. See docs/PITFALLS.md.
 import Testing
 import Ev
 import CEvSys

@@ -1,4 +1,4 @@
-// Helpers for the Pitfall* tests (docs/PITFALLS-COVERAGE.md maps each PITFALLS item to its
+// Helpers for the Pitfall* tests (docs/PITFALLS.md describes each PITFALLS item and names its
 // test): counting the loop's kernel waits, spawning a child the way code outside this
 // library would (no descriptor clean-up), the thread count, and a full descriptor table.
 import Testing

@@ -1,7 +1,7 @@
 // PITFALLS timer items that had no test of their own: D4 (resets and cancels that land
 // right at a timer's expiry) and D3 (a timer is not cut short by other completions). The
 // timers of every backend live in the loop's heap (io_uring uses no IORING_OP_TIMEOUT),
-// so these tests check the same promises on all three. See docs/PITFALLS-COVERAGE.md.
+// so these tests check the same promises on all three. See docs/PITFALLS.md.
 import Testing
 import Ev
 #if canImport(Glibc)

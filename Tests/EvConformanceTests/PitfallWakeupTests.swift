@@ -2,7 +2,7 @@
 // wake-ups drain), D1 (event descriptors are waited on with a poll, never read by the
 // kernel; cross-thread round trips stay fast), B6 (the notifier still works after the
 // completion queue overflowed). Every test runs on every backend. See
-// docs/PITFALLS-COVERAGE.md.
+// docs/PITFALLS.md.
 import Testing
 import Ev
 import Synchronization

@@ -11,7 +11,7 @@ import Ev
 /// selection fail with the reason, instead of falling back to epoll behind the user's
 /// back; without the variable the same process falls back and says why. The filter can
 /// only be installed in a child process, so this drives ev-backend-probe.
-/// See docs/PITFALLS-COVERAGE.md.
+/// See docs/PITFALLS.md.
 @Suite("Pitfall: strict backend selection")
 struct PitfallStrictSelectionTests {
     /// The first line of a /proc/sys file, or nil when it cannot be read.

@@ -9,7 +9,7 @@ import EvLoop
 /// shut down with work queued and running, 1,000 times, without a hang, a leaked thread
 /// or a leaked pool, and without a worker touching a job's buffer after `shutdown()`
 /// returned. (The loop-level variant, loops torn down with pool work queued, is in
-/// EvConformanceTests' PitfallResourceTests.) See docs/PITFALLS-COVERAGE.md.
+/// EvConformanceTests' PitfallResourceTests.) See docs/PITFALLS.md.
 @Suite("Pitfall: thread pool shutdown")
 struct PitfallBlockingPoolTests {
 

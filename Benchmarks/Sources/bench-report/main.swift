@@ -7,9 +7,10 @@
 // them, several rounds interleaved (A B C A B C ...). This prints, per benchmark, the
 // median and range of each implementation, the CPU time and allocations per operation,
 // the ratios to the peers measured in the same run (plain C, SwiftNIO), the ratios to the
-// figures of /work/shared/ANCHORS.md (libxev, libuv, SwiftNIO measured earlier on this
-// kind of machine: a different run, so a looser comparison), and then every target of
-// the benchmark issue with the measured figure and, when it is missed, by how much.
+// anchors (libxev, libuv, SwiftNIO measured in November 2026 on the same kind of machine,
+// listed in BENCHMARKS.md, "Anchors": a different run, so a looser comparison), and then
+// every target of the benchmark issue with the measured figure and, when it is missed, by
+// how much.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -119,7 +120,8 @@ extension String {
 
 @MainActor func say(_ s: String = "") { BenchOutput.say(s) }
 
-// MARK: Anchors (from /work/shared/ANCHORS.md; another run, same kind of machine)
+// MARK: Anchors (November 2026, 2-vCPU KVM guest, Linux 6.18; another run, same kind of
+// machine; the same figures are listed in BENCHMARKS.md, "Anchors")
 
 struct Anchor {
     let name: String
