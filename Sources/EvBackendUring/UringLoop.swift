@@ -233,8 +233,8 @@ public final class UringLoop: LoopCore {
 
     public override func backendSubmit(_ c: Completion) {
         c.backendState = 0
-        if case .close(let fd) = c.operation {
-            submitClose(c, fd: fd)
+        if c.kind == .close {
+            submitClose(c, fd: c.fd)
             return
         }
         if mustQueue || !issue(c) { park(c) }
@@ -251,11 +251,11 @@ public final class UringLoop: LoopCore {
     private func issue(_ c: Completion) -> Bool {
         guard let sqe = io_uring_get_sqe(ring) else { return false }
         if c.has(.pollPhase) {
-            io_uring_prep_poll_add(sqe, c.operation.fd ?? -1, Self.pollDirection(c.operation))
+            io_uring_prep_poll_add(sqe, c.fd, c.kind.readinessNeeded)
             st.pointee.sqeCounts[Int(OperationKind.poll.rawValue)] &+= 1
         } else {
             prepare(sqe, c)
-            st.pointee.sqeCounts[Int(c.operation.kind.rawValue)] &+= 1
+            st.pointee.sqeCounts[Int(c.kind.rawValue)] &+= 1
         }
         sqe.pointee.user_data = Self.userData(c, kind: Self.kindMain)
         c.refs += 1
@@ -271,66 +271,60 @@ public final class UringLoop: LoopCore {
     }
 
     private func prepare(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ c: Completion) {
-        let s = c.scratch
         let dontWait: Int32 = st.pointee.forceNonblocking ? Int32(MSG_DONTWAIT) : 0
-        switch c.operation {
-        case .accept(let fd):
-            CompletionScratch.prepare(for: c)
+        let fd = c.fd
+        let base = c.bufferBase
+        let length = Self.length(c.bufferCount)
+        switch c.kind {
+        case .accept:
+            let s = c.scratch!
+            s.pointee.addressLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
             // Accepted sockets are close-on-exec and blocking: io_uring waits for them in
             // the kernel, and a blocking socket never gets EAGAIN back (PITFALLS D7).
             io_uring_prep_accept(sqe, fd, CompletionScratch.addressPointer(s),
                                  CompletionScratch.addressLengthPointer(s), Int32(SOCK_CLOEXEC.rawValue))
-        case .connect(let fd, _):
-            CompletionScratch.prepare(for: c)
+        case .connect:
+            let s = c.scratch!
             io_uring_prep_connect(sqe, fd, CompletionScratch.addressPointer(s), s.pointee.addressLength)
-        case .read(let fd, let b):
+        case .read:
             // Offset -1: the descriptor's current position (IORING_FEAT_RW_CUR_POS), so
             // sequential reads and writes on a file advance it like read(2)/write(2).
-            io_uring_prep_read(sqe, fd, b.baseAddress, Self.length(b.count), UInt64.max)
+            io_uring_prep_read(sqe, fd, base, length, UInt64.max)
             if st.pointee.forceNonblocking { sqe.pointee.rw_flags = Self.rwfNoWait }
-        case .write(let fd, let b):
-            io_uring_prep_write(sqe, fd, b.baseAddress, Self.length(b.count), UInt64.max)
+        case .write:
+            io_uring_prep_write(sqe, fd, base, length, UInt64.max)
             if st.pointee.forceNonblocking { sqe.pointee.rw_flags = Self.rwfNoWait }
-        case .pread(let fd, let b, let offset):
-            io_uring_prep_read(sqe, fd, b.baseAddress, Self.length(b.count), offset)
-        case .pwrite(let fd, let b, let offset):
-            io_uring_prep_write(sqe, fd, b.baseAddress, Self.length(b.count), offset)
-        case .recv(let fd, let b):
-            io_uring_prep_recv(sqe, fd, b.baseAddress, Int(Self.length(b.count)), dontWait)
-        case .send(let fd, let b):
-            io_uring_prep_send(sqe, fd, b.baseAddress, Int(Self.length(b.count)), Int32(MSG_NOSIGNAL) | dontWait)
-        case .recvmsg(let fd, _):
+        case .pread:
+            io_uring_prep_read(sqe, fd, base, length, c.offset)
+        case .pwrite:
+            io_uring_prep_write(sqe, fd, base, length, c.offset)
+        case .recv:
+            io_uring_prep_recv(sqe, fd, base, Int(length), dontWait)
+        case .send:
+            io_uring_prep_send(sqe, fd, base, Int(length), Int32(MSG_NOSIGNAL) | dontWait)
+        case .recvmsg:
             // The msghdr lives in the completion's scratch memory: the kernel reads it
             // after this call returns (at submission, or later from a worker).
-            CompletionScratch.prepare(for: c)
-            io_uring_prep_recvmsg(sqe, fd, CompletionScratch.messagePointer(s), UInt32(bitPattern: dontWait))
-        case .sendmsg(let fd, _, _):
-            CompletionScratch.prepare(for: c)
-            io_uring_prep_sendmsg(sqe, fd, CompletionScratch.messagePointer(s),
+            CompletionScratch.prepareMessage(for: c)
+            io_uring_prep_recvmsg(sqe, fd, CompletionScratch.messagePointer(c.scratch!), UInt32(bitPattern: dontWait))
+        case .sendmsg:
+            CompletionScratch.prepareMessage(for: c)
+            io_uring_prep_sendmsg(sqe, fd, CompletionScratch.messagePointer(c.scratch!),
                                   UInt32(bitPattern: Int32(MSG_NOSIGNAL) | dontWait))
-        case .shutdown(let fd, let how):
-            io_uring_prep_shutdown(sqe, fd, how.rawValue)
-        case .close(let fd):
+        case .shutdown:
+            io_uring_prep_shutdown(sqe, fd, c.shutdownHow)
+        case .close:
             io_uring_prep_close(sqe, fd)
-        case .poll(let fd, let events):
+        case .poll:
             // One-shot POLL_ADD; the result is the ready events (revents).
-            io_uring_prep_poll_add(sqe, fd, events.rawValue)
+            io_uring_prep_poll_add(sqe, fd, c.pollEvents)
         case .nop, .timer, .cancel:
-            preconditionFailure("EvLoop: the core handles \(c.operation.kind) itself")
+            preconditionFailure("EvLoop: the core handles \(c.kind) itself")
         }
     }
 
     /// RWF_NOWAIT (linux/fs.h; not exported by Glibc to Swift).
     private static let rwfNoWait: Int32 = 0x0000_0008
-
-    /// The readiness an operation waits for after -EAGAIN (0: it never gets EAGAIN).
-    private static func pollDirection(_ op: Operation) -> UInt32 {
-        switch op {
-        case .accept, .read, .pread, .recv, .recvmsg: return UInt32(POLLIN)
-        case .connect, .write, .pwrite, .send, .sendmsg: return UInt32(POLLOUT)
-        default: return 0
-        }
-    }
 
     // MARK: Close
 
@@ -343,11 +337,7 @@ public final class UringLoop: LoopCore {
         var p = st.pointee.tracked.head
         while let t = p {
             p = t.waiterNext
-            guard t.operation.fd == fd, !t.has(.stored) else { continue }
-            switch t.operation {
-            case .close, .cancel: continue
-            default: break
-            }
+            guard t.fd == fd, !t.has(.stored), t.kind != .close, t.kind != .cancel else { continue }
             t.setFlag(.closing)
             if !cancelsByDescriptor { requestKill(t) }
         }
@@ -355,7 +345,8 @@ public final class UringLoop: LoopCore {
     }
 
     private func issueClose(_ c: Completion) -> Bool {
-        guard case .close(let fd) = c.operation else { return false }
+        guard c.kind == .close else { return false }
+        let fd = c.fd
         if cancelsByDescriptor {
             guard io_uring_sq_space_left(ring) >= 2,
                   let cancel = io_uring_get_sqe(ring) else { return false }
@@ -388,8 +379,7 @@ public final class UringLoop: LoopCore {
         var p = st.pointee.parked.head
         while let x = p {
             p = x.queueNext
-            guard x.operation.fd == fd else { continue }
-            if case .close = x.operation { continue }
+            guard x.fd == fd, x.kind != .close else { continue }
             _ = st.pointee.parked.remove(x)
             x.clearFlag(.parked)
             complete(x, raw: -Int(ECANCELED))
@@ -407,7 +397,7 @@ public final class UringLoop: LoopCore {
     /// already decided, else writes an ASYNC_CANCEL aimed at the target's user_data.
     /// False when that needs an SQE and none may be used now.
     private func issueCancel(_ cancel: Completion, mayUseSQE: Bool) -> Bool {
-        guard case .cancel(let target) = cancel.operation else { return true }
+        guard cancel.kind == .cancel, let target = cancel.cancelTarget else { return true }
         guard target.generation == cancel.cancelTargetGeneration, target.state == .active,
               !target.resultReady else {
             complete(cancel, raw: -Int(ENOENT))
@@ -449,7 +439,7 @@ public final class UringLoop: LoopCore {
         var result = raw
         // Same generation: the same activation (the core bumps it on every add), even if
         // the target has been handed back since.
-        if case .cancel(let target) = cancel.operation, target.generation == cancel.cancelTargetGeneration {
+        if let target = cancel.cancelTarget, target.generation == cancel.cancelTargetGeneration {
             if target.state == .active && !target.resultReady {
                 target.pendingCancels -= 1
                 if target.has(.held) {
@@ -476,7 +466,7 @@ public final class UringLoop: LoopCore {
         // Never submitted: cancelled here, in order.
         while let c = st.pointee.parked.pop() {
             c.clearFlag(.parked)
-            if case .cancel = c.operation {
+            if c.kind == .cancel {
                 // A cancel whose target is also being cancelled: settle it without the
                 // kernel if it can be, else it is itself cancelled.
                 if !issueCancel(c, mayUseSQE: false) { complete(c, raw: -Int(ECANCELED)) }
@@ -487,10 +477,8 @@ public final class UringLoop: LoopCore {
         var p = st.pointee.tracked.head
         while let t = p {
             p = t.waiterNext
-            switch t.operation {
-            case .cancel, .close: continue   // both finish on their own, at once
-            default: break
-            }
+            // A cancel and a close both finish on their own, at once.
+            if t.kind == .cancel || t.kind == .close { continue }
             if t.has(.held) {
                 t.clearFlag(.held)
                 finish(t, raw: -Int(ECANCELED))
@@ -582,7 +570,7 @@ public final class UringLoop: LoopCore {
                 finish(c, raw: raw)
             } else if c.has(.connectPoll) {
                 c.clearFlag(.connectPoll)
-                finish(c, raw: c.has(.killed) || c.has(.closing) ? -Int(ECANCELED) : Syscalls.finishConnect(c.operation.fd ?? -1))
+                finish(c, raw: c.has(.killed) || c.has(.closing) ? -Int(ECANCELED) : Syscalls.finishConnect(c.fd))
             } else {
                 retry(c)
             }
@@ -590,19 +578,19 @@ public final class UringLoop: LoopCore {
         }
         if raw >= 0 { finish(c, raw: raw); return }
         switch Int32(-raw) {
-        case EAGAIN where Self.pollDirection(c.operation) != 0:
+        case EAGAIN where c.kind.readinessNeeded != 0:
             // PITFALLS D7: a non-blocking descriptor (or io-wq's retry limit) returned
             // EAGAIN. Never surfaced: wait for readiness, then try again.
             st.pointee.eagainRetries += 1
             c.setFlag(.pollPhase)
             retry(c)
-        case EINPROGRESS where isConnect(c.operation), EINTR where isConnect(c.operation):
+        case EINPROGRESS where c.kind == .connect, EINTR where c.kind == .connect:
             // A non-blocking connect has started (EINTR from connect(2) means the same):
             // wait until the socket is writable, then read SO_ERROR for the outcome.
             c.setFlag(.pollPhase)
             c.setFlag(.connectPoll)
             retry(c)
-        case EINTR where isRestartable(c.operation):
+        case EINTR where isRestartable(c.kind):
             // A signal interrupted the operation inside the kernel (seen on write and
             // pwrite CQEs: libxev PR #198, 9068c5d); it did nothing, so it starts again.
             retry(c)
@@ -611,13 +599,8 @@ public final class UringLoop: LoopCore {
         }
     }
 
-    private func isConnect(_ op: Operation) -> Bool {
-        if case .connect = op { return true }
-        return false
-    }
-
-    private func isRestartable(_ op: Operation) -> Bool {
-        switch op {
+    private func isRestartable(_ kind: OperationKind) -> Bool {
+        switch kind {
         case .close, .connect, .shutdown: return false   // close is never retried (the number may be reused)
         default: return true
         }
@@ -670,7 +653,7 @@ public final class UringLoop: LoopCore {
         }
         let hasResults = io_uring_cq_ready(ring) > 0
             || evuring_sq_flags(ring) & UInt32(IORING_SQ_CQ_OVERFLOW) != 0
-        let wait = timeout != 0 && !hasResults && completed.isEmpty
+        let wait = timeout != 0 && !hasResults && !hasQueuedCallbacks
         _ = try submit(waitFor: wait, timeout: timeout)
         reap()
     }
@@ -687,7 +670,7 @@ public final class UringLoop: LoopCore {
             guard io_uring_sq_space_left(ring) >= (isCloseWithCancel(c) ? 2 : 1) else { return false }
             _ = st.pointee.parked.pop()
             c.clearFlag(.parked)
-            switch c.operation {
+            switch c.kind {
             case .cancel: _ = issueCancel(c, mayUseSQE: true)
             case .close: _ = issueClose(c)
             default: _ = issue(c)
@@ -697,8 +680,7 @@ public final class UringLoop: LoopCore {
     }
 
     private func isCloseWithCancel(_ c: Completion) -> Bool {
-        if case .close = c.operation { return cancelsByDescriptor }
-        return false
+        c.kind == .close && cancelsByDescriptor
     }
 
     /// One io_uring_enter with the kernel's raw result (-errno on failure).
@@ -759,7 +741,7 @@ public final class UringLoop: LoopCore {
                 if left < pending { stalls = 0 } else { stalls += 1 }
                 if stalls > 8 { return true }   // left in the ring: active, resubmitted next tick (B4)
                 reap()
-                wantWait = wantWait && io_uring_cq_ready(ring) == 0 && completed.isEmpty
+                wantWait = wantWait && io_uring_cq_ready(ring) == 0 && !hasQueuedCallbacks
                 continue
             }
             switch -r {

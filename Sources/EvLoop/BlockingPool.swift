@@ -17,43 +17,29 @@ import Musl
 package final class BlockingPool: @unchecked Sendable {
     /// One blocking operation, by value.
     package struct Job: Sendable {
-        package enum Kind: Sendable { case read, write, pread, pwrite }
         package var id: UInt64
-        package var kind: Kind
+        /// `.read`, `.write`, `.pread` or `.pwrite`.
+        package var kind: OperationKind
         package var fd: Int32
         package var address: UInt          // buffer base address
         package var count: Int
         package var offset: UInt64
 
-        package init(id: UInt64, kind: Kind, fd: Int32, address: UInt, count: Int, offset: UInt64) {
+        package init(id: UInt64, kind: OperationKind, fd: Int32, address: UInt, count: Int, offset: UInt64) {
+            precondition(Syscalls.isFileIO(kind), "EvLoop: \(kind) cannot run on the thread pool")
             self.id = id; self.kind = kind; self.fd = fd
             self.address = address; self.count = count; self.offset = offset
         }
 
-        /// Builds a job for a read/write/pread/pwrite operation; nil for anything else.
-        package init?(id: UInt64, operation: Operation) {
-            switch operation {
-            case .read(let fd, let b):
-                self.init(id: id, kind: .read, fd: fd, address: UInt(bitPattern: b.baseAddress), count: b.count, offset: 0)
-            case .write(let fd, let b):
-                self.init(id: id, kind: .write, fd: fd, address: UInt(bitPattern: b.baseAddress), count: b.count, offset: 0)
-            case .pread(let fd, let b, let off):
-                self.init(id: id, kind: .pread, fd: fd, address: UInt(bitPattern: b.baseAddress), count: b.count, offset: off)
-            case .pwrite(let fd, let b, let off):
-                self.init(id: id, kind: .pwrite, fd: fd, address: UInt(bitPattern: b.baseAddress), count: b.count, offset: off)
-            default:
-                return nil
-            }
+        /// Builds a job for a read/write/pread/pwrite completion; nil for anything else.
+        package init?(id: UInt64, completion c: Completion) {
+            guard Syscalls.isFileIO(c.kind) else { return nil }
+            self.init(id: id, kind: c.kind, fd: c.fd, address: UInt(bitPattern: c.bufferBase),
+                      count: c.bufferCount, offset: c.offset)
         }
 
         func perform() -> Int {
-            let p = UnsafeMutableRawPointer(bitPattern: address)
-            switch kind {
-            case .read: return Syscalls.retryingEINTR { Glibc.read(fd, p, count) }
-            case .write: return Syscalls.retryingEINTR { Glibc.write(fd, p, count) }
-            case .pread: return Syscalls.retryingEINTR { Glibc.pread(fd, p, count, off_t(Int64(bitPattern: offset))) }
-            case .pwrite: return Syscalls.retryingEINTR { Glibc.pwrite(fd, p, count, off_t(Int64(bitPattern: offset))) }
-            }
+            Syscalls.fileIO(kind, fd: fd, base: UnsafeMutableRawPointer(bitPattern: address), count: count, offset: offset)
         }
     }
 

@@ -3,14 +3,17 @@
 /// Push and pop never allocate. A completion can sit in at most one such queue at a time;
 /// pushing one that is already queued is a programming error caught by a precondition
 /// (libxev#169 shipped exactly that bug: a completion on two queues at once).
+@usableFromInline
 package struct CompletionQueue {
-    package private(set) var head: Completion? = nil
-    package private(set) var tail: Completion? = nil
+    // Not retained (an active completion is kept alive by the loop's activation retain):
+    // strong links cost a retain and a release on every push and pop.
+    @usableFromInline package private(set) unowned(unsafe) var head: Completion? = nil
+    package private(set) unowned(unsafe) var tail: Completion? = nil
     package private(set) var count = 0
 
     package init() {}
 
-    package var isEmpty: Bool { head == nil }
+    @inlinable package var isEmpty: Bool { head == nil }
 
     package mutating func push(_ c: Completion) {
         precondition(!c.isQueued, "EvLoop: completion is already in a queue")

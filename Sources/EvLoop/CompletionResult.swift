@@ -71,7 +71,7 @@ extension Completion {
     /// typed `CompletionResult`.
     package func makeResult(raw: Int) -> CompletionResult {
         @inline(__always) func err() -> EvError { EvError(errno: Int32(truncatingIfNeeded: -raw)) }
-        switch operation {
+        switch kind {
         case .nop:
             return .nop
         case .timer:
@@ -82,17 +82,17 @@ extension Completion {
             return raw < 0 ? .accept(.failure(err())) : .accept(.success(Int32(truncatingIfNeeded: raw)))
         case .connect:
             return raw < 0 ? .connect(.failure(err())) : .connect(.success(()))
-        case .read(_, let buffer), .pread(_, let buffer, _), .recv(_, let buffer):
+        case .read, .pread, .recv:
             if raw < 0 { return .read(.failure(err())) }
-            if raw == 0 && buffer.count > 0 { return .read(.failure(.endOfFile)) }
+            if raw == 0 && bufferCount > 0 { return .read(.failure(.endOfFile)) }
             return .read(.success(raw))
         case .write, .pwrite, .send, .sendmsg:
             return raw < 0 ? .write(.failure(err())) : .write(.success(raw))
-        case .recvmsg(_, let buffer):
+        case .recvmsg:
             if raw < 0 { return .recvmsg(.failure(err())) }
-            let s = scratch
+            let s = scratch!
             let truncated = (s.pointee.message.msg_flags & Int32(MSG_TRUNC)) != 0
-            if raw == 0 && buffer.count > 0 && s.pointee.message.msg_namelen == 0 && !truncated {
+            if raw == 0 && bufferCount > 0 && s.pointee.message.msg_namelen == 0 && !truncated {
                 // A connected stream socket at end of stream. (An empty UDP datagram has
                 // a sender address and is reported as a 0-byte message.)
                 return .recvmsg(.failure(.endOfFile))

@@ -27,8 +27,11 @@ open class LoopCore: EventLoop {
     public let backend: Backend
     @exclusivity(unchecked)
     package var timers = TimerHeap()
-    @exclusivity(unchecked)
+    @exclusivity(unchecked) @usableFromInline
     package var completed = CompletionQueue()
+    /// Whether finished work waits for its callback (for backends: then they must not
+    /// block in the kernel).
+    @inlinable package final var hasQueuedCallbacks: Bool { !completed.isEmpty }
     @exclusivity(unchecked)
     public private(set) var activeCount = 0
     /// Active completions with `keepsLoopAlive == false`: they do not hold `run` open.
@@ -88,6 +91,7 @@ open class LoopCore: EventLoop {
 
     public final func add(_ completion: Completion) throws(EvError) {
         guard completion.state == .dead else { throw .completionActive }
+        _ = Unmanaged.passRetained(completion)   // balanced in dispatchCompleted
         activate(completion)
         start(completion)
     }
@@ -126,8 +130,8 @@ open class LoopCore: EventLoop {
             try add(completion)
             return
         }
-        guard case .timer = completion.operation else { throw .invalidArgument }
-        completion.operation = .timer(deadline: deadline)
+        guard completion.kind == .timer else { throw .invalidArgument }
+        completion.setTimerDeadline(deadline)
         if completion.heapIndex >= 0 {
             timers.update(completion, deadline: deadline.nanoseconds)
         } else if completion.resultReady, completed.remove(completion) {
@@ -158,20 +162,19 @@ open class LoopCore: EventLoop {
         c.state = .active
         c.resultReady = false
         c.generation &+= 1
-        _ = Unmanaged.passRetained(c)   // balanced in dispatchCompleted
         activeCount += 1
         c.activatedInBackground = !c.keepsLoopAlive
         if c.activatedInBackground { backgroundCount += 1 }
     }
 
     private func start(_ c: Completion) {
-        switch c.operation {
+        switch c.kind {
         case .nop:
             complete(c, raw: 0)
-        case .timer(let deadline):
-            timers.insert(c, deadline: deadline.nanoseconds)
-        case .cancel(let target):
-            startCancel(c, target: target)
+        case .timer:
+            timers.insert(c, deadline: c.deadlineNanoseconds)
+        case .cancel:
+            startCancel(c, target: c.cancelTarget!)
         default:
             backendSubmit(c)
         }
@@ -182,7 +185,7 @@ open class LoopCore: EventLoop {
             complete(c, raw: -Int(EvError.cancelOfCancelCode))
             return
         }
-        if case .cancel = target.operation, target.state == .active {
+        if target.kind == .cancel, target.state == .active {
             complete(c, raw: -Int(EvError.cancelOfCancelCode))
             return
         }
@@ -193,7 +196,7 @@ open class LoopCore: EventLoop {
             return
         }
         c.cancelTargetGeneration = target.generation
-        switch target.operation {
+        switch target.kind {
         case .timer:
             if timers.remove(target) {
                 complete(target, raw: -Int(ECANCELED))
@@ -231,10 +234,12 @@ open class LoopCore: EventLoop {
             if action == .rearm {
                 precondition(c.state == .dead,
                              "EvLoop: a callback returned .rearm for a completion it had already added again")
+                // The retain taken by `add` carries over to the new activation.
                 activate(c)
                 start(c)
+            } else {
+                Unmanaged.passUnretained(c).release()   // the retain taken by `add`
             }
-            Unmanaged.passUnretained(c).release()   // the retain taken when it was activated
             if stopRequested { break }
         }
         return delivered

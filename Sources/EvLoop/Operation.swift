@@ -88,6 +88,20 @@ public enum OperationKind: UInt8, Sendable, CaseIterable {
     case recv, send, recvmsg, sendmsg, shutdown, close, poll
 }
 
+extension OperationKind {
+    /// The readiness (POLLIN or POLLOUT) an operation of this kind waits for when its
+    /// descriptor is not ready yet; 0 for kinds that never wait for readiness. The
+    /// readiness engine waits for it before trying, and io_uring polls for it after an
+    /// EAGAIN: one mapping for both.
+    @inlinable package var readinessNeeded: UInt32 {
+        switch self {
+        case .accept, .read, .pread, .recv, .recvmsg: return 0x001   // POLLIN
+        case .connect, .write, .pwrite, .send, .sendmsg: return 0x004   // POLLOUT
+        case .nop, .timer, .cancel, .shutdown, .close, .poll: return 0
+        }
+    }
+}
+
 /// Which direction(s) `shutdown` closes.
 public enum ShutdownHow: Sendable {
     case read, write, both

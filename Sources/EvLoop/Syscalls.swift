@@ -13,9 +13,6 @@ import CEvSys
 /// Socket I/O uses MSG_DONTWAIT (so a blocking socket cannot stall the loop) and sends use
 /// MSG_NOSIGNAL (so a closed peer is `.brokenPipe`, never a process-killing SIGPIPE).
 package enum Syscalls {
-    @inline(__always)
-    package static func raw(_ r: Int) -> Int { r >= 0 ? r : -Int(cevsys_errno()) }
-
     /// Runs `body` until it does not fail with EINTR; returns its raw result.
     @inline(__always)
     package static func retryingEINTR(_ body: () -> Int) -> Int {
@@ -28,65 +25,88 @@ package enum Syscalls {
         }
     }
 
-    /// Performs `c.operation` once, now. Does not handle `.nop`, `.timer`, `.cancel`
+    /// Performs `c`'s operation once, now. Does not handle `.nop`, `.timer`, `.cancel`
     /// (the loop does) and, for `.connect`, only starts the connection
     /// (`-EINPROGRESS` means: wait for writability, then call `finishConnect`).
     package static func perform(_ c: Completion) -> Int {
-        let s = c.scratch
-        switch c.operation {
+        let fd = c.fd
+        let base = c.bufferBase
+        let count = c.bufferCount
+        switch c.kind {
         case .nop, .timer, .cancel:
             return 0
-        case .accept(let fd):
+        case .accept:
+            let s = c.scratch!
             return retryingEINTR {
                 s.pointee.addressLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
                 return Int(cevsys_accept4(fd, CompletionScratch.addressPointer(s), CompletionScratch.addressLengthPointer(s),
                                    Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)))
             }
-        case .connect(let fd, let address):
+        case .connect:
             // EINTR on connect means the connection continues asynchronously (connect(2)),
             // so it is reported like EINPROGRESS, not retried (a retry would give EALREADY).
-            let r = address.withSockAddr { Int(Glibc.connect(fd, $0, $1)) }
+            let s = c.scratch!
+            let r = Int(Glibc.connect(fd, CompletionScratch.addressPointer(s), s.pointee.addressLength))
             if r == 0 { return 0 }
             let e = cevsys_errno()
             return e == EINTR ? -Int(EINPROGRESS) : -Int(e)
-        case .read(let fd, let b):
-            return retryingEINTR { Glibc.read(fd, b.baseAddress, b.count) }
-        case .write(let fd, let b):
-            return retryingEINTR { Glibc.write(fd, b.baseAddress, b.count) }
-        case .pread(let fd, let b, let off):
-            return retryingEINTR { Glibc.pread(fd, b.baseAddress, b.count, off_t(Int64(bitPattern: off))) }
-        case .pwrite(let fd, let b, let off):
-            return retryingEINTR { Glibc.pwrite(fd, b.baseAddress, b.count, off_t(Int64(bitPattern: off))) }
-        case .recv(let fd, let b):
-            return retryingEINTR { Glibc.recv(fd, b.baseAddress, b.count, Int32(MSG_DONTWAIT)) }
-        case .send(let fd, let b):
-            return retryingEINTR { Glibc.send(fd, b.baseAddress, b.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
-        case .recvmsg(let fd, _):
+        case .read, .write, .pread, .pwrite:
+            return fileIO(c.kind, fd: fd, base: base, count: count, offset: c.offset)
+        case .recv:
+            return retryingEINTR { Glibc.recv(fd, base, count, Int32(MSG_DONTWAIT)) }
+        case .send:
+            return retryingEINTR { Glibc.send(fd, base, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+        case .recvmsg:
+            let s = c.scratch!
             return retryingEINTR {
-                CompletionScratch.prepare(for: c)
+                CompletionScratch.prepareMessage(for: c)
                 return Glibc.recvmsg(fd, CompletionScratch.messagePointer(s), Int32(MSG_DONTWAIT))
             }
-        case .sendmsg(let fd, _, _):
+        case .sendmsg:
+            let s = c.scratch!
             return retryingEINTR {
-                CompletionScratch.prepare(for: c)
+                CompletionScratch.prepareMessage(for: c)
                 return Glibc.sendmsg(fd, CompletionScratch.messagePointer(s), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
             }
-        case .shutdown(let fd, let how):
-            return retryingEINTR { Int(Glibc.shutdown(fd, how.rawValue)) }
-        case .close(let fd):
+        case .shutdown:
+            let how = c.shutdownHow
+            return retryingEINTR { Int(Glibc.shutdown(fd, how)) }
+        case .close:
             // Never retry close on EINTR: Linux has already released the descriptor, and a
             // retry could close a number another thread has just been given.
             let r = Glibc.close(fd)
             if r == 0 { return 0 }
             let e = cevsys_errno()
             return e == EINTR ? 0 : -Int(e)
-        case .poll(let fd, let events):
-            var p = pollfd(fd: fd, events: Int16(truncatingIfNeeded: events.rawValue), revents: 0)
+        case .poll:
+            var p = pollfd(fd: fd, events: Int16(truncatingIfNeeded: c.pollEvents), revents: 0)
             let r = retryingEINTR { Int(Glibc.poll(&p, 1, 0)) }
             if r < 0 { return r }
             if r == 0 { return -Int(EAGAIN) }
             if p.revents & Int16(POLLNVAL) != 0 { return -Int(EBADF) }
             return Int(UInt16(bitPattern: p.revents))
+        }
+    }
+
+    /// Whether `kind` is one of the four operations `fileIO` performs (and the thread pool
+    /// runs).
+    @inline(__always)
+    package static func isFileIO(_ kind: OperationKind) -> Bool {
+        kind == .read || kind == .write || kind == .pread || kind == .pwrite
+    }
+
+    /// read(2), write(2), pread(2) or pwrite(2), EINTR retried: what the readiness
+    /// backends run on a ready descriptor and the thread pool runs for files.
+    @inline(__always)
+    package static func fileIO(_ kind: OperationKind, fd: Int32, base: UnsafeMutableRawPointer?, count: Int,
+                               offset: UInt64) -> Int {
+        let off = off_t(Int64(bitPattern: offset))
+        switch kind {
+        case .read: return retryingEINTR { Glibc.read(fd, base, count) }
+        case .write: return retryingEINTR { Glibc.write(fd, base, count) }
+        case .pread: return retryingEINTR { Glibc.pread(fd, base, count, off) }
+        case .pwrite: return retryingEINTR { Glibc.pwrite(fd, base, count, off) }
+        default: preconditionFailure("EvLoop: \(kind) is not file I/O")
         }
     }
 
@@ -96,14 +116,5 @@ package enum Syscalls {
         var len = socklen_t(MemoryLayout<Int32>.size)
         if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { return -Int(cevsys_errno()) }
         return err == 0 ? 0 : -Int(err)
-    }
-
-    /// Whether `fd` refers to something readiness APIs cannot wait on usefully
-    /// (a regular file, directory or block device), so its I/O must go to the thread pool.
-    package static func isAlwaysReady(_ fd: Int32) -> Bool {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return false }
-        let type = st.st_mode & S_IFMT
-        return type == S_IFREG || type == S_IFDIR || type == S_IFBLK
     }
 }

@@ -33,10 +33,8 @@ package struct TimerHeap {
 
     package mutating func insert(_ c: Completion, deadline: UInt64) {
         precondition(c.heapIndex < 0, "EvLoop: timer is already pending")
-        c.timerDeadline = deadline
         sequence &+= 1
-        c.timerSequence = sequence
-        c.heapIndex = items.count
+        c.heapIndex = Int32(items.count)
         items.append(Entry(deadline: deadline, sequence: sequence, completion: .passUnretained(c)))
         siftUp(items.count - 1)
     }
@@ -52,7 +50,7 @@ package struct TimerHeap {
     /// Removes `c` from the heap; returns false if it was not pending.
     @discardableResult
     package mutating func remove(_ c: Completion) -> Bool {
-        let i = c.heapIndex
+        let i = Int(c.heapIndex)
         guard i >= 0, i < items.count, items[i].completion.toOpaque() == Unmanaged.passUnretained(c).toOpaque() else {
             return false
         }
@@ -71,15 +69,13 @@ package struct TimerHeap {
 
     /// Moves a pending timer to a new deadline (it becomes the newest among equals).
     package mutating func update(_ c: Completion, deadline: UInt64) {
-        let i = c.heapIndex
+        let i = Int(c.heapIndex)
         precondition(i >= 0 && i < items.count, "EvLoop: timer is not pending")
-        c.timerDeadline = deadline
         sequence &+= 1
-        c.timerSequence = sequence
         items[i].deadline = deadline
         items[i].sequence = sequence
         siftDown(i)
-        siftUp(c.heapIndex)
+        siftUp(Int(c.heapIndex))
     }
 
     /// Removes every timer, returning them (for cancel-all).
@@ -100,8 +96,8 @@ package struct TimerHeap {
     @inline(__always)
     private mutating func swapAt(_ a: Int, _ b: Int) {
         items.swapAt(a, b)
-        items[a].completion._withUnsafeGuaranteedRef { $0.heapIndex = a }
-        items[b].completion._withUnsafeGuaranteedRef { $0.heapIndex = b }
+        items[a].completion._withUnsafeGuaranteedRef { $0.heapIndex = Int32(truncatingIfNeeded: a) }
+        items[b].completion._withUnsafeGuaranteedRef { $0.heapIndex = Int32(truncatingIfNeeded: b) }
     }
 
     private mutating func siftUp(_ start: Int) {

@@ -59,7 +59,7 @@ open class ReadinessLoop: LoopCore {
     /// Descriptors whose registration must be brought in line with their waiters before
     /// the next wait (capacity kept: appending does not allocate in steady state).
     @exclusivity(unchecked)
-    private var dirty: [Int32] = []
+    private var dirty = DescriptorList()
     /// The loop's eventfd: the thread pool writes it when a result is posted.
     private let wakeFd: Int32
     private let pool: BlockingPool
@@ -105,7 +105,6 @@ open class ReadinessLoop: LoopCore {
         self.tableCapacity = 64
         self.table = .allocate(capacity: 64)
         self.table.initialize(repeating: FdSlot(), count: 64)
-        self.dirty.reserveCapacity(64)
         super.init(backend: backend)
     }
 
@@ -114,6 +113,7 @@ open class ReadinessLoop: LoopCore {
         pool.shutdown()
         close(wakeFd)
         table.deallocate()
+        dirty.deallocate()
     }
 
     public final override var prefersBlockingDescriptors: Bool { false }
@@ -146,20 +146,21 @@ open class ReadinessLoop: LoopCore {
     // MARK: Submitting
 
     public final override func backendSubmit(_ c: Completion) {
-        switch c.operation {
-        case .accept(let fd):
+        let fd = c.fd
+        switch c.kind {
+        case .accept:
             submitRead(c, fd: fd)
-        case .recv(let fd, let b), .recvmsg(let fd, let b):
-            submitRead(c, fd: fd, emptyBuffer: b.count == 0)
-        case .read(let fd, let b):
+        case .recv, .recvmsg:
+            submitRead(c, fd: fd, emptyBuffer: c.bufferCount == 0)
+        case .read:
             switch classify(fd) {
             case .alwaysReady: submitToPool(c)
-            case .pollable, .unknown: submitRead(c, fd: fd, emptyBuffer: b.count == 0)
+            case .pollable, .unknown: submitRead(c, fd: fd, emptyBuffer: c.bufferCount == 0)
             case .invalid: complete(c, raw: -Int(EBADF))
             }
-        case .send(let fd, _), .sendmsg(let fd, _, _):
+        case .send, .sendmsg:
             submitWrite(c, fd: fd)
-        case .write(let fd, _):
+        case .write:
             switch classify(fd) {
             case .alwaysReady: submitToPool(c)
             case .pollable, .unknown: submitWrite(c, fd: fd)
@@ -169,7 +170,7 @@ open class ReadinessLoop: LoopCore {
             // Positional I/O only makes sense on files (sockets and pipes give ESPIPE), so
             // it always goes to the pool without looking at the descriptor.
             submitToPool(c)
-        case .connect(let fd, _):
+        case .connect:
             guard fd >= 0 else { complete(c, raw: -Int(EBADF)); return }
             let r = Syscalls.perform(c)
             if r == -Int(EINPROGRESS) {
@@ -181,13 +182,13 @@ open class ReadinessLoop: LoopCore {
             }
         case .shutdown:
             complete(c, raw: Syscalls.perform(c))
-        case .close(let fd):
+        case .close:
             submitClose(c, fd: fd)
-        case .poll(let fd, let events):
+        case .poll:
             guard fd >= 0 else { complete(c, raw: -Int(EBADF)); return }
-            addWaiter(c, fd: fd, needs: events.rawValue & ReadyBits.interest)
+            addWaiter(c, fd: fd, needs: c.pollEvents & ReadyBits.interest)
         case .nop, .timer, .cancel:
-            preconditionFailure("EvLoop: the core handles \(c.operation.kind) itself")
+            preconditionFailure("EvLoop: the core handles \(c.kind) itself")
         }
     }
 
@@ -247,7 +248,7 @@ open class ReadinessLoop: LoopCore {
         var p = poolJobs.head
         while let j = p {
             p = j.waiterNext
-            guard j.operation.fd == fd else { continue }
+            guard j.fd == fd else { continue }
             if pool.cancel(id: jobID(j)) {
                 poolJobs.remove(j)
                 j.backendState = 0
@@ -406,11 +407,11 @@ open class ReadinessLoop: LoopCore {
             s.pointee.kind = .alwaysReady
             while let w = s.pointee.waiters.head {
                 removeWaiter(w, slot: s)
-                switch w.operation {
+                switch w.kind {
                 case .read, .write:
                     submitToPool(w)
-                case .poll(_, let events):
-                    complete(w, raw: Int(events.rawValue & (ReadyBits.readable | ReadyBits.writable)))
+                case .poll:
+                    complete(w, raw: Int(w.pollEvents & (ReadyBits.readable | ReadyBits.writable)))
                 default:
                     complete(w, raw: attempt(w))
                 }
@@ -471,8 +472,8 @@ open class ReadinessLoop: LoopCore {
     private func submitToPool(_ c: Completion) {
         let id = nextJobID
         nextJobID &+= 1
-        guard let job = BlockingPool.Job(id: id, operation: c.operation) else {
-            preconditionFailure("EvLoop: \(c.operation.kind) cannot run on the thread pool")
+        guard let job = BlockingPool.Job(id: id, completion: c) else {
+            preconditionFailure("EvLoop: \(c.kind) cannot run on the thread pool")
         }
         c.backendState = -Int(id)
         poolJobs.append(c)
@@ -487,16 +488,13 @@ open class ReadinessLoop: LoopCore {
             if c.backendState < 0 && jobID(c) == id {
                 poolJobs.remove(c)
                 c.backendState = 0
-                if raw == -Int(EAGAIN), let fd = c.operation.fd {
+                if raw == -Int(EAGAIN), c.fd >= 0 {
+                    let fd = c.fd
                     // The descriptor was non-blocking after all: a socket or pipe that got
                     // a number the loop had seen as a file. Wait for readiness instead.
                     ensureSlot(fd)
                     table[Int(fd)].kind = .pollable
-                    if case .read = c.operation {
-                        addWaiter(c, fd: fd, needs: ReadyBits.readable)
-                    } else {
-                        addWaiter(c, fd: fd, needs: ReadyBits.writable)
-                    }
+                    addWaiter(c, fd: fd, needs: c.kind.readinessNeeded)
                 } else {
                     complete(c, raw: raw)
                 }
@@ -508,11 +506,11 @@ open class ReadinessLoop: LoopCore {
         var q = parkedCloses.head
         while let close = q {
             q = close.waiterNext
-            let fd = close.operation.fd
+            let fd = close.fd
             var busy = false
             var j = poolJobs.head
             while let x = j {
-                if x.operation.fd == fd { busy = true; break }
+                if x.fd == fd { busy = true; break }
                 j = x.waiterNext
             }
             if !busy {
@@ -534,16 +532,16 @@ open class ReadinessLoop: LoopCore {
 
     public final override func backendPoll(timeout requested: UInt64?) throws(EvError) {
         tick &+= 1
-        let callbacksQueued = !completed.isEmpty
+        let callbacksQueued = hasQueuedCallbacks
         var i = 0
         while i < dirty.count {
             let fd = dirty[i]
             i += 1
             if table[Int(fd)].isDirty { settle(fd, dropIdle: false) }
         }
-        dirty.removeAll(keepingCapacity: true)
+        dirty.removeAll()
         // A registration that failed just now completed its waiters: deliver, don't wait.
-        let timeout = completed.isEmpty ? requested : 0
+        let timeout = !hasQueuedCallbacks ? requested : 0
 
         // Callbacks are already queued (an immediate send, a nop): the core asks for a
         // zero-timeout wait only so that I/O is not starved. Skipping every other such
@@ -599,8 +597,8 @@ open class ReadinessLoop: LoopCore {
         while let c = w {
             w = c.waiterNext
             let want = needs(c)
-            if case .poll(_, let events) = c.operation {
-                let hit = revents & (events.rawValue | ReadyBits.error | ReadyBits.hangup)
+            if c.kind == .poll {
+                let hit = revents & (c.pollEvents | ReadyBits.error | ReadyBits.hangup)
                 if hit != 0 {
                     consumed |= want
                     removeWaiter(c, slot: s)
@@ -668,18 +666,18 @@ open class ReadinessLoop: LoopCore {
     /// Runs a waiting operation's system call now that its descriptor is ready.
     @inline(__always)
     private func attempt(_ c: Completion) -> Int {
-        if case .connect(let fd, _) = c.operation { return Syscalls.finishConnect(fd) }
+        if c.kind == .connect { return Syscalls.finishConnect(c.fd) }
         return Syscalls.perform(c)
     }
 
     /// Remembers whether the next read on this descriptor should be tried before waiting.
     @inline(__always)
     private func noteRead(_ c: Completion, raw: Int, slot s: UnsafeMutablePointer<FdSlot>) {
-        switch c.operation {
+        switch c.kind {
         case .accept:
             s.pointee.readEagerly = raw >= 0
-        case .read(_, let b), .recv(_, let b), .recvmsg(_, let b):
-            s.pointee.readEagerly = raw > 0 && raw == b.count
+        case .read, .recv, .recvmsg:
+            s.pointee.readEagerly = raw > 0 && raw == c.bufferCount
         default:
             break
         }
@@ -706,7 +704,8 @@ open class ReadinessLoop: LoopCore {
             target.backendState = 0
             complete(target, raw: -Int(ECANCELED))
             complete(cancel, raw: 0)
-        } else if state & Self.waitingTag != 0, let fd = target.operation.fd {
+        } else if state & Self.waitingTag != 0, target.fd >= 0 {
+            let fd = target.fd
             let s = table + Int(fd)
             removeWaiter(target, slot: s)
             // A cancelled operation leaves no registration behind (PITFALLS A5): the
@@ -778,6 +777,38 @@ struct WaiterList {
         c.waiterNext = nil
         c.waiterPrev = nil
     }
+}
+
+/// A growable list of descriptor numbers in raw memory: appending and clearing are a
+/// store and a count (a Swift array paid a uniqueness check on every append and a
+/// `replaceSubrange` on every clear, about 300 instructions per ping-pong roundtrip).
+struct DescriptorList {
+    private var base: UnsafeMutablePointer<Int32>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init() {
+        capacity = 64
+        base = .allocate(capacity: 64)
+    }
+
+    subscript(i: Int) -> Int32 { base[i] }
+
+    mutating func append(_ fd: Int32) {
+        if count == capacity {
+            let grown = UnsafeMutablePointer<Int32>.allocate(capacity: capacity * 2)
+            grown.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = grown
+            capacity *= 2
+        }
+        base[count] = fd
+        count += 1
+    }
+
+    mutating func removeAll() { count = 0 }
+
+    func deallocate() { base.deallocate() }
 }
 
 /// The engine's state for one descriptor number (plain data: the table is raw memory).

@@ -142,21 +142,21 @@ import Testing
             let c = Completion(.recvmsg(socket: 3, buffer: buffer))
             let sender = try SocketAddress(ipv4: "127.0.0.1", port: 5353)
             // A datagram larger than the buffer: the kernel sets MSG_TRUNC and the sender.
-            CompletionScratch.prepare(for: c)
-            c.scratch.pointee.address = sender.storage
-            c.scratch.pointee.message.msg_namelen = sender.length
-            c.scratch.pointee.message.msg_flags = Int32(MSG_TRUNC)
+            CompletionScratch.prepareMessage(for: c)
+            c.scratch!.pointee.address = sender.storage
+            c.scratch!.pointee.message.msg_namelen = sender.length
+            c.scratch!.pointee.message.msg_flags = Int32(MSG_TRUNC)
             guard case .recvmsg(.success(let m)) = c.makeResult(raw: 16) else { Issue.record("truncated"); return }
             #expect(m.count == 16 && m.truncated && m.address == sender)
             #expect(c.lastAddress == sender)
 
             // An empty datagram has a sender: a 0-byte message, not an end of file.
-            c.scratch.pointee.message.msg_flags = 0
+            c.scratch!.pointee.message.msg_flags = 0
             guard case .recvmsg(.success(let e)) = c.makeResult(raw: 0) else { Issue.record("empty datagram"); return }
             #expect(e.count == 0 && !e.truncated && e.address == sender)
 
             // A connected stream socket at its end: no address, 0 bytes → end of file.
-            c.scratch.pointee.message.msg_namelen = 0
+            c.scratch!.pointee.message.msg_namelen = 0
             #expect(c.makeResult(raw: 0).error == .endOfFile)
             #expect(c.makeResult(raw: -Int(ECONNRESET)).error == .connectionReset)
         }
@@ -166,20 +166,20 @@ import Testing
         try withBuffer { buffer in
             let dest = try SocketAddress(ipv6: "::1", port: 9)
             let send = Completion(.sendmsg(socket: 3, buffer: UnsafeRawBufferPointer(buffer), address: dest))
-            CompletionScratch.prepare(for: send)
-            let m = send.scratch.pointee.message
+            CompletionScratch.prepareMessage(for: send)
+            let m = send.scratch!.pointee.message
             #expect(m.msg_iovlen == 1 && m.msg_iov?.pointee.iov_len == 16)
             #expect(m.msg_iov?.pointee.iov_base == UnsafeMutableRawPointer(buffer.baseAddress))
             #expect(m.msg_namelen == dest.length && m.msg_name != nil)
-            #expect(SocketAddress(storage: send.scratch.pointee.address, length: m.msg_namelen) == dest)
+            #expect(SocketAddress(storage: send.scratch!.pointee.address, length: m.msg_namelen) == dest)
 
             let connected = Completion(.sendmsg(socket: 3, buffer: UnsafeRawBufferPointer(buffer), address: nil))
-            CompletionScratch.prepare(for: connected)
-            #expect(connected.scratch.pointee.message.msg_name == nil && connected.scratch.pointee.message.msg_namelen == 0)
+            CompletionScratch.prepareMessage(for: connected)
+            #expect(connected.scratch!.pointee.message.msg_name == nil && connected.scratch!.pointee.message.msg_namelen == 0)
 
             let recv = Completion(.recvmsg(socket: 3, buffer: buffer))
-            CompletionScratch.prepare(for: recv)
-            #expect(Int(recv.scratch.pointee.message.msg_namelen) == MemoryLayout<sockaddr_storage>.size)
+            CompletionScratch.prepareMessage(for: recv)
+            #expect(Int(recv.scratch!.pointee.message.msg_namelen) == MemoryLayout<sockaddr_storage>.size)
         }
     }
 }
