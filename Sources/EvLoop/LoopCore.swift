@@ -249,6 +249,8 @@ open class LoopCore: EventLoop {
         // Tearing down a loop with work in flight would let the kernel write into freed
         // buffers (io_uring) or leak the loop's references. Drain first:
         // `cancelAll()` then `run(.untilDone)`.
-        assert(activeCount == 0, "EvLoop: loop deinitialized with \(activeCount) active completions; cancelAll() and run(.untilDone) first")
+        // A precondition, not an assert: in a release build the alternative is the kernel
+        // writing into freed memory later (issue 15).
+        precondition(activeCount == 0, "EvLoop: loop deinitialized with \(activeCount) active completions; cancelAll() and run(.untilDone) first")
     }
 }

@@ -299,4 +299,27 @@ struct CompletionLifecycleTests {
         }
         #expect(activations.values.reduce(0, +) > 500, "the sequence exercised the loop")
     }
+
+    /// Releasing a loop with work in flight stops the process with a message, in release
+    /// builds too (a precondition, not an assert): otherwise the kernel could later write
+    /// into freed memory. Runs in a child process (an exit test).
+    @Test(arguments: conformanceBackends)
+    func releasingALoopWithWorkInFlightTraps(backend: Backend) async throws {
+        _ = try makeTestLoop(backend)   // skipped loudly where the backend cannot run
+        // An exit test's body cannot capture the argument: one body per backend.
+        switch backend {
+        case .ioUring: await #expect(processExitsWith: .failure) { try Self.releaseLoopWithATimerArmed(.ioUring) }
+        case .epoll: await #expect(processExitsWith: .failure) { try Self.releaseLoopWithATimerArmed(.epoll) }
+        case .poll: await #expect(processExitsWith: .failure) { try Self.releaseLoopWithATimerArmed(.poll) }
+        }
+    }
+
+    static func releaseLoopWithATimerArmed(_ backend: Backend) throws {
+        var loop: LoopCore? = try makeLoop(backend)
+        let timer = Completion()
+        try loop!.timer(timer, after: .seconds(60)) { _, _ in .disarm }
+        loop = nil
+        withExtendedLifetime(timer) {}
+    }
+
 }
