@@ -840,32 +840,11 @@ private struct UringState {
     /// kernel without IORING_ASYNC_CANCEL_FD) that found no free SQE.
     var killQueue = CompletionQueue()
     /// Every completion with an SQE in the ring or in the kernel, or held for a cancel.
-    var tracked = TrackedList()
+    var tracked = IntrusiveList()
     var forceNonblocking = false
     var enterCount = 0
     var eagainRetries = 0
     var overflowFlushes = 0
     var sqeCounts = [Int](repeating: 0, count: OperationKind.allCases.count)
     var injectedEnterResults: [Int32] = []
-}
-
-/// An intrusive doubly linked list through `waiterNext/waiterPrev` (no allocation).
-/// Not retained: an active completion is kept alive by the core's activation retain.
-private struct TrackedList {
-    unowned(unsafe) var head: Completion? = nil
-    unowned(unsafe) var tail: Completion? = nil
-
-    mutating func append(_ c: Completion) {
-        c.waiterNext = nil
-        c.waiterPrev = tail
-        if let t = tail { t.waiterNext = c } else { head = c }
-        tail = c
-    }
-
-    mutating func remove(_ c: Completion) {
-        if let p = c.waiterPrev { p.waiterNext = c.waiterNext } else { head = c.waiterNext }
-        if let n = c.waiterNext { n.waiterPrev = c.waiterPrev } else { tail = c.waiterPrev }
-        c.waiterNext = nil
-        c.waiterPrev = nil
-    }
 }

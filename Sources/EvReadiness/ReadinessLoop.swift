@@ -65,10 +65,10 @@ open class ReadinessLoop: LoopCore {
     private let pool: BlockingPool
     /// Completions whose operation is in the pool (linked through waiterNext/Prev).
     @exclusivity(unchecked)
-    private var poolJobs = WaiterList()
+    private var poolJobs = IntrusiveList()
     /// `.close` operations waiting for pool jobs on the same descriptor to finish.
     @exclusivity(unchecked)
-    private var parkedCloses = WaiterList()
+    private var parkedCloses = IntrusiveList()
     @exclusivity(unchecked)
     private var nextJobID: UInt64 = 1
     /// Incremented by every `backendPoll`.
@@ -758,27 +758,6 @@ enum FdKind: UInt8 {
     case invalid
 }
 
-/// An intrusive doubly linked list of completions through `waiterNext/waiterPrev`.
-/// Not retained: an active completion is kept alive by the core's activation retain.
-struct WaiterList {
-    unowned(unsafe) var head: Completion? = nil
-    unowned(unsafe) var tail: Completion? = nil
-
-    mutating func append(_ c: Completion) {
-        c.waiterNext = nil
-        c.waiterPrev = tail
-        if let t = tail { t.waiterNext = c } else { head = c }
-        tail = c
-    }
-
-    mutating func remove(_ c: Completion) {
-        if let p = c.waiterPrev { p.waiterNext = c.waiterNext } else { head = c.waiterNext }
-        if let n = c.waiterNext { n.waiterPrev = c.waiterPrev } else { tail = c.waiterPrev }
-        c.waiterNext = nil
-        c.waiterPrev = nil
-    }
-}
-
 /// A growable list of descriptor numbers in raw memory: appending and clearing are a
 /// store and a count (a Swift array paid a uniqueness check on every append and a
 /// `replaceSubrange` on every clear, about 300 instructions per ping-pong roundtrip).
@@ -813,7 +792,7 @@ struct DescriptorList {
 
 /// The engine's state for one descriptor number (plain data: the table is raw memory).
 struct FdSlot {
-    var waiters = WaiterList()
+    var waiters = IntrusiveList()
     /// The events the poller watches for (valid when `isRegistered`).
     var registered: UInt32 = 0
     var isRegistered = false
