@@ -44,7 +44,9 @@ public final class Completion {
     /// (14% of a ping-pong's user-space instructions). Setting it is the slow path.
     public var operation: Operation {
         get { makeOperation() }
-        set { store(newValue) }
+        // Inlinable, so that `c.operation = .send(socket: fd, buffer: b)` in a caller's
+        // hot path compiles to the few stores it needs, with no enum built or copied.
+        @inlinable set { store(newValue) }
     }
     /// Called with the result. Set it once; it is reused by every activation.
     @exclusivity(unchecked)
@@ -188,7 +190,16 @@ public final class Completion {
         return SocketAddress(storage: s.pointee.address, length: s.pointee.message.msg_namelen)
     }
 
-    private func scratchMemory() -> UnsafeMutablePointer<CompletionScratch> {
+    /// Copies `address` into the scratch memory (allocated on first use).
+    @usableFromInline
+    package func storeAddress(_ address: SocketAddress) {
+        let s = scratchMemory()
+        s.pointee.address = address.storage
+        s.pointee.addressLength = address.length
+    }
+
+    @usableFromInline
+    package func scratchMemory() -> UnsafeMutablePointer<CompletionScratch> {
         if let s = _scratch { return s }
         let s = UnsafeMutablePointer<CompletionScratch>.allocate(capacity: 1)
         s.initialize(to: CompletionScratch())
@@ -196,7 +207,8 @@ public final class Completion {
         return s
     }
 
-    private func store(_ op: Operation) {
+    @inlinable
+    package func store(_ op: Operation) {
         _kind = op.kind
         _fd = -1
         _buffer = nil
@@ -215,9 +227,7 @@ public final class Completion {
             _ = scratchMemory()
         case .connect(let fd, let address):
             _fd = fd
-            let s = scratchMemory()
-            s.pointee.address = address.storage
-            s.pointee.addressLength = address.length
+            storeAddress(address)
         case .read(let fd, let b), .recv(let fd, let b):
             _fd = fd
             _buffer = b.baseAddress
@@ -245,10 +255,9 @@ public final class Completion {
             _fd = fd
             _buffer = UnsafeMutableRawPointer(mutating: b.baseAddress)
             _count = b.count
-            let s = scratchMemory()
+            _ = scratchMemory()
             if let address {
-                s.pointee.address = address.storage
-                s.pointee.addressLength = address.length
+                storeAddress(address)
                 _argument = 1
             }
         case .shutdown(let fd, let how):

@@ -9,11 +9,13 @@ package struct CompletionQueue {
     // strong links cost a retain and a release on every push and pop.
     @usableFromInline package private(set) unowned(unsafe) var head: Completion? = nil
     package private(set) unowned(unsafe) var tail: Completion? = nil
-    package private(set) var count = 0
+    @usableFromInline package private(set) var count = 0
 
     package init() {}
 
-    @inlinable package var isEmpty: Bool { head == nil }
+    // A count, not `head == nil`: reading an `unowned(unsafe)` link makes a strong
+    // reference (a retain and a release) even just to compare it with nil.
+    @inlinable package var isEmpty: Bool { count == 0 }
 
     package mutating func push(_ c: Completion) {
         precondition(!c.isQueued, "EvLoop: completion is already in a queue")

@@ -69,6 +69,10 @@ public struct ReceivedMessage: Sendable {
 extension Completion {
     /// Turns a raw kernel-convention result for this completion's operation into its
     /// typed `CompletionResult`.
+    // Inlined into the dispatch loop, so the result is built where the callback reads it:
+    // CompletionResult is about 150 bytes (a received datagram's address), and returned
+    // from a call it was copied with memcpy on every operation.
+    @inline(__always)
     package func makeResult(raw: Int) -> CompletionResult {
         @inline(__always) func err() -> EvError { EvError(errno: Int32(truncatingIfNeeded: -raw)) }
         switch kind {

@@ -16,7 +16,12 @@ package struct IntrusiveList {
 
     @inlinable package init() {}
 
-    @inlinable package var isEmpty: Bool { head == nil }
+    /// How many completions are linked.
+    @usableFromInline package private(set) var count = 0
+
+    // A count, not `head == nil`: reading an `unowned(unsafe)` link makes a strong
+    // reference (a retain and a release) even just to compare it with nil.
+    @inlinable package var isEmpty: Bool { count == 0 }
 
     @inlinable
     package mutating func append(_ c: Completion) {
@@ -24,6 +29,7 @@ package struct IntrusiveList {
         c.waiterPrev = tail
         if let t = tail { t.waiterNext = c } else { head = c }
         tail = c
+        count += 1
     }
 
     @inlinable
@@ -32,5 +38,6 @@ package struct IntrusiveList {
         if let n = c.waiterNext { n.waiterPrev = c.waiterPrev } else { tail = c.waiterPrev }
         c.waiterNext = nil
         c.waiterPrev = nil
+        count -= 1
     }
 }

@@ -24,21 +24,21 @@ open class LoopCore: EventLoop {
     // the checks). The loop never calls user code while it is inside an access to one of
     // these properties (callbacks run after a completion is popped), which is the overlap
     // the checks exist to catch; the conformance suite runs in debug builds either way.
-    public let backend: Backend
+    public final let backend: Backend
     @exclusivity(unchecked)
-    package var timers = TimerHeap()
+    package final var timers = TimerHeap()
     @exclusivity(unchecked) @usableFromInline
-    package var completed = CompletionQueue()
+    package final var completed = CompletionQueue()
     /// Whether finished work waits for its callback (for backends: then they must not
     /// block in the kernel).
     @inlinable package final var hasQueuedCallbacks: Bool { !completed.isEmpty }
     @exclusivity(unchecked)
-    public private(set) var activeCount = 0
+    public final private(set) var activeCount = 0
     /// Active completions with `keepsLoopAlive == false`: they do not hold `run` open.
     @exclusivity(unchecked)
     private var backgroundCount = 0
     @exclusivity(unchecked)
-    public private(set) var now: LoopInstant
+    public final private(set) var now: LoopInstant
     @exclusivity(unchecked)
     private var running = false
     /// True while `run` executes (its waits and callbacks). A readiness backend trusts a

@@ -48,7 +48,7 @@ public enum Operation {
     case poll(fd: Int32, events: PollEvents)
 
     /// The kind of operation, without its arguments.
-    public var kind: OperationKind {
+    @inlinable public var kind: OperationKind {
         switch self {
         case .nop: return .nop
         case .timer: return .timer

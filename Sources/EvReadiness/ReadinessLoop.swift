@@ -321,7 +321,7 @@ open class ReadinessLoop: LoopCore {
     private func addWaiter(_ c: Completion, fd: Int32, needs bits: UInt32) {
         ensureSlot(fd)
         let s = table + Int(fd)
-        let wasIdle = s.pointee.waiters.head == nil
+        let wasIdle = s.pointee.waiters.isEmpty
         c.backendState = Self.waitingTag | Int(bits)
         s.pointee.waiters.append(c)
         if !s.pointee.isRegistered {
@@ -345,7 +345,7 @@ open class ReadinessLoop: LoopCore {
         s.pointee.waiters.remove(c)
         c.backendState = 0
         let fd = Int32(s - table)
-        if s.pointee.waiters.head == nil { s.pointee.idleSinceTick = tick }
+        if s.pointee.waiters.isEmpty { s.pointee.idleSinceTick = tick }
         markDirty(fd, s)
     }
 
@@ -356,7 +356,7 @@ open class ReadinessLoop: LoopCore {
     private func settle(_ fd: Int32, dropIdle: Bool) -> Int32 {
         let s = table + Int(fd)
         s.pointee.isDirty = false
-        guard s.pointee.waiters.head != nil else {
+        guard !s.pointee.waiters.isEmpty else {
             s.pointee.needsConfirm = false
             guard s.pointee.isRegistered else { return 0 }
             // epoll: keep an idle read registration -- the next read on this descriptor
@@ -438,7 +438,7 @@ open class ReadinessLoop: LoopCore {
             s.pointee.registered = 0
             s.pointee.needsConfirm = false
             // Idle registrations are simply not recreated.
-            guard s.pointee.waiters.head != nil else { continue }
+            guard !s.pointee.waiters.isEmpty else { continue }
             let events = wanted(s) & ReadyBits.interest
             let r = register(fd: fd, events: events)
             if r == 0 {
@@ -648,9 +648,9 @@ open class ReadinessLoop: LoopCore {
         // operation was cancelled or finished earlier). Skipping the event would spin a
         // level-triggered loop (libxev#234), so the registration is corrected now.
         let stale = (revents & ReadyBits.interest & ~consumed) != 0
-            || (failure && s.pointee.waiters.head == nil)
+            || (failure && s.pointee.waiters.isEmpty)
         if stale {
-            if s.pointee.waiters.head == nil {
+            if s.pointee.waiters.isEmpty {
                 let r = s.pointee.isRegistered ? settle(fd, dropIdle: true) : ENOENT
                 if (r == ENOENT || r == EBADF) && poller.registrationsAreKernelState {
                     // The event came from a registration that can no longer be named:
@@ -721,7 +721,7 @@ open class ReadinessLoop: LoopCore {
     }
 
     public final override func backendCancelAll() {
-        for i in 0..<tableCapacity where table[i].waiters.head != nil {
+        for i in 0..<tableCapacity where !table[i].waiters.isEmpty {
             let s = table + i
             while let w = s.pointee.waiters.head {
                 removeWaiter(w, slot: s)
