@@ -3,22 +3,41 @@
 #
 #   Benchmarks/run.sh            the full suite, 3 interleaved rounds (about 6-9 minutes)
 #   Benchmarks/run.sh --quick    1 round, smaller counts (about 1-2 minutes)
+#   Benchmarks/run.sh --libxev ../libxev     with libxev's suite as a peer (see below; its
+#                                first build takes about 10 minutes, and its shipped counts
+#                                add about 5-6 minutes per round)
 #
 # Options: --rounds N, --backends "io_uring epoll poll", --only "ping-pongs timers ...",
 # --skip-build. Groups for --only: ping-pongs udp timers async pummel echo callgrind
 # (callgrind, the user-space instructions per ping-pong roundtrip, is left out of --quick).
 #
+# Peers in the same run (BENCHMARKS.md, "Peers"):
+#   --libxev PATH (or LIBXEV_DIR=PATH)   a checkout of mitchellh/libxev: its own benchmarks
+#        (peers/libxev.sh: Zig 0.16.0 from PyPI in a venv in the scratch directory,
+#        ReleaseFast, io_uring and an epoll variant of each), run as libxev/io_uring and
+#        libxev/epoll in the same rounds as EvLoop, pinned like EvLoop's counterpart.
+#   --libxev-counts shipped|matched      libxev's own counts (500,000 roundtrips, 1,000,000
+#        async pings per worker, ...; the default of a full run) or this run's counts
+#        (the default with --quick); million-timers always runs this run's timer count.
+#   libuv/epoll: c/uv_pingpong.c on Debian's libuv1-dev (installed with apt-get when
+#        missing), in the ping-pongs group; --no-libuv leaves it out.
+#   --libuv PATH (or LIBUV_DIR=PATH)     a libuv checkout: its own benchmark runner
+#        (peers/libuv.sh, cmake -DLIBUV_BUILD_BENCH=ON) for ping_pongs, ping_udp1,
+#        udp_pummel_1v1, async1 and async_pummel_1, as libuv-bench/epoll.
+#
 # What it does:
 #   1. builds, in release mode, this package (evbench, niobench, bench-report) and the
 #      main package's ev-echo-tcp and ev-echo-client (a path dependency), in one scratch
 #      directory;
-#   2. compiles c/pingpong.c (the plain-C floor) and c/malloc_count.c (the allocation
-#      counting shim, preloaded into every benchmark process with LD_PRELOAD);
+#   2. compiles c/pingpong.c (the plain-C floor), c/uv_pingpong.c (libuv) and
+#      c/malloc_count.c (the allocation counting shim, preloaded into every benchmark
+#      process with LD_PRELOAD); builds libxev's suite when given a checkout;
 #   3. runs every benchmark on every backend, interleaving implementations round by round
 #      (A B C A B C ...); ping-pongs, ping-udp1, udp_pummel, async1..8 and
 #      async_pummel_1 run pinned to CPU 0 with taskset (both ends on one CPU, see
 #      BENCHMARKS.md, "How it is measured"); the timers, async_pummel_2/4/8 and the echo
-#      throughput run unpinned;
+#      throughput run unpinned; the peers (libxev, libuv) run in the same rounds, pinned
+#      the same way as EvLoop's counterpart;
 #   4. writes every RESULT line to results/<time>/results.txt and the tables (medians,
 #      ranges, ratios, targets) to results/<time>/report.md, and prints the report.
 set -uo pipefail
@@ -31,6 +50,10 @@ ROUNDS=""
 BACKENDS="io_uring epoll poll"
 ONLY=""
 BUILD=1
+LIBXEV=${LIBXEV_DIR:-}
+LIBXEV_COUNTS=""
+LIBUV=${LIBUV_DIR:-}
+WITH_UV=1
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -39,7 +62,11 @@ while [ $# -gt 0 ]; do
         --backends) BACKENDS=$2; shift ;;
         --only) ONLY=$2; shift ;;
         --skip-build) BUILD=0 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --libxev) LIBXEV=$2; shift ;;
+        --libxev-counts) LIBXEV_COUNTS=$2; shift ;;
+        --libuv) LIBUV=$2; shift ;;
+        --no-libuv) WITH_UV=0 ;;
+        -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -58,6 +85,12 @@ else
     REARM_ROUNDS=500; ASYNC_TOTAL=100000; APUMMEL_COUNT=100000; ECHO_SECONDS=2
     ECHO_CONNS="1 100 1000"
 fi
+LIBXEV_COUNTS=${LIBXEV_COUNTS:-$([ "$QUICK" = 1 ] && echo matched || echo shipped)}
+case "$LIBXEV_COUNTS" in shipped|matched) ;; *) echo "run.sh: --libxev-counts shipped|matched" >&2; exit 2 ;; esac
+# Paths given relative to where run.sh was started.
+[ -n "$LIBXEV" ] && LIBXEV=$(cd "$LIBXEV" 2>/dev/null && pwd || echo "$LIBXEV")
+[ -n "$LIBUV" ] && LIBUV=$(cd "$LIBUV" 2>/dev/null && pwd || echo "$LIBUV")
+export EVBENCH_SCRATCH="$SCRATCH"
 
 wants() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
@@ -90,9 +123,47 @@ if [ "$BUILD" = 1 ]; then
     mkdir -p "$CBIN"
     cc -O2 -Wall -Wextra -shared -fPIC -o "$CBIN/malloc_count.so" "$HERE/c/malloc_count.c" || exit 1
     cc -O2 -Wall -Wextra -o "$CBIN/pingpong" "$HERE/c/pingpong.c" -luring -lpthread -ldl || exit 1
+    if [ "$WITH_UV" = 1 ] && wants ping-pongs; then
+        # libuv's C peer builds on Debian's libuv1-dev (as scripts/setup.sh installs liburing).
+        if ! dpkg -s libuv1-dev > /dev/null 2>&1 || ! command -v pkg-config > /dev/null; then
+            echo "== installing libuv1-dev (the libuv ping-pong peer)"
+            SUDO=""
+            [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+            $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libuv1-dev pkg-config
+        fi
+        rm -f "$CBIN/uv_pingpong"
+        # shellcheck disable=SC2046
+        cc -O2 -Wall -Wextra -o "$CBIN/uv_pingpong" "$HERE/c/uv_pingpong.c" $(pkg-config --cflags --libs libuv) -lpthread -ldl ||
+            echo "run.sh: the libuv peer did not build: left out" >&2
+    fi
 fi
 SHIM="$CBIN/malloc_count.so"
 [ -f "$SHIM" ] || { echo "run.sh: $SHIM missing (run without --skip-build)" >&2; exit 1; }
+[ "$WITH_UV" = 1 ] && [ -x "$CBIN/uv_pingpong" ] || WITH_UV=0
+
+# libxev's suite (always "built": Zig's cache makes it about a second when nothing changed,
+# and the counts may differ from the last run's).
+XEV_OK=0
+if [ -n "$LIBXEV" ]; then
+    if [ "$LIBXEV_COUNTS" = matched ]; then
+        xev_counts=(--ping "$PING_COUNT" --udp "$UDP_COUNT" --pummel "$PUMMEL_COUNT" --async "$ASYNC_TOTAL" --apummel "$APUMMEL_COUNT")
+    else
+        xev_counts=()
+    fi
+    if LIBXEV_DIR="$LIBXEV" bash "$HERE/peers/libxev.sh" build "${xev_counts[@]}" --timers "$TIMERS"; then
+        XEV_OK=1
+    else
+        echo "run.sh: libxev did not build: left out of this run" >&2
+    fi
+fi
+UV_BENCH_OK=0
+if [ -n "$LIBUV" ]; then
+    if LIBUV_DIR="$LIBUV" bash "$HERE/peers/libuv.sh" build; then
+        UV_BENCH_OK=1
+    else
+        echo "run.sh: libuv's benchmark runner did not build: left out of this run" >&2
+    fi
+fi
 
 OUT="$HERE/results/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
@@ -105,6 +176,16 @@ echo "== results in $OUT"
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# $(swift --version 2>&1 | head -1)"
     echo "# main at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+    # The machine, for the report (no paths).
+    echo "# cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+    echo "# cpus: $(nproc)"
+    echo "# kernel: $(uname -r)"
+    if [ "$XEV_OK" = 1 ]; then
+        # shellcheck disable=SC1091
+        (. "$SCRATCH/libxev/counts.env"; echo "# peer: libxev $COMMIT (Zig 0.16.0 from PyPI ziglang, ReleaseFast), $LIBXEV_COUNTS counts: ping-pongs $((PING + 1)), ping-udp1 $((UDP + 1)) roundtrips, async $ASYNC pings per worker, million-timers $TIMERS")
+    fi
+    [ "$WITH_UV" = 1 ] && echo "# peer: libuv $(pkg-config --modversion libuv 2>/dev/null) (Debian libuv1-dev), c/uv_pingpong.c"
+    [ "$UV_BENCH_OK" = 1 ] && echo "# peer: libuv-bench $(cat "$SCRATCH/libuv/version" 2>/dev/null) (its own benchmark runner, Release)"
 } >> "$RESULTS"
 
 # Which backends can run here (a forced backend never falls back).
@@ -126,16 +207,32 @@ run() {
     local prefix=()
     [ "$pinned" = 1 ] && prefix=(taskset -c 0)
     local output rc
-    output=$(LD_PRELOAD="$SHIM" timeout 300 "${prefix[@]}" "$@" 2>>"$LOG")
+    output=$(LD_PRELOAD="$SHIM" timeout "${RUN_TIMEOUT:-300}" "${prefix[@]}" "$@" 2>>"$LOG")
     rc=$?
     printf '%s\n' "$output" >> "$LOG"
     if [ $rc -ne 0 ] || ! printf '%s\n' "$output" | grep -q '^RESULT '; then
-        echo "   $bench [$impl]: FAILED (exit $rc; see $LOG)"
+        echo "   $bench [$impl]: FAILED (exit $rc; see log.txt)"
         echo "FAILED bench=$bench impl=$impl rc=$rc round=$round" >> "$RESULTS"
         return
     fi
     printf '%s\n' "$output" | grep '^RESULT ' | sed "s/\$/ round=$round/" >> "$RESULTS"
     printf '%s\n' "$output" | grep -v '^RESULT ' | sed 's/^/   /'
+}
+
+# xev ROUND PINNED BENCH: libxev's BENCH on io_uring and on epoll (libxev's shipped counts
+# run longer than EvLoop's, hence the longer timeout).
+xev() {
+    [ "$XEV_OK" = 1 ] || return 0
+    local round=$1 pinned=$2 bench=$3 xb
+    for xb in io_uring epoll; do
+        RUN_TIMEOUT=900 run "$round" "$pinned" "$bench" "libxev/$xb" bash "$HERE/peers/libxev.sh" run "$bench" "$xb"
+    done
+}
+
+# uvb ROUND PINNED BENCH: libuv's own runner (with --libuv).
+uvb() {
+    [ "$UV_BENCH_OK" = 1 ] || return 0
+    run "$1" "$2" "$3" libuv-bench/epoll bash "$HERE/peers/libuv.sh" run "$3"
 }
 
 START=$(date +%s)
@@ -145,6 +242,9 @@ for round in $(seq 1 "$ROUNDS"); do
         for mode in blocking epoll io_uring; do
             run "$round" 1 ping-pongs "c/$mode" "$CBIN/pingpong" --mode "$mode" --count "$PING_COUNT"
         done
+        [ "$WITH_UV" = 1 ] && run "$round" 1 ping-pongs libuv/epoll "$CBIN/uv_pingpong" --count "$PING_COUNT"
+        uvb "$round" 1 ping-pongs
+        xev "$round" 1 ping-pongs
         run "$round" 1 ping-pongs swiftnio "$BIN/niobench" ping-pongs --count "$PING_COUNT"
         for b in $AVAILABLE; do
             run "$round" 1 ping-pongs "evloop/$b" "$BIN/evbench" ping-pongs --backend "$b" --count "$PING_COUNT"
@@ -157,6 +257,10 @@ for round in $(seq 1 "$ROUNDS"); do
             run "$round" 1 ping-udp1 "evloop/$b" "$BIN/evbench" ping-udp1 --backend "$b" --count "$UDP_COUNT"
             run "$round" 1 udp_pummel_1v1 "evloop/$b" "$BIN/evbench" udp_pummel_1v1 --backend "$b" --count "$PUMMEL_COUNT"
         done
+        xev "$round" 1 ping-udp1
+        xev "$round" 1 udp_pummel_1v1
+        uvb "$round" 1 ping-udp1
+        uvb "$round" 1 udp_pummel_1v1
     fi
     if wants timers; then
         for b in $AVAILABLE; do
@@ -165,12 +269,15 @@ for round in $(seq 1 "$ROUNDS"); do
         done
         run "$round" 0 million-timers swiftnio "$BIN/niobench" million-timers --count "$TIMERS"
         run "$round" 0 million-timers swiftnio/scheduleCallback "$BIN/niobench" million-timers --count "$TIMERS" --api callback
+        xev "$round" 0 million-timers
     fi
     if wants async; then
         for n in 1 2 4 8; do
             for b in $AVAILABLE; do
                 run "$round" 1 "async$n" "evloop/$b" "$BIN/evbench" "async$n" --backend "$b" --count $((ASYNC_TOTAL / n))
             done
+            xev "$round" 1 "async$n"
+            [ "$n" = 1 ] && uvb "$round" 1 async1
         done
     fi
     if wants pummel; then
@@ -181,6 +288,8 @@ for round in $(seq 1 "$ROUNDS"); do
                 # like libxev's.
                 run "$round" "$([ "$n" = 1 ] && echo 1 || echo 0)" "async_pummel_$n" "evloop/$b" "$BIN/evbench" "async_pummel_$n" --backend "$b" --count "$APUMMEL_COUNT"
             done
+            xev "$round" "$([ "$n" = 1 ] && echo 1 || echo 0)" "async_pummel_$n"
+            [ "$n" = 1 ] && uvb "$round" 1 async_pummel_1
         done
     fi
 done
