@@ -57,7 +57,7 @@ import CEvSys
 /// ring can keep the credentials the ring was created with (CVE-2024-22017, PITFALLS C10).
 /// On Android the loop is never created (seccomp kills a process that calls
 /// io_uring_setup, PITFALLS C1), so runtime selection moves on to epoll.
-public final class UringLoop: LoopCore {
+public final class UringLoop: LoopCore, LoopBackend {
     /// io_uring setup flags the loop may use (PITFALLS B9; libxev PR #228). None is on
     /// by default; see `UringLoop.defaultFlags` for the measurements behind that.
     public struct SetupFlags: OptionSet, Sendable, Hashable {
@@ -193,7 +193,8 @@ public final class UringLoop: LoopCore {
         self.defersTaskrun = setup.flags.contains(.deferTaskrun)
         self.st = .allocate(capacity: 1)
         self.st.initialize(to: UringState())
-        super.init(backend: .ioUring)
+        // Descriptors are best left blocking: the kernel waits for readiness itself.
+        super.init(backend: .ioUring, prefersBlockingDescriptors: true, hooks: UringHooks())
         #endif
     }
 
@@ -206,7 +207,6 @@ public final class UringLoop: LoopCore {
         st.deallocate()
     }
 
-    public override var prefersBlockingDescriptors: Bool { true }
 
     // MARK: user_data
 
@@ -231,7 +231,7 @@ public final class UringLoop: LoopCore {
     @inline(__always)
     private var mustQueue: Bool { !st.pointee.parked.isEmpty || !st.pointee.killQueue.isEmpty }
 
-    public override func backendSubmit(_ c: Completion) {
+    package func backendSubmit(_ c: Completion) {
         c.backendState = 0
         if c.kind == .close {
             submitClose(c, fd: c.fd)
@@ -388,7 +388,7 @@ public final class UringLoop: LoopCore {
 
     // MARK: Cancelling
 
-    public override func backendCancel(_ cancel: Completion, target: Completion) {
+    package func backendCancel(_ cancel: Completion, target: Completion) {
         cancel.backendState = 0
         if !issueCancel(cancel, mayUseSQE: !mustQueue) { park(cancel) }
     }
@@ -462,7 +462,7 @@ public final class UringLoop: LoopCore {
         finish(cancel, raw: result)
     }
 
-    public override func backendCancelAll() {
+    package func backendCancelAll() {
         // Never submitted: cancelled here, in order.
         while let c = st.pointee.parked.pop() {
             c.clearFlag(.parked)
@@ -640,22 +640,27 @@ public final class UringLoop: LoopCore {
     /// Moves queued work into the ring (as many rounds as the ring's size requires),
     /// then makes one `io_uring_enter` that submits the rest and waits up to `timeout`
     /// nanoseconds for a completion, and reports every CQE that has arrived.
-    public override func backendPoll(timeout: UInt64?) throws(EvError) {
+    package func backendPoll(timeout: UInt64?) -> Int32 {
         // Work parked because the SQ was full: submit the ring's worth without waiting,
         // and repeat until the rest fits. SQ entries free up at submission, not at
         // completion, so this loop always makes progress.
         var rounds = 0
         while !flushQueues() {
             rounds += 1
-            if try !submit(waitFor: false, timeout: 0) { return }   // EINTR: the core calls again
+            switch submit(waitFor: false, timeout: 0) {
+            case .interrupted: return 0   // EINTR: the core calls again
+            case .failed(let e): return e
+            case .done: break
+            }
             reap()
             if rounds > 1_000_000 { break }
         }
         let hasResults = io_uring_cq_ready(ring) > 0
             || evuring_sq_flags(ring) & UInt32(IORING_SQ_CQ_OVERFLOW) != 0
         let wait = timeout != 0 && !hasResults && !hasQueuedCallbacks
-        _ = try submit(waitFor: wait, timeout: timeout)
+        if case .failed(let e) = submit(waitFor: wait, timeout: timeout) { return e }
         reap()
+        return 0
     }
 
     /// Writes parked work into free SQEs, in order. True when nothing is left waiting.
@@ -714,8 +719,11 @@ public final class UringLoop: LoopCore {
     }
 
     /// Submits everything in the SQ and, when `waitFor`, waits for one completion (up to
-    /// `timeout` ns; nil waits without limit). Returns false if a signal interrupted it.
-    private func submit(waitFor: Bool, timeout: UInt64?) throws(EvError) -> Bool {
+    /// `timeout` ns; nil waits without limit), and says whether a signal interrupted it.
+    /// What one `submit` achieved.
+    private enum SubmitOutcome { case done, interrupted, failed(Int32) }
+
+    private func submit(waitFor: Bool, timeout: UInt64?) -> SubmitOutcome {
         var wantWait = waitFor
         var stalls = 0
         while true {
@@ -730,16 +738,16 @@ public final class UringLoop: LoopCore {
                 // task work (COOP_TASKRUN) is flushed the same way.
                 flags = UInt32(IORING_ENTER_GETEVENTS)
             }
-            if pending == 0 && flags == 0 { return true }
+            if pending == 0 && flags == 0 { return .done }
             let r = enter(submit: pending, wait: wantWait ? 1 : 0, flags: flags, timeout: timeout)
             if r >= 0 {
                 let left = io_uring_sq_ready(ring)
-                if left == 0 { return true }
+                if left == 0 { return .done }
                 // Without IORING_SETUP_SUBMIT_ALL the kernel stops at an SQE that fails
                 // at submission (it gets an error CQE) and leaves the rest in the ring
                 // (PITFALLS B3): submit them too, rather than losing them until later.
                 if left < pending { stalls = 0 } else { stalls += 1 }
-                if stalls > 8 { return true }   // left in the ring: active, resubmitted next tick (B4)
+                if stalls > 8 { return .done }   // left in the ring: active, resubmitted next tick (B4)
                 reap()
                 wantWait = wantWait && io_uring_cq_ready(ring) == 0 && !hasQueuedCallbacks
                 continue
@@ -748,19 +756,19 @@ public final class UringLoop: LoopCore {
             case EINTR:
                 // A signal (PITFALLS B7): the core recomputes the remaining time and
                 // calls again; whatever was not submitted stays in the ring.
-                return false
+                return .interrupted
             case ETIME:
-                return true   // the wait's timeout passed
+                return .done   // the wait's timeout passed
             case EBUSY, EAGAIN, ENOMEM:
                 // The kernel is short of CQ room or request memory: make room by reaping
                 // completions, then try again (PITFALLS B2; SwiftNIO treats ENOMEM the same).
                 // Entries not taken stay in the ring and remain active (B4).
                 stalls += 1
                 if reap() > 0 { wantWait = false }
-                if stalls > 8 { return true }
+                if stalls > 8 { return .done }
                 continue
             default:
-                throw EvError(errno: -r)
+                return .failed(-r)
             }
         }
     }
@@ -847,4 +855,24 @@ private struct UringState {
     var overflowFlushes = 0
     var sqeCounts = [Int](repeating: 0, count: OperationKind.allCases.count)
     var injectedEnterResults: [Int32] = []
+}
+
+/// How the core reaches this backend's hooks: forwards each to the loop, unretained
+/// (see `AttachableBackendHooks` for why).
+final class UringHooks: AttachableBackendHooks {
+    @exclusivity(unchecked) private var loop: Unmanaged<UringLoop>? = nil
+
+    func attach(_ loop: LoopCore) { self.loop = Unmanaged.passUnretained(unsafeDowncast(loop, to: UringLoop.self)) }
+
+    func backendSubmit(_ c: Completion) { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendSubmit(c) } }
+
+    func backendCancel(_ cancel: Completion, target: Completion) {
+        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancel(cancel, target: target) }
+    }
+
+    func backendPoll(timeout: UInt64?) -> Int32 {
+        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendPoll(timeout: timeout) }
+    }
+
+    func backendCancelAll() { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancelAll() } }
 }

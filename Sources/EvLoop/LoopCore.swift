@@ -7,8 +7,8 @@ import Musl
 /// The half of every loop that does not depend on the kernel interface: the run modes,
 /// the timer heap, the queue of finished work, activation and cancellation rules.
 ///
-/// Backends subclass it and override the four `backend…` hooks; everything a user calls is
-/// `final` here, so the three backends cannot drift apart in semantics, and a `LoopCore`
+/// Backends subclass it and conform to `LoopBackend` (four package-internal hooks);
+/// everything a user calls is `final` here, so the three backends cannot drift apart in semantics, and a `LoopCore`
 /// reference is itself the loop chosen at runtime (calls are direct; only the hooks are
 /// dynamically dispatched, once per operation or per tick).
 ///
@@ -47,41 +47,23 @@ open class LoopCore: EventLoop {
     @exclusivity(unchecked)
     private var stopRequested = false
 
-    /// For subclasses: `backend` names the kernel interface they implement.
-    public init(backend: Backend) {
+    /// The backend's hooks (see `AttachableBackendHooks`): a strong, immutable reference, so calling
+    /// through it costs no retain.
+    private let hooks: any AttachableBackendHooks
+
+    /// True when descriptors used with this loop work best in blocking mode (io_uring
+    /// waits inside the kernel); false for readiness backends, which need O_NONBLOCK.
+    public final let prefersBlockingDescriptors: Bool
+
+    /// For backends: a subclass that conforms to `LoopBackend` passes its
+    /// `AttachableBackendHooks`; `backend` names the kernel interface it implements.
+    package init(backend: Backend, prefersBlockingDescriptors: Bool, hooks: some AttachableBackendHooks) {
         self.backend = backend
+        self.prefersBlockingDescriptors = prefersBlockingDescriptors
         self.now = .now()
+        self.hooks = hooks
+        hooks.attach(self)
     }
-
-    // MARK: Hooks for backends
-
-    /// Starts an I/O operation (any kind but nop, timer and cancel, which the core handles).
-    /// The backend reports the outcome later through `complete(_:raw:)`.
-    open func backendSubmit(_ completion: Completion) {
-        fatalError("EvLoop: \(type(of: self)) does not implement backendSubmit")
-    }
-
-    /// Cancels the I/O operation `target` (which is active and has no result yet) on
-    /// behalf of `cancel`. The backend completes both: the target with `-ECANCELED` or its
-    /// real result, the cancel with 0, `-ENOENT` or `-EALREADY`.
-    open func backendCancel(_ cancel: Completion, target: Completion) {
-        fatalError("EvLoop: \(type(of: self)) does not implement backendCancel")
-    }
-
-    /// Submits queued work and waits up to `timeout` nanoseconds (nil: until something
-    /// happens) for completions, reporting them through `complete(_:raw:)`. Returns early,
-    /// without error, when a signal interrupts the wait: the core recomputes the timeout.
-    open func backendPoll(timeout: UInt64?) throws(EvError) {
-        fatalError("EvLoop: \(type(of: self)) does not implement backendPoll")
-    }
-
-    /// Cancels every I/O operation in flight (each target completes as cancelled, or with
-    /// its real result if it won the race).
-    open func backendCancelAll() {
-        fatalError("EvLoop: \(type(of: self)) does not implement backendCancelAll")
-    }
-
-    open var prefersBlockingDescriptors: Bool { false }
 
     // MARK: Public API
 
@@ -112,7 +94,8 @@ open class LoopCore: EventLoop {
             } else {
                 timeout = nil
             }
-            try backendPoll(timeout: timeout)
+            let failed = hooks.backendPoll(timeout: timeout)
+            if failed != 0 { throw EvError(errno: failed) }
             updateNow()
             expireTimers()
             let delivered = dispatchCompleted()
@@ -144,7 +127,7 @@ open class LoopCore: EventLoop {
 
     public final func cancelAll() {
         for t in timers.removeAll() { complete(t, raw: -Int(ECANCELED)) }
-        backendCancelAll()
+        hooks.backendCancelAll()
     }
 
     // MARK: Shared machinery for backends
@@ -176,7 +159,7 @@ open class LoopCore: EventLoop {
         case .cancel:
             startCancel(c, target: c.cancelTarget!)
         default:
-            backendSubmit(c)
+            hooks.backendSubmit(c)
         }
     }
 
@@ -207,7 +190,7 @@ open class LoopCore: EventLoop {
         case .nop:
             complete(c, raw: -Int(ENOENT))
         default:
-            backendCancel(c, target: target)
+            hooks.backendCancel(c, target: target)
         }
     }
 

@@ -47,7 +47,7 @@ import CEvSys
 /// of file, reads and writes still complete correctly, but may run on the loop thread (a
 /// file taken for a socket) or wait for readiness after a trip through the pool (the
 /// reverse).
-open class ReadinessLoop: LoopCore {
+open class ReadinessLoop: LoopCore, LoopBackend {
     // Hot stored properties are `@exclusivity(unchecked)`; see the comment in LoopCore.
     package let poller: any ReadinessPoller
     /// Per-descriptor state, indexed by descriptor number; grows only when a higher
@@ -105,7 +105,8 @@ open class ReadinessLoop: LoopCore {
         self.tableCapacity = 64
         self.table = .allocate(capacity: 64)
         self.table.initialize(repeating: FdSlot(), count: 64)
-        super.init(backend: backend)
+        // Readiness needs O_NONBLOCK descriptors: a ready-then-empty read must not block.
+        super.init(backend: backend, prefersBlockingDescriptors: false, hooks: ReadinessHooks())
     }
 
     deinit {
@@ -116,7 +117,6 @@ open class ReadinessLoop: LoopCore {
         dirty.deallocate()
     }
 
-    public final override var prefersBlockingDescriptors: Bool { false }
 
     /// How many times the engine changed a registration (add, modify or remove), the
     /// eventfd's excepted. For tests: a request/response loop in steady state makes none.
@@ -145,7 +145,7 @@ open class ReadinessLoop: LoopCore {
 
     // MARK: Submitting
 
-    public final override func backendSubmit(_ c: Completion) {
+    package final func backendSubmit(_ c: Completion) {
         let fd = c.fd
         switch c.kind {
         case .accept:
@@ -530,7 +530,7 @@ open class ReadinessLoop: LoopCore {
 
     // MARK: Waiting
 
-    public final override func backendPoll(timeout requested: UInt64?) throws(EvError) {
+    package final func backendPoll(timeout requested: UInt64?) -> Int32 {
         tick &+= 1
         let callbacksQueued = hasQueuedCallbacks
         var i = 0
@@ -550,7 +550,7 @@ open class ReadinessLoop: LoopCore {
         // epoll_wait of its own before its callback).
         if callbacksQueued && requested == 0 && !skippedLastWait {
             skippedLastWait = true
-            return
+            return 0
         }
         skippedLastWait = false
 
@@ -559,13 +559,14 @@ open class ReadinessLoop: LoopCore {
         if n < 0 {
             // EINTR: a signal arrived; the core recomputes the remaining time and calls
             // again (PITFALLS B7).
-            if n == -Int(EINTR) { return }
-            throw EvError(errno: Int32(-n))
+            if n == -Int(EINTR) { return 0 }
+            return Int32(-n)
         }
         for k in 0..<n {
             let e = poller.ready(k)
             handleReady(fd: e.fd, events: e.events)
         }
+        return 0
     }
 
     private func handleReady(fd: Int32, events revents: UInt32) {
@@ -686,7 +687,7 @@ open class ReadinessLoop: LoopCore {
 
     // MARK: Cancelling
 
-    public final override func backendCancel(_ cancel: Completion, target: Completion) {
+    package final func backendCancel(_ cancel: Completion, target: Completion) {
         let state = target.backendState
         if state < 0 {
             // In the pool: withdrawn if no worker has taken it; otherwise too late, and
@@ -720,7 +721,7 @@ open class ReadinessLoop: LoopCore {
         }
     }
 
-    public final override func backendCancelAll() {
+    package final func backendCancelAll() {
         for i in 0..<tableCapacity where !table[i].waiters.isEmpty {
             let s = table + i
             while let w = s.pointee.waiters.head {
@@ -810,4 +811,24 @@ struct FdSlot {
     mutating func reset() {
         self = FdSlot()
     }
+}
+
+/// How the core reaches this backend's hooks: forwards each to the loop, unretained
+/// (see `AttachableBackendHooks` for why).
+final class ReadinessHooks: AttachableBackendHooks {
+    @exclusivity(unchecked) private var loop: Unmanaged<ReadinessLoop>? = nil
+
+    func attach(_ loop: LoopCore) { self.loop = Unmanaged.passUnretained(unsafeDowncast(loop, to: ReadinessLoop.self)) }
+
+    func backendSubmit(_ c: Completion) { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendSubmit(c) } }
+
+    func backendCancel(_ cancel: Completion, target: Completion) {
+        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancel(cancel, target: target) }
+    }
+
+    func backendPoll(timeout: UInt64?) -> Int32 {
+        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendPoll(timeout: timeout) }
+    }
+
+    func backendCancelAll() { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancelAll() } }
 }
