@@ -157,6 +157,9 @@ if [[ ${EV_CHECK_PRODUCTS_STAGE:-} == hidden ]]; then
     exit 0
 fi
 
+for tool in readelf nm ldd pkg-config; do
+    command -v "$tool" >/dev/null || fail "$tool is missing (readelf and nm come with binutils, which Swift needs too)"
+done
 rm -rf "$scratch"
 mkdir -p "$logs"
 if ! pkg-config --exists liburing; then
