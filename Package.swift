@@ -12,8 +12,16 @@ let strict: [SwiftSetting] = [
 let package = Package(
     name: "EvLoop",
     products: [
-        .library(name: "Ev", targets: ["Ev"]),
-        .library(name: "EvLoop", targets: ["EvLoop"]),
+        // Pick the backend at compile time by depending on exactly one of these (README,
+        // "Choosing a backend at compile time"), or on `Ev` for all three with runtime selection.
+        // EvEpoll and EvPoll never reach CLiburing, so they build on a machine without
+        // liburing-dev; scripts/check-products.sh proves it by hiding liburing and building them.
+        .library(name: "Ev", targets: ["Ev"]),                                   // all backends, makeBestLoop(), async
+        .library(name: "EvLoop", targets: ["EvLoop"]),                           // the core and watchers, no backend
+        .library(name: "EvEpoll", targets: ["EvLoop", "EvReadiness", "EvBackendEpoll"]), // EpollLoop
+        .library(name: "EvPoll", targets: ["EvLoop", "EvReadiness", "EvBackendPoll"]),   // PollLoop
+        .library(name: "EvUring", targets: ["EvLoop", "EvBackendUring"]),        // UringLoop (needs liburing)
+        .library(name: "EvAsync", targets: ["EvLoop", "EvAsync"]),               // async/await, with any of the above
         .executable(name: "ev-echo-tcp", targets: ["ev-echo-tcp"]),
         .executable(name: "ev-echo-udp", targets: ["ev-echo-udp"]),
         .executable(name: "ev-echo-client", targets: ["ev-echo-client"]),

@@ -1,6 +1,6 @@
 /// Why a backend could not be initialized on this machine.
 ///
-/// Runtime selection (`Ev.detectBackend`) collects one of these for every backend it had
+/// Runtime selection (`makeBestLoop()`, in Ev) collects one of these for every backend it had
 /// to skip, so a program can say *why* it runs on epoll rather than io_uring (a sysctl,
 /// a seccomp filter, an old kernel) instead of falling back silently.
 public struct BackendUnavailable: Error, Sendable, CustomStringConvertible {
