@@ -177,7 +177,8 @@ echo "== results in $OUT"
     echo "# $(swift --version 2>&1 | head -1)"
     echo "# main at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
     # The machine, for the report (no paths).
-    echo "# cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+    # (guests often show a bare "AMD EPYC": family, model and stepping tell the generation)
+    echo "# cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1) ($(awk -F': ' '/^cpu family/ && !f { f = $2 } /^model[[:space:]]*:/ && !m { m = $2 } /^stepping/ && !s { s = $2 } END { printf "family %s, model %s, stepping %s", f, m, s }' /proc/cpuinfo))"
     echo "# cpus: $(nproc)"
     echo "# kernel: $(uname -r)"
     if [ "$XEV_OK" = 1 ]; then

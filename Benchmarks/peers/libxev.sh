@@ -54,8 +54,11 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 SCRATCH=${EVBENCH_SCRATCH:-$HERE/.build-bench}
-XEV=$SCRATCH/libxev
-VENV=$SCRATCH/zig-venv
+# Physical paths (symbolic links resolved), so that Zig's cache finds its entries again
+# whichever way the scratch directory was reached.
+mkdir -p "$SCRATCH/libxev" || exit 1
+XEV=$(cd "$SCRATCH/libxev" && pwd -P)
+VENV=$(cd "$SCRATCH" && pwd -P)/zig-venv
 ZIG_VERSION=0.16.0
 TIME=/usr/bin/time
 
