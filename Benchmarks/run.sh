@@ -5,7 +5,7 @@
 #   Benchmarks/run.sh --quick    1 round, smaller counts (about 1-2 minutes)
 #   Benchmarks/run.sh --libxev ../libxev     with libxev's suite as a peer (see below; its
 #                                first build takes about 10 minutes, and its shipped counts
-#                                add about 5-6 minutes per round)
+#                                add about 6-10 minutes per round)
 #
 # Options: --rounds N, --backends "io_uring epoll poll", --only "ping-pongs timers ...",
 # --skip-build. Groups for --only: ping-pongs udp timers async pummel echo callgrind
