@@ -46,6 +46,25 @@ open class LoopCore: EventLoop {
     package final var isRunning: Bool { running }
     @exclusivity(unchecked)
     private var stopRequested = false
+    /// True while a callback's `.rearm` restarts its operation.
+    @exclusivity(unchecked)
+    private var rearming = false
+    /// A rearmed operation finished at once (a readiness backend's eager send): see
+    /// `takeRearmFinishedAtOnce`.
+    @exclusivity(unchecked) @usableFromInline
+    package final var rearmFinishedAtOnce = false
+
+    /// Whether, since the last call, an operation restarted by `.rearm` finished at once,
+    /// without waiting. A readiness backend then must not skip its next zero-timeout
+    /// wait: an operation rearmed as fast as it completes (a UDP sender) would otherwise
+    /// run on every tick while readiness, and so every receive, was looked at on every
+    /// other one (udp_pummel on epoll: half the datagrams dropped, issue 11).
+    @inlinable
+    package final func takeRearmFinishedAtOnce() -> Bool {
+        let r = rearmFinishedAtOnce
+        rearmFinishedAtOnce = false
+        return r
+    }
 
     /// The backend's hooks (see `AttachableBackendHooks`): a strong, immutable reference, so calling
     /// through it costs no retain.
@@ -138,6 +157,7 @@ open class LoopCore: EventLoop {
         precondition(c.state == .active && !c.resultReady, "EvLoop: completing a completion that is not in flight")
         c.rawResult = raw
         c.resultReady = true
+        if rearming { rearmFinishedAtOnce = true }
         completed.push(c)
     }
 
@@ -219,7 +239,9 @@ open class LoopCore: EventLoop {
                              "EvLoop: a callback returned .rearm for a completion it had already added again")
                 // The retain taken by `add` carries over to the new activation.
                 activate(c)
+                rearming = true
                 start(c)
+                rearming = false
             } else {
                 Unmanaged.passUnretained(c).release()   // the retain taken by `add`
             }

@@ -548,7 +548,10 @@ open class ReadinessLoop: LoopCore, LoopBackend {
         // wait still polls I/O at least every second tick, and saves a system call per
         // request/response (the send that completed at once would otherwise cost an
         // epoll_wait of its own before its callback).
-        if callbacksQueued && requested == 0 && !skippedLastWait {
+        // Never two rounds of a rearmed operation for one look at readiness, though: see
+        // `takeRearmFinishedAtOnce`.
+        let rearmedAtOnce = takeRearmFinishedAtOnce()
+        if callbacksQueued && requested == 0 && !skippedLastWait && !rearmedAtOnce {
             skippedLastWait = true
             return 0
         }

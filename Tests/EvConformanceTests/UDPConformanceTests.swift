@@ -115,4 +115,43 @@ struct UDPConformanceTests {
         #expect(r?.count == 512)
         #expect(Array(rb) == Array(big[0..<512]))
     }
+
+    /// A sender that rearms its send as fast as it completes and a receiver that rearms
+    /// its receive, on one loop: every datagram sent is received. A loop that ran the
+    /// rearmed send on every tick but looked at readiness (and so received) only on every
+    /// other one overflowed the receiver's buffer and dropped about half (issue 11:
+    /// udp_pummel on epoll and poll).
+    @Test(arguments: conformanceBackends)
+    func rearmedSenderDoesNotOutrunItsReceiver(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (x, _) = try Sock.udp(ipv6: false)
+        let (y, ay) = try Sock.udp(ipv6: false)
+        h.forLoop(x); h.forLoop(y)
+        let total = 20_000
+        let payload = h.buffer(Array(repeating: UInt8(7), count: 45))
+        let inbox = h.buffer(2048)
+        var sent = 0, received = 0, failures: [String] = []
+        let sender = Completion(.sendmsg(socket: x, buffer: UnsafeRawBufferPointer(payload), address: ay)) { _, r in
+            guard r.count == 45 else { failures.append("send: \(r)"); return .disarm }
+            sent += 1
+            return sent < total ? .rearm : .disarm
+        }
+        let receiver = Completion(.recvmsg(socket: y, buffer: inbox)) { _, r in
+            guard r.count == 45 else { failures.append("receive: \(r)"); return .disarm }
+            received += 1
+            return received < total ? .rearm : .disarm
+        }
+        try loop.add(receiver)
+        try loop.add(sender)
+        // Every datagram arrives, so the receive ends by itself; a dropped one would leave
+        // it waiting until the time bound.
+        #expect(try runUntil(loop, timeout: .seconds(20)) { received == total || !failures.isEmpty })
+        #expect(failures.isEmpty, "\(failures.prefix(3))")
+        #expect(sent == total)
+        #expect(received == total, "received \(received) of \(sent) datagrams")
+        if receiver.state == .active { try loop.cancel(receiver, using: Completion()) }
+    }
+
 }
