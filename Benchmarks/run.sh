@@ -113,6 +113,15 @@ if [ "$BUILD" = 1 ]; then
         done
         return 1
     }
+    # EvLoop's own modules are always rebuilt from scratch: SwiftPM's incremental build
+    # (Swift 6.3.1) has been seen to keep a dependent module compiled against an older
+    # layout of Completion or LoopCore (stored properties reached through @inlinable
+    # accessors), which then crashes at run time. NIO's modules are kept.
+    for m in EvLoop EvReadiness EvBackendEpoll EvBackendPoll EvBackendUring EvAsync Ev \
+             EvExampleSupport CEvExampleSupport BenchSupport evbench niobench bench_report \
+             ev_echo_tcp ev_echo_client; do
+        rm -rf "$SCRATCH/release/$m.build" "$SCRATCH/release/Modules/$m.swiftmodule"
+    done
     build || { echo "run.sh: benchmark build failed" >&2; exit 1; }
     # The examples are products of the main package (a path dependency): name them, or
     # SwiftPM leaves an old build of them in place.
