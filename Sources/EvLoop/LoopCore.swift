@@ -26,7 +26,7 @@ open class LoopCore: EventLoop {
     // the checks exist to catch; the conformance suite runs in debug builds either way.
     public final let backend: Backend
     @exclusivity(unchecked)
-    package final var timers = TimerHeap()
+    package final let timers = TimerHeap()
     @exclusivity(unchecked) @usableFromInline
     package final var completed = CompletionQueue()
     /// Whether finished work waits for its callback (for backends: then they must not

@@ -6,7 +6,7 @@ import Testing
 /// straightforward model.
 @Suite struct TimerHeapTests {
     @Test func popsInDeadlineThenArmOrder() {
-        var heap = TimerHeap()
+        let heap = TimerHeap()
         var cs: [Completion] = []
         // The deadline and arm order of each timer, kept by the test (the heap keeps them
         // in its entries, not in the completions).
@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test func removeAndUpdateKeepOrder() {
-        var heap = TimerHeap()
+        let heap = TimerHeap()
         let cs = (0..<100).map { _ in Completion() }
         for (i, c) in cs.enumerated() { heap.insert(c, deadline: UInt64(i)) }
         for (i, c) in cs.enumerated() where i % 3 == 0 { heap.remove(c) }
@@ -44,7 +44,7 @@ import Testing
     }
 
     @Test func popExpiredRespectsNowAndMinDeadline() {
-        var heap = TimerHeap()
+        let heap = TimerHeap()
         #expect(heap.minDeadline == nil && heap.min == nil && heap.isEmpty)
         let a = Completion(), b = Completion(), c = Completion()
         heap.insert(a, deadline: 30)
@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func equalDeadlinesFireInArmOrderAndUpdateMovesToTheBack() {
-        var heap = TimerHeap()
+        let heap = TimerHeap()
         let cs = (0..<10).map { _ in Completion() }
         for c in cs { heap.insert(c, deadline: 5) }
         heap.update(cs[0], deadline: 5)   // re-armed: now the newest among equals
@@ -71,8 +71,8 @@ import Testing
     }
 
     @Test func removeOfANonMemberIsFalse() {
-        var heap = TimerHeap()
-        var other = TimerHeap()
+        let heap = TimerHeap()
+        let other = TimerHeap()
         let a = Completion(), b = Completion()
         heap.insert(a, deadline: 1)
         other.insert(b, deadline: 1)
@@ -88,7 +88,7 @@ import Testing
     }
 
     @Test func removeAllClearsIndexes() {
-        var heap = TimerHeap()
+        let heap = TimerHeap()
         let cs = (0..<50).map { _ in Completion() }
         for (i, c) in cs.enumerated() { heap.insert(c, deadline: UInt64(50 - i)) }
         let all = heap.removeAll()
@@ -102,7 +102,7 @@ import Testing
     /// every step the heap's indexes point back at their completions.
     @Test func randomOperationsMatchAModel() {
         var rng = SplitMix(seed: 42)
-        var heap = TimerHeap()
+        let heap = TimerHeap()
         let pool = (0..<64).map { _ in Completion() }
         var model: [ObjectIdentifier: (deadline: UInt64, seq: UInt64)] = [:]
         var seq: UInt64 = 0
