@@ -68,10 +68,15 @@ extension AsyncNotifier {
     ///
     /// It waits with a `.poll` for readability and then reads the eventfd with a
     /// non-blocking read(2) on the loop thread (never an io_uring read of an eventfd, which
-    /// Linux 6.15.4 broke). A wake-up that finds nothing to read (another waiter took the
-    /// notification) waits again.
+    /// Linux 6.15.4 broke). A wake-up that finds nothing to read (spurious readiness,
+    /// PITFALLS D2, or a reader outside the loop) waits again.
+    ///
+    /// Throws `EvError.notifierInUse` if a wait is armed on the notifier already, in either
+    /// form: one notifier, one wait at a time, as for `Async.wait` (issue 16).
     nonisolated(nonsending)
     public func wait(on executor: LoopExecutor) async throws {
+        guard claimWait() else { throw EvError.notifierInUse }
+        defer { releaseWait() }
         while true {
             let result = try await executor.perform(.poll(fd: fd, events: .readable))
             guard case .poll(let r) = result else { unexpected(result) }

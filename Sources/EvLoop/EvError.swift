@@ -53,6 +53,10 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
     case completionActive
     /// A cancel was aimed at another cancel, or at itself.
     case cannotCancelCancel
+    /// A wait on an `AsyncNotifier` that already has a wait armed (through the same `Async`,
+    /// another `Async` wrapping the notifier, or the awaitable `wait(on:)`): one notifier,
+    /// one wait at a time (issue 16; see `Async`).
+    case notifierInUse
     /// Any other errno, kept as it is.
     case errno(Int32)
 
@@ -104,7 +108,7 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case .systemResources: return EMFILE
         case .notFound: return ENOENT
         case .inProgress: return EALREADY
-        case .nestedRun, .completionActive, .cannotCancelCancel: return nil
+        case .nestedRun, .completionActive, .cannotCancelCancel, .notifierInUse: return nil
         case .errno(let e): return e
         }
     }
@@ -131,6 +135,7 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case .nestedRun: return "run() called from inside a callback of the same loop"
         case .completionActive: return "completion is still active; wait for its callback before reusing it"
         case .cannotCancelCancel: return "a cancel cannot target another cancel"
+        case .notifierInUse: return "the notifier already has a wait armed; one notifier, one wait at a time"
         case .errno(let e): return "errno \(e): \(String(cString: strerror(e)))"
         }
     }

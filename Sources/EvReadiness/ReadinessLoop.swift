@@ -46,7 +46,9 @@ import CEvSys
 /// is closed through the loop: after close(2) and reuse of the number by a different kind
 /// of file, reads and writes still complete correctly, but may run on the loop thread (a
 /// file taken for a socket) or wait for readiness after a trip through the pool (the
-/// reverse).
+/// reverse). Likewise whether a socket listens is asked once, by its first accept: an
+/// accept on a number closed with close(2) and reused by a socket that does not listen
+/// waits instead of failing with EINVAL.
 open class ReadinessLoop: LoopCore, LoopBackend {
     // Hot stored properties are `@exclusivity(unchecked)`; see the comment in LoopCore.
     package let poller: any ReadinessPoller
@@ -149,7 +151,7 @@ open class ReadinessLoop: LoopCore, LoopBackend {
         let fd = c.fd
         switch c.kind {
         case .accept:
-            submitRead(c, fd: fd)
+            submitAccept(c, fd: fd)
         case .recv, .recvmsg:
             submitRead(c, fd: fd, emptyBuffer: c.bufferCount == 0)
         case .read:
@@ -209,6 +211,37 @@ open class ReadinessLoop: LoopCore, LoopBackend {
             s.pointee.readEagerly = false
         }
         addWaiter(c, fd: fd, needs: ReadyBits.readable)
+    }
+
+    /// An accept waits for readability like a read, except on a socket that does not
+    /// listen: accept(2) fails on it at once (EINVAL; EOPNOTSUPP for a datagram socket, as
+    /// io_uring reports too), but it never becomes readable for want of connections, so a
+    /// waiting accept would never complete (issue 16). Whether the socket listens is asked
+    /// once per descriptor (SO_ACCEPTCONN, which never blocks, unlike an accept on a blocking
+    /// listener) and remembered in its slot until it is closed through the loop, so a steady
+    /// accept loop makes no extra system call.
+    private func submitAccept(_ c: Completion, fd: Int32) {
+        guard fd >= 0 else { complete(c, raw: -Int(EBADF)); return }
+        ensureSlot(fd)
+        let s = table + Int(fd)
+        if !s.pointee.isListening {
+            var listening: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            if getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0 && listening != 0 {
+                s.pointee.isListening = true
+            } else {
+                // Not listening, or not a socket at all: accept(2) gives the real error at
+                // once (EINVAL, EOPNOTSUPP, ENOTSOCK, EBADF). EAGAIN means it started to
+                // listen meanwhile: wait as usual.
+                let r = Syscalls.perform(c)
+                if r != -Int(EAGAIN) {
+                    noteRead(c, raw: r, slot: s)
+                    complete(c, raw: r)
+                    return
+                }
+            }
+        }
+        submitRead(c, fd: fd)
     }
 
     private func submitWrite(_ c: Completion, fd: Int32) {
@@ -685,7 +718,10 @@ open class ReadinessLoop: LoopCore, LoopBackend {
         default:
             break
         }
-        if raw == -Int(EBADF) { s.pointee.kind = .unknown }
+        if raw == -Int(EBADF) {
+            s.pointee.kind = .unknown
+            s.pointee.isListening = false
+        }
     }
 
     // MARK: Cancelling
@@ -807,6 +843,8 @@ struct FdSlot {
     var kind = FdKind.unknown
     /// The last read filled its buffer (or the last accept succeeded): try the next first.
     var readEagerly = false
+    /// SO_ACCEPTCONN said the socket listens (asked by the first accept; see `submitAccept`).
+    var isListening = false
     var spuriousWakes: UInt8 = 0
     /// The tick in which the last waiter left.
     var idleSinceTick: UInt64 = .max

@@ -365,6 +365,39 @@ struct AsyncOperationTests {
         }
     }
 
+    /// One notifier, one wait at a time in both faces (issue 16): while a callback wait is
+    /// armed on the notifier, awaiting it throws `.notifierInUse`; once that wait's
+    /// callback has run, the awaited wait works.
+    @Test(arguments: conformanceBackends)
+    func awaitedNotifierIsRefusedWhileACallbackWaitIsArmed(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let async = try Async()
+            let notifier = async.notifier
+            var callbacks = 0
+            try async.wait(loop: loop, completion: Completion()) { _, result in
+                if case .success = result { callbacks += 1 }
+                return .disarm
+            }
+            let (refusal, later) = try runAsync(executor) { () async throws -> (String, String) in
+                var refusal = "accepted"
+                do {
+                    try await notifier.wait(on: executor)
+                } catch let error as EvError {
+                    refusal = "\(error)"
+                }
+                notifier.notify()   // the callback wait takes it, and ends
+                try await executor.sleep(for: .milliseconds(20))
+                let t = try TestThread { usleep(10_000); notifier.notify() }
+                defer { t.join() }
+                try await notifier.wait(on: executor)
+                return (refusal, "woken")
+            }
+            #expect(refusal == "\(EvError.notifierInUse)")
+            #expect(callbacks == 1)
+            #expect(later == "woken")
+        }
+    }
+
     /// Awaiting a child's exit: the status of a child that exits by itself; a cancelled
     /// await leaves the child running (CancellationError), and a later await reports its
     /// death by SIGKILL.

@@ -356,76 +356,72 @@ struct CancelConformanceTests {
     /// PITFALLS A5: 1,000 arm/cancel cycles each of a read, a write on a full socket
     /// buffer and an accept leave nothing behind: no duplicate of our descriptors, no
     /// accepted socket, no growth of the descriptor table; the peer sees our close at once
-    /// and the listening port closes.
+    /// and the listening port closes. In a child process (ProcessIsolation): it counts the
+    /// whole descriptor table.
     @Test(arguments: conformanceBackends)
     func armCancelCyclesLeakNothing(backend: Backend) throws {
-        let loop = try makeTestLoop(backend)
-        let h = Harness(loop)
-        defer { h.finish() }
-        let (a, b) = try Sock.socketPair()
-        h.forLoop(a); h.own(b)
-        let (l, port) = try Sock.listener()
-        h.forLoop(l)
-        Sock.fillSendBuffer(a)
-        let rb = h.buffer(64), wb = h.buffer(65536, fill: 1)
-        var canceled = 0
-        var other: [CompletionResult] = []
-        var cancelFailures: [CompletionResult] = []
-        let record: Completion.Callback = { _, r in
-            if r.isCanceled { canceled += 1 } else { other.append(r) }
-            return .disarm
-        }
-        let read = Completion(.read(fd: a, buffer: rb), callback: record)
-        let write = Completion(.write(fd: a, buffer: UnsafeRawBufferPointer(wb)), callback: record)
-        let accept = Completion(.accept(socket: l), callback: record)
-        let cancel = Completion()
-        func cycle(_ target: Completion) throws {
-            try loop.add(target)
-            try loop.run(.noWait)
-            try loop.cancel(target, using: cancel) { _, r in
-                if r.error != nil { cancelFailures.append(r) }
+        try ProcessIsolation.run(Self.self, argument: "\(backend)") {
+            let loop = try makeTestLoop(backend)
+            let h = Harness(loop)
+            defer { h.finish() }
+            let (a, b) = try Sock.socketPair()
+            h.forLoop(a); h.own(b)
+            let (l, port) = try Sock.listener()
+            h.forLoop(l)
+            Sock.fillSendBuffer(a)
+            let rb = h.buffer(64), wb = h.buffer(65536, fill: 1)
+            var canceled = 0
+            var other: [CompletionResult] = []
+            var cancelFailures: [CompletionResult] = []
+            let record: Completion.Callback = { _, r in
+                if r.isCanceled { canceled += 1 } else { other.append(r) }
                 return .disarm
             }
-            var spins = 0
-            while (target.state == .active || cancel.state == .active) && spins < 10_000 {
-                try loop.run(spins < 100 ? .noWait : .once)
-                spins += 1
+            let read = Completion(.read(fd: a, buffer: rb), callback: record)
+            let write = Completion(.write(fd: a, buffer: UnsafeRawBufferPointer(wb)), callback: record)
+            let accept = Completion(.accept(socket: l), callback: record)
+            let cancel = Completion()
+            func cycle(_ target: Completion) throws {
+                try loop.add(target)
+                try loop.run(.noWait)
+                try loop.cancel(target, using: cancel) { _, r in
+                    if r.error != nil { cancelFailures.append(r) }
+                    return .disarm
+                }
+                var spins = 0
+                while (target.state == .active || cancel.state == .active) && spins < 10_000 {
+                    try loop.run(spins < 100 ? .noWait : .once)
+                    spins += 1
+                }
             }
-        }
-        // Warm-up: one cycle of each, so one-time lazy set-up does not count as a leak.
-        for t in [read, write, accept] { try cycle(t) }
-        let baseline = Fds.count()
-        for t in [read, write, accept] {
-            for _ in 0..<1000 { try cycle(t) }
-        }
-        #expect(canceled == 3003)
-        #expect(other.isEmpty, "\(other.prefix(3))")
-        #expect(cancelFailures.isEmpty, "\(cancelFailures.prefix(3))")
-        #expect(loop.activeCount == 0)
-        #expect(Fds.references(to: a) == 1, "no dup() of the socket is left")
-        #expect(Fds.references(to: l) == 1, "no dup() of the listener is left")
-        #expect(Fds.socketsBound(toPort: port, except: l).isEmpty, "no accepted socket is left")
+            // Warm-up: one cycle of each, so one-time lazy set-up does not count as a leak.
+            for t in [read, write, accept] { try cycle(t) }
+            let baseline = Fds.count()
+            for t in [read, write, accept] {
+                for _ in 0..<1000 { try cycle(t) }
+            }
+            #expect(canceled == 3003)
+            #expect(other.isEmpty, "\(other.prefix(3))")
+            #expect(cancelFailures.isEmpty, "\(cancelFailures.prefix(3))")
+            #expect(loop.activeCount == 0)
+            #expect(Fds.references(to: a) == 1, "no dup() of the socket is left")
+            #expect(Fds.references(to: l) == 1, "no dup() of the listener is left")
+            #expect(Fds.socketsBound(toPort: port, except: l).isEmpty, "no accepted socket is left")
 
-        // The whole table: other tests may run in parallel and open descriptors of their
-        // own, so wait (up to 1 s) for the count to come back to the baseline; a leak of
-        // one descriptor per cycle would show as thousands.
-        var delta = Fds.count() - baseline
-        let settle = LoopInstant.now() + .seconds(1)
-        while delta != 0 && LoopInstant.now() < settle {
-            usleep(10_000)
-            delta = Fds.count() - baseline
-        }
-        if delta != 0 { print("[\(backend)] A5: descriptor count differs by \(delta) (other tests running in parallel?)") }
-        #expect(delta < 100, "the descriptor table grew by \(delta) over 3,000 cycles")
+            // The whole table, exactly: the test runs in a child process of its own
+            // (ProcessIsolation), so no other test's descriptors come and go meanwhile.
+            let delta = Fds.count() - baseline
+            #expect(delta == 0, "the descriptor table grew by \(delta) over 3,000 cycles")
 
-        // Our close is seen by the peer at once, and the port stops listening.
-        h.close(a)
-        #expect(Sock.seesEndOfFile(b, timeoutMs: 100))
-        h.close(l)
-        let probe = try Sock.tcp()
-        defer { close(probe) }
-        let address = try Sock.loopback(ipv6: false, port: port)
-        let r = address.withSockAddr { connect(probe, $0, $1) }
-        #expect(r != 0 && cevsys_errno() == ECONNREFUSED, "nothing keeps the listener open")
+            // Our close is seen by the peer at once, and the port stops listening.
+            h.close(a)
+            #expect(Sock.seesEndOfFile(b, timeoutMs: 100))
+            h.close(l)
+            let probe = try Sock.tcp()
+            defer { close(probe) }
+            let address = try Sock.loopback(ipv6: false, port: port)
+            let r = address.withSockAddr { connect(probe, $0, $1) }
+            #expect(r != 0 && cevsys_errno() == ECONNREFUSED, "nothing keeps the listener open")
+        }
     }
 }

@@ -66,8 +66,10 @@ enum Pitfall {
         return out
     }
 
-    /// How many threads this process has.
+    /// How many threads this process has. Only meaningful where no other test runs
+    /// (other tests' threads come and go): call it inside `ProcessIsolation.run`.
     static func threadCount() -> Int {
+        ProcessIsolation.expectInChild("Pitfall.threadCount()")
         guard let dir = opendir("/proc/self/task") else { return -1 }
         defer { closedir(dir) }
         var n = 0
@@ -81,10 +83,12 @@ enum Pitfall {
     /// Runs `body` with RLIMIT_NOFILE's soft limit lowered to the lowest free descriptor
     /// number, so that no new descriptor can be created (EMFILE) until it returns; the
     /// limit is restored afterwards whatever happens. `anyOpenFd` is used to find that
-    /// number. The limit is process-wide: this is only safe while no other test runs,
-    /// which is how CI runs the suite (`swift test --no-parallel`, scripts/test.sh).
+    /// number. The limit is process-wide (every other test's socket(2), epoll_create1 and
+    /// io_uring_setup would fail with EMFILE meanwhile), so this runs only inside
+    /// `ProcessIsolation.run`, in a child process where no other test runs.
     /// Nothing inside `body` may need a new descriptor (not even /proc/self/fd listings).
     static func withDescriptorTableFull(anyOpenFd: Int32, _ body: () throws -> Void) throws {
+        guard ProcessIsolation.expectInChild("Pitfall.withDescriptorTableFull") else { return }
         var saved = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved) == 0 else { throw SysCallError("getrlimit") }
         let lowest = fcntl(anyOpenFd, F_DUPFD_CLOEXEC, 0)

@@ -93,8 +93,14 @@ enum Fds {
         return out
     }
 
-    /// How many descriptors the process has open.
-    static func count() -> Int { table().count }
+    /// How many descriptors the process has open. Only meaningful where no other test
+    /// runs (other tests open and close descriptors all the time): call it inside
+    /// `ProcessIsolation.run`. Tests running in parallel check their own descriptors
+    /// instead (`references(to:)`, `socketsBound(toPort:except:)`, `isOpen`).
+    static func count() -> Int {
+        ProcessIsolation.expectInChild("Fds.count()")
+        return table().count
+    }
 
     /// How many open descriptors refer to the same open file as `fd` (a dup() leak shows
     /// up as more than one). Other tests' descriptors never match.

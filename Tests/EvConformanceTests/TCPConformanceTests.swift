@@ -299,6 +299,43 @@ struct TCPConformanceTests {
         }
     }
 
+    /// Issue 16, bug 1: an accept on a socket that does not listen -- either end of a
+    /// connected AF_UNIX pair, either end of a connected TCP connection, a bound TCP socket,
+    /// a UDP socket -- fails at once with the error accept(2) itself gives on that socket
+    /// (EINVAL; EOPNOTSUPP for UDP), twice in a row, on every backend. io_uring always did;
+    /// the readiness backends used to wait for the socket to become readable, which for want
+    /// of queued connections it never does, so the accept never completed.
+    @Test(arguments: conformanceBackends)
+    func acceptOnASocketThatDoesNotListenFailsAtOnce(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (unixA, unixB) = try Sock.socketPair()
+        let (client, server) = try Sock.tcpPair()
+        let (bound, _) = try Sock.boundNotListening()
+        let (udp, _) = try Sock.udp()
+        let sockets = [("AF_UNIX socketpair end", unixA), ("the other AF_UNIX end", unixB),
+                       ("connected TCP client", client), ("accepted TCP socket", server),
+                       ("bound TCP socket", bound), ("UDP socket", udp)]
+        for (_, fd) in sockets { h.forLoop(fd) }
+        for (what, fd) in sockets {
+            // accept(2) on a socket that does not listen fails at once and changes nothing.
+            let direct = cevsys_accept4(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            let expected = direct < 0 ? cevsys_errno() : 0
+            if direct >= 0 { close(direct) }
+            #expect(expected == EINVAL || expected == EOPNOTSUPP, "\(what): accept(2) gave errno \(expected)")
+            for attempt in 1...2 {
+                var result: CompletionResult?
+                try loop.add(Completion(.accept(socket: fd)) { _, r in result = r; return .disarm })
+                #expect(try runUntil(loop, timeout: .seconds(2)) { result != nil },
+                        "\(what), accept \(attempt): never completed")
+                #expect(result?.error == EvError(errno: expected), "\(what), accept \(attempt): \(String(describing: result))")
+                loop.cancelAll()   // an accept that is still waiting must not hold up the next case
+                _ = try runUntilDone(loop)
+            }
+        }
+    }
+
     /// PITFALLS I1: shutdown of a socket that was never connected reports `.notConnected`.
     @Test(arguments: conformanceBackends)
     func shutdownOfAnUnconnectedSocketIsNotConnected(backend: Backend) throws {

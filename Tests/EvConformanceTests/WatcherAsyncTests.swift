@@ -93,38 +93,190 @@ struct WatcherAsyncTests {
         #expect(callbacks == before)
     }
 
-    /// A spurious wake-up (the poll fires but another reader already emptied the
-    /// eventfd) re-arms the wait silently instead of reporting a notification
-    /// (PITFALLS D2): two waiters on one notifier both wake for one notify, and exactly
-    /// one of them reports it.
+    /// A spurious wake-up (the poll fires but another reader already emptied the eventfd)
+    /// re-arms the wait silently instead of reporting a notification (PITFALLS D2). The
+    /// other reader is a plain `.poll` on the notifier's eventfd whose callback read(2)s it,
+    /// woken by the same notify. Which of the two callbacks runs first is the backend's
+    /// business (issue 16: the order within a tick is not guaranteed), so the rounds
+    /// alternate which is armed first and check whichever way each went: the notification
+    /// is reported by exactly one of them, never by both or neither, and after a spurious
+    /// wake-up the wait is still armed and reports the next notification. At least one
+    /// round must have been spurious, or the test proved nothing.
     @Test(arguments: conformanceBackends)
     func spuriousWakeUpIsNotReported(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let first = try Async()
-        let second = Async(notifier: first.notifier)
-        var callbacks = [0, 0]
-        let c0 = Completion(), c1 = Completion()
-        try first.wait(loop: loop, completion: c0) { _, result in
-            guard case .success = result else { return .disarm }
-            callbacks[0] += 1
-            return .rearm
+        let async = try Async()
+        let fd = async.notifier.fd
+        var spuriousRounds = 0
+        for round in 0..<10 {
+            var callbacks = 0
+            var readerGot: Int?       // what the other reader's read(2) returned
+            let wait = Completion()
+            let reader = Completion(.poll(fd: fd, events: .readable)) { _, result in
+                guard case .poll(.success) = result else { return .disarm }
+                var value: UInt64 = 0
+                readerGot = read(fd, &value, 8)
+                return .disarm
+            }
+            func armWait() throws {
+                try async.wait(loop: loop, completion: wait) { _, result in
+                    guard case .success = result else { return .disarm }
+                    callbacks += 1
+                    return .rearm
+                }
+            }
+            if round % 2 == 0 { try loop.add(reader); try armWait() } else { try armWait(); try loop.add(reader) }
+            try loop.run(.noWait)   // both wait (in the kernel, or registered)
+            async.notify()
+            #expect(try runUntil(loop) { reader.state == .dead })
+            try runFor(loop, .milliseconds(10))
+            if readerGot == 8 {
+                // The reader won: the wait's wake-up was spurious and reported nothing.
+                spuriousRounds += 1
+                #expect(callbacks == 0, "round \(round): a spurious wake-up was reported")
+                #expect(wait.state == .active, "round \(round): the wait did not re-arm")
+                async.notify()
+                #expect(try runUntil(loop) { callbacks == 1 }, "round \(round): the re-armed wait missed the next notification")
+            } else {
+                #expect(callbacks == 1, "round \(round): reader got \(String(describing: readerGot)), \(callbacks) callbacks")
+            }
+            try runFor(loop, .milliseconds(5))
+            #expect(callbacks == 1, "round \(round): one notification reported \(callbacks) times")
+            loop.cancelAll()
+            #expect(try runUntil(loop) { wait.state == .dead })
         }
-        try second.wait(loop: loop, completion: c1) { _, result in
-            guard case .success = result else { return .disarm }
-            callbacks[1] += 1
-            return .rearm
+        print("[\(backend)] D2: \(spuriousRounds) of 10 wake-ups were spurious")
+        #expect(spuriousRounds >= 1, "no round produced a spurious wake-up: the test proved nothing")
+    }
+
+    /// Issue 16, bug 2: a second wait on a notifier that already has one armed -- through
+    /// the same `Async` or another one wrapping its notifier -- and the first wait's
+    /// callback cancelling it (`loop.cancel` or `cancelAll`). Whatever happens, every wait
+    /// that was armed gets exactly one callback and `run(.untilDone)` returns. It used to
+    /// hang on every backend: both polls fired in one tick, the first wait's callback
+    /// consumed the notification and cancelled the second (`.notFound`: its result was
+    /// already queued), and the second, finding the eventfd empty, re-armed itself
+    /// silently -- never called back, active for ever.
+    @Test(arguments: conformanceBackends)
+    func secondWaitOnOneNotifierCannotOutliveACancel(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        // The bound on run(.untilDone): a timer that stops the loop. cancelAll() cancels it
+        // too, so the callback that calls cancelAll arms a fresh one.
+        var timedOut = false
+        func armWatchdog() throws {
+            let watchdog = Completion()
+            watchdog.keepsLoopAlive = false
+            try loop.timer(watchdog, after: .seconds(2)) { _, result in
+                if case .timer(.success) = result {
+                    timedOut = true
+                    loop.stop()
+                }
+                return .disarm
+            }
         }
-        first.notify()
-        #expect(try runUntil(loop) { callbacks[0] + callbacks[1] == 1 })
-        try runFor(loop, .milliseconds(30))
-        #expect(callbacks[0] + callbacks[1] == 1, "one notification reported \(callbacks) times")
-        first.notify()
-        #expect(try runUntil(loop) { callbacks[0] + callbacks[1] == 2 })
-        try runFor(loop, .milliseconds(10))
-        #expect(callbacks[0] + callbacks[1] == 2)
-        #expect(c0.state == .active && c1.state == .active)
+        for (sameAsync, useCancelAll) in [(true, false), (true, true), (false, false), (false, true)] {
+            let variant = "\(sameAsync ? "one Async" : "two Asyncs"), \(useCancelAll ? "cancelAll" : "cancel")"
+            timedOut = false
+            let first = try Async()
+            let second = sameAsync ? first : Async(notifier: first.notifier)
+            let c0 = Completion(), c1 = Completion(), cancel = Completion()
+            var results: [[Result<Void, EvError>]] = [[], []]
+            var cancelResult: CompletionResult?
+            try first.wait(loop: loop, completion: c0) { _, result in
+                results[0].append(result)
+                if c1.state == .active {
+                    if useCancelAll {
+                        loop.cancelAll()
+                        try? armWatchdog()
+                    } else {
+                        try? loop.cancel(c1, using: cancel) { _, r in cancelResult = r; return .disarm }
+                    }
+                }
+                return .disarm
+            }
+            var refusal: EvError?
+            do {
+                try second.wait(loop: loop, completion: c1) { _, result in results[1].append(result); return .disarm }
+            } catch {
+                refusal = error
+            }
+            first.notify()
+            try armWatchdog()
+            try loop.run(.untilDone)
+            #expect(timedOut == false, "\(variant): run(.untilDone) would not return")
+            #expect(results[0].count == 1, "\(variant): first wait \(results[0])")
+            if refusal == nil {
+                #expect(results[1].count == 1, "\(variant): second wait \(results[1]), cancel \(String(describing: cancelResult))")
+            }
+            #expect(refusal == .notifierInUse, "\(variant): the second wait was \(refusal.map { "refused with \($0)" } ?? "accepted")")
+            loop.cancelAll()   // leaves nothing armed for the next variant, whatever happened
+            _ = try runUntilDone(loop)
+        }
+    }
+
+    /// One notifier, one wait at a time (issue 16): while a wait is armed, another wait on
+    /// the notifier -- through the same `Async` or another wrapping it -- is refused with
+    /// `.notifierInUse` and its completion left untouched; waiting again with the armed
+    /// completion is `.completionActive` and changes nothing. A wait ends when its callback
+    /// starts, so the callback can hand over to a new wait; after a cancel, a new wait is
+    /// accepted too.
+    @Test(arguments: conformanceBackends)
+    func oneWaitPerNotifierAtATime(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let async = try Async()
+        let other = Async(notifier: async.notifier)
+        var log: [String] = []
+        let first = Completion(), second = Completion()
+        try async.wait(loop: loop, completion: first) { _, result in
+            log.append("first \(result)")
+            // Hand over to a new wait on the same notifier from inside the callback.
+            do {
+                try other.wait(loop: loop, completion: second) { _, r in log.append("second \(r)"); return .disarm }
+            } catch {
+                log.append("hand-over refused: \(error)")
+            }
+            return .disarm
+        }
+        let refused = Completion(.nop)
+        #expect(throws: EvError.notifierInUse) {
+            try async.wait(loop: loop, completion: refused) { _, _ in .disarm }
+        }
+        #expect(throws: EvError.notifierInUse) {
+            try other.wait(loop: loop, completion: refused) { _, _ in .disarm }
+        }
+        #expect(refused.state == .dead && refused.operation.kind == .nop, "a refused wait changed its completion")
+        #expect(throws: EvError.completionActive) {
+            try other.wait(loop: loop, completion: first) { _, _ in .disarm }
+        }
+        #expect(first.state == .active && first.operation.fd == async.notifier.fd)
+
+        async.notify()
+        #expect(try runUntil(loop) { log.count == 1 })
+        #expect(log == ["first success()"], "\(log)")
+        #expect(second.state == .active, "the callback could not hand over to a new wait")
+        async.notify()
+        #expect(try runUntil(loop) { second.state == .dead })
+        #expect(log == ["first success()", "second success()"], "\(log)")
+
+        // After a cancel the notifier is free again.
+        let third = Completion(), cancel = Completion()
+        var thirdResult: Result<Void, EvError>?
+        try async.wait(loop: loop, completion: third) { _, r in thirdResult = r; return .disarm }
+        try loop.run(.noWait)
+        try loop.cancel(third, using: cancel)
+        #expect(try runUntil(loop) { third.state == .dead && cancel.state == .dead })
+        #expect(thirdResult.map { if case .failure(.canceled) = $0 { true } else { false } } == true,
+                "\(String(describing: thirdResult))")
+        var fourthFired = false
+        try other.wait(loop: loop, completion: Completion()) { _, r in fourthFired = (try? r.get()) != nil; return .disarm }
+        async.notify()
+        #expect(try runUntil(loop) { fourthFired })
     }
 
     /// Another thread stops a loop blocked in accept (no timers armed): run returns within

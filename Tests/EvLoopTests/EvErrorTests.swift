@@ -40,7 +40,7 @@ import Testing
         for e in all {
             #expect(e.errnoValue.map { EvError(errno: $0) } == e, "\(e)")
         }
-        for e in [EvError.endOfFile, .nestedRun, .completionActive, .cannotCancelCancel] {
+        for e in [EvError.endOfFile, .nestedRun, .completionActive, .cannotCancelCancel, .notifierInUse] {
             #expect(e.errnoValue == nil)
         }
     }
@@ -50,7 +50,7 @@ import Testing
                               .brokenPipe, .badFileDescriptor, .timedOut, .notConnected, .addressInUse,
                               .addressNotAvailable, .unreachable, .permissionDenied, .invalidArgument,
                               .systemResources, .notFound, .inProgress, .nestedRun, .completionActive,
-                              .cannotCancelCancel, .errno(EIO)]
+                              .cannotCancelCancel, .notifierInUse, .errno(EIO)]
         let texts = all.map(\.description)
         #expect(Set(texts).count == all.count)
         #expect(texts.allSatisfy { !$0.isEmpty })

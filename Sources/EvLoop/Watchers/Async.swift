@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import CEvSys
+import Synchronization
 
 /// The thread-safe half of an `Async`: an eventfd that any thread may signal.
 ///
@@ -16,6 +17,10 @@ import CEvSys
 /// The descriptor is closed when the last reference goes away, so a thread that still
 /// holds the notifier can never write to a closed (or reused) descriptor number.
 ///
+/// One notifier, one wait at a time: any number of threads may notify, but only one wait
+/// (`Async.wait`, through any `Async` wrapping the notifier, or the awaitable `wait(on:)`)
+/// may be armed on it; another is refused with `.notifierInUse` (see `Async` for why).
+///
 /// ```swift
 /// let async = try Async()
 /// let notifier = async.notifier            // Sendable: give this to the other thread
@@ -24,6 +29,21 @@ import CEvSys
 public final class AsyncNotifier: Sendable {
     /// The eventfd (close-on-exec, non-blocking).
     public let fd: Int32
+
+    /// Whether a wait is armed on the notifier. Atomic, not loop state: the notifier is
+    /// `Sendable`, so waits on two loops on two threads may race for it. `notify()` never
+    /// touches it; it changes only when a wait is armed and when its callback runs.
+    private let waitArmed = Atomic<Bool>(false)
+
+    /// Claims the notifier for one wait: false when a wait is armed already.
+    package func claimWait() -> Bool {
+        waitArmed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// Ends the claim taken by `claimWait`.
+    package func releaseWait() {
+        waitArmed.store(false, ordering: .releasing)
+    }
 
     /// Creates the eventfd (EFD_CLOEXEC | EFD_NONBLOCK).
     public init() throws(EvError) {
@@ -78,6 +98,18 @@ public final class AsyncNotifier: Sendable {
 /// - Return `.rearm` from the callback to keep listening (the usual case). Set the
 ///   completion's `keepsLoopAlive` to false if the wait alone should not keep
 ///   `run(.untilDone)` running.
+/// - **One wait per notifier at a time.** A second `wait` while one is armed -- on this
+///   `Async`, on another `Async` wrapping the same notifier, or through the awaitable
+///   `wait(on:)` -- throws `.notifierInUse`. A wait ends when its callback starts, so the
+///   callback may arm a new wait on the notifier (then it must return `.disarm`; returning
+///   `.rearm` as well would make two waits, and stops with a precondition failure). Why
+///   (issue 16): two waits on one eventfd both wake for one notification and only the
+///   first read gets it; the other's poll has completed, so a cancel from the first's
+///   callback reports `.notFound`, and the other, finding nothing to read, can only wait
+///   again -- its callback never ran and it stayed active, so `run(.untilDone)` never
+///   returned. With one wait per notifier every wait gets exactly one callback per
+///   activation and a cancel's outcome agrees with it; one wait whose callback fans out
+///   does whatever several waits would.
 ///
 /// Not `Sendable`: the loop side belongs to the loop thread. Only `notifier` crosses threads.
 ///
@@ -105,7 +137,8 @@ public final class Async {
         notifier = try AsyncNotifier()
     }
 
-    /// Wraps an existing notifier (several waiters, in turn, on one notifier).
+    /// Wraps an existing notifier: several `Async`s may take turns waiting on it, one
+    /// wait at a time (a second armed wait is refused with `.notifierInUse`).
     public init(notifier: AsyncNotifier) {
         self.notifier = notifier
     }
@@ -115,24 +148,50 @@ public final class Async {
 
     /// Arms `completion` to wait for the next notification (one that already happened and
     /// was not consumed counts: it fires on the next tick).
+    ///
+    /// Throws `.completionActive` if `completion` is still active (it is left untouched) and
+    /// `.notifierInUse` if the notifier already has a wait armed.
     public func wait(loop: some EventLoop, completion: Completion,
                      callback: @escaping Callback) throws(EvError) {
+        // Checked before anything changes: an active completion keeps its operation and
+        // callback, and a refused wait leaves the armed one's claim alone.
+        guard completion.state == .dead else { throw .completionActive }
+        guard notifier.claimWait() else { throw .notifierInUse }
         completion.operation = .poll(fd: notifier.fd, events: .readable)
         completion.callback = { [notifier] c, result in
+            let outcome: Result<Void, EvError>
             switch result {
             case .poll(.success):
                 switch notifier.consume() {
-                case .success(true): return callback(c, .success(()))
-                case .success(false): return .rearm    // spurious; keep waiting
-                case .failure(let e): return callback(c, .failure(e))
+                case .success(true): outcome = .success(())
+                // Spurious readiness (PITFALLS D2, or a reader outside the loop): the same
+                // wait goes on, still holding the claim, and the callback does not run.
+                // (A cancel issued in the very tick of a spurious wake-up finds the poll
+                // finished and reports .notFound; the wait then goes on until the next
+                // cancel. Only a foreign reader or the D2 kernel bug can cause that tick.)
+                case .success(false): return .rearm
+                case .failure(let e): outcome = .failure(e)
                 }
             case .poll(.failure(let e)):
-                return callback(c, .failure(e))
+                outcome = .failure(e)
             default:
-                return callback(c, .failure(.invalidArgument))
+                outcome = .failure(.invalidArgument)
             }
+            // The wait ends as its callback starts, so the callback may arm a new one.
+            notifier.releaseWait()
+            let action = callback(c, outcome)
+            if action == .rearm {
+                precondition(notifier.claimWait(),
+                             "EvLoop: an Async callback armed another wait on its notifier and returned .rearm; one notifier, one wait at a time")
+            }
+            return action
         }
-        try loop.add(completion)
+        do {
+            try loop.add(completion)
+        } catch {
+            notifier.releaseWait()
+            throw error
+        }
     }
 }
 

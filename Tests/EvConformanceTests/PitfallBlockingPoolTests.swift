@@ -9,19 +9,13 @@ import EvLoop
 /// shut down with work queued and running, 1,000 times, without a hang, a leaked thread
 /// or a leaked pool, and without a worker touching a job's buffer after `shutdown()`
 /// returned. (The loop-level variant, loops torn down with pool work queued, is in
-/// EvConformanceTests' PitfallResourceTests.) See docs/PITFALLS.md.
+/// PitfallResourceTests.) See docs/PITFALLS.md.
+///
+/// It counts the process's threads, so it runs in a child process of its own
+/// (ProcessIsolation.swift): under parallel `swift test` other tests' threads come and go.
+/// That helper is why this file sits with the conformance tests rather than EvLoopTests.
 @Suite("Pitfall: thread pool shutdown")
 struct PitfallBlockingPoolTests {
-
-    private static func threadCount() -> Int {
-        guard let dir = opendir("/proc/self/task") else { return -1 }
-        defer { closedir(dir) }
-        var n = 0
-        while let entry = readdir(dir) {
-            if withUnsafeBytes(of: entry.pointee.d_name, { $0[0] }) != UInt8(ascii: ".") { n += 1 }
-        }
-        return n
-    }
 
     private final class ShutDownFlag: Sendable {
         let flag = Atomic<Bool>(false)
@@ -85,46 +79,48 @@ struct PitfallBlockingPoolTests {
     }
 
     @Test func createAndShutDownWithQueuedWorkAThousandTimes() throws {
-        let zero = open("/dev/zero", O_RDONLY | O_CLOEXEC)
-        try #require(zero >= 0)
-        let threadsBefore = Self.threadCount()
-        let rounds = Rounds(zero: zero, jobs: 16, size: 65536)
-        // The rounds run on a thread of their own, so that a shutdown that hangs fails the
-        // test after a bound instead of blocking the suite (the thread is then leaked).
-        let box = Unmanaged.passRetained(rounds).toOpaque()
-        var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { arg in
-            let r = Unmanaged<Rounds>.fromOpaque(arg!).takeRetainedValue()
-            r.run(count: 1000)
-            return nil
-        }, box)
-        try #require(created == 0)
-        let deadline = ContinuousClock.now + .seconds(60)
-        while !rounds.done.load(ordering: .acquiring) && ContinuousClock.now < deadline { usleep(1000) }
-        guard rounds.done.load(ordering: .acquiring) else {
-            Issue.record("the 1,000 create/shutdown rounds did not finish within 60 s: a shutdown hangs")
-            return   // leaks the thread, the descriptor and the buffers on purpose
-        }
-        pthread_join(thread, nil)
-        defer {
-            close(zero)
-            for b in rounds.buffers { b.deallocate() }
-        }
-        #expect(rounds.completedRounds == 1000)
-        usleep(20_000)   // time for a worker that outlived its pool's shutdown to show itself
-        #expect(rounds.lateWakes.load(ordering: .relaxed) == 0, "a worker posted a result after shutdown() returned")
-        #expect(rounds.scribbledAfterShutdown == 0, "a worker wrote into a buffer after shutdown() returned")
-        #expect(rounds.pools.allSatisfy { $0() == nil }, "a pool outlived its shutdown and release")
-        #expect(rounds.wakes.load(ordering: .relaxed) > 0 && rounds.drained > 0, "the pools did work before their shutdowns")
-        let threadsAfter = Self.threadCount()
-        #expect(threadsAfter <= threadsBefore + 4, "threads: \(threadsBefore) before, \(threadsAfter) after 1,000 pools")
+        try ProcessIsolation.run(Self.self) {
+            let zero = open("/dev/zero", O_RDONLY | O_CLOEXEC)
+            try #require(zero >= 0)
+            let threadsBefore = Pitfall.threadCount()
+            let rounds = Rounds(zero: zero, jobs: 16, size: 65536)
+            // The rounds run on a thread of their own, so that a shutdown that hangs fails the
+            // test after a bound instead of blocking the suite (the thread is then leaked).
+            let box = Unmanaged.passRetained(rounds).toOpaque()
+            var thread = pthread_t()
+            let created = pthread_create(&thread, nil, { arg in
+                let r = Unmanaged<Rounds>.fromOpaque(arg!).takeRetainedValue()
+                r.run(count: 1000)
+                return nil
+            }, box)
+            try #require(created == 0)
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !rounds.done.load(ordering: .acquiring) && ContinuousClock.now < deadline { usleep(1000) }
+            guard rounds.done.load(ordering: .acquiring) else {
+                Issue.record("the 1,000 create/shutdown rounds did not finish within 60 s: a shutdown hangs")
+                return   // leaks the thread, the descriptor and the buffers on purpose
+            }
+            pthread_join(thread, nil)
+            defer {
+                close(zero)
+                for b in rounds.buffers { b.deallocate() }
+            }
+            #expect(rounds.completedRounds == 1000)
+            usleep(20_000)   // time for a worker that outlived its pool's shutdown to show itself
+            #expect(rounds.lateWakes.load(ordering: .relaxed) == 0, "a worker posted a result after shutdown() returned")
+            #expect(rounds.scribbledAfterShutdown == 0, "a worker wrote into a buffer after shutdown() returned")
+            #expect(rounds.pools.allSatisfy { $0() == nil }, "a pool outlived its shutdown and release")
+            #expect(rounds.wakes.load(ordering: .relaxed) > 0 && rounds.drained > 0, "the pools did work before their shutdowns")
+            let threadsAfter = Pitfall.threadCount()
+            #expect(threadsAfter <= threadsBefore + 4, "threads: \(threadsBefore) before, \(threadsAfter) after 1,000 pools")
 
-        // A pool that never got work starts no thread and needs no shutdown.
-        let before = Self.threadCount()
-        do {
-            let idle = BlockingPool(threads: 2, wake: {})
-            _ = idle
+            // A pool that never got work starts no thread and needs no shutdown.
+            let before = Pitfall.threadCount()
+            do {
+                let idle = BlockingPool(threads: 2, wake: {})
+                _ = idle
+            }
+            #expect(Pitfall.threadCount() == before)
         }
-        #expect(Self.threadCount() == before)
     }
 }
