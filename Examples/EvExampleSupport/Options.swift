@@ -118,6 +118,65 @@ public struct ParsedOptions: Sendable {
     }
 }
 
+// MARK: The options the examples share
+
+extension OptionSpec {
+    /// `--host ADDRESS` (default 127.0.0.1, the loopback address, so that a server started
+    /// without options is not reachable from the network).
+    public static func host(help: String = "numeric IPv4 or IPv6 address to listen on") -> OptionSpec {
+        OptionSpec("host", value: "ADDRESS", default: "127.0.0.1", help: help)
+    }
+
+    /// `--port PORT` of a server (default 0: the kernel picks a free port, which the server
+    /// prints in its `listening on` line for scripts to read).
+    public static func listenPort(_ transport: String) -> OptionSpec {
+        OptionSpec("port", value: "PORT", default: "0", help: "\(transport) port; 0 lets the kernel pick a free one (printed)")
+    }
+
+    /// `--port PORT` with no default (a client has no port to guess). `SharedOptions.port`
+    /// is 0 when it is not given; the program reports it missing after checking its own
+    /// options, so that a wrong value on the command line is named before a missing one.
+    public static func requiredPort(help: String) -> OptionSpec {
+        OptionSpec("port", value: "PORT", help: help)
+    }
+
+    /// `--backend NAME` (default auto: runtime selection, which honours EV_BACKEND).
+    public static let backend = OptionSpec("backend", value: "NAME", default: "auto",
+                                           help: "auto, io_uring, epoll or poll (auto honours EV_BACKEND)")
+
+    /// `--threads N` (default 1): a server's loops, one per thread.
+    public static let threads = OptionSpec("threads", value: "N", default: "1",
+                                           help: "loops, one per thread, each with its own SO_REUSEPORT socket")
+}
+
+/// The shared options' values (`--host`, `--port`, `--backend`, `--threads`), checked, and
+/// the whole parsed command line for the program's own options.
+///
+/// Each example lists the shared options it takes among its own (`OptionSpec.host()`,
+/// `.backend`, ...), in the order its help shows them; `parseSharedOrExit` then checks them
+/// the same way in every program, in that order and before the program's own, stopping at
+/// the first bad value. One that is neither declared nor given reads as its default here
+/// (127.0.0.1, port 0, auto, one thread), so a program never has to ask which exist.
+public struct SharedOptions: Sendable {
+    public let host: String
+    /// 0 for a server: let the kernel pick. Also 0 when a `requiredPort` was not given.
+    public let port: UInt16
+    /// nil: `auto`, runtime selection decides.
+    public let backend: Backend?
+    public let threads: Int
+    /// Everything parsed, for the options that are the program's own.
+    public let parsed: ParsedOptions
+
+    init(_ parsed: ParsedOptions) throws(OptionError) {
+        // A value is there when the option was given or has a default (so was declared).
+        self.parsed = parsed
+        host = parsed.string("host") == nil ? "127.0.0.1" : try parsed.host()
+        port = parsed.string("port") == nil ? 0 : try parsed.port()
+        backend = try parsed.backend()
+        threads = parsed.string("threads") == nil ? 1 : try parsed.int("threads", in: 1...256)
+    }
+}
+
 /// A program's name, purpose and options: parses its command line and prints its help.
 ///
 /// Declaring the options once gives both the parser and the `--help` text from the same
@@ -207,11 +266,28 @@ public struct CommandLineTool: Sendable {
         }
     }
 
+    /// `parseOrExit`, then the shared options checked (`SharedOptions`): a bad value of one
+    /// is a usage error (exit 2) like any other.
+    public func parseSharedOrExit(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> SharedOptions {
+        let parsed = parseOrExit(arguments)
+        return validate { () throws(OptionError) in try SharedOptions(parsed) }
+    }
+
     /// Reports a bad option value found after parsing and exits 2.
     public func usageError(_ error: OptionError) -> Never {
         Report.flush()
         Report.warn("\(name): \(error)\nTry '\(name) --help' for more information.")
         exit(2)
+    }
+
+    /// Runs `body`, turning an error it throws into a runtime failure: `NAME: CONTEXT: ERROR`
+    /// on stderr and exit 1 (not 2: the command line was fine, the machine said no).
+    public func orFail<T, E: Error>(_ context: @autoclosure () -> String, _ body: () throws(E) -> T) -> T {
+        do {
+            return try body()
+        } catch {
+            Report.fail(name, "\(context()): \(error)")
+        }
     }
 
     /// Runs `body`, turning an `OptionError` it throws into a usage error (exit 2).

@@ -7,17 +7,34 @@ import Ev
 
 /// Process-wide setup the example servers and client share.
 public enum ExampleProcess {
-    /// Creates the loop for `--backend` (nil = auto-detect) or exits with the reason.
+    /// Creates the loop for `--backend` (nil = auto-detect) and prints how it was chosen,
+    /// as `PROGRAM: backend ...` (the line scripts and tests check), or exits with the reason.
     ///
     /// Detection is `makeBestLoop`: io_uring, then epoll, then poll, remembering why each
     /// earlier one was skipped; an explicit backend (or `EV_BACKEND`) is strict and never
     /// falls back, so a benchmark asked to run on io_uring cannot silently measure epoll.
-    public static func openLoop(program: String, backend: Backend?) -> (loop: LoopCore, selection: BackendSelection) {
+    public static func openLoop(program: String, backend: Backend?) -> LoopCore {
         do {
-            return try makeBestLoop(backend: backend)
+            let (loop, selection) = try makeBestLoop(backend: backend)
+            Report.say("\(program): \(describe(selection, requested: backend))")
+            return loop
         } catch {
             Report.fail(program, "cannot create an event loop: \(error)")
         }
+    }
+
+    /// What every example server does first, once its options are checked, in the order it
+    /// must happen: blocks SIGINT and SIGTERM, raises the descriptor limit, then opens and
+    /// describes the loop (`openLoop`).
+    ///
+    /// The signals are blocked before any thread exists (the server's other loop threads,
+    /// and the threads a loop starts for blocking work, such as its file thread pool), so
+    /// that every thread inherits the mask and they are only ever read from the signalfd
+    /// (see `blockSignals`).
+    public static func startServer(program: String, backend: Backend?) -> LoopCore {
+        blockSignals([SIGINT, SIGTERM])
+        raiseDescriptorLimit()
+        return openLoop(program: program, backend: backend)
     }
 
     /// The selection as the examples print it. `BackendSelection` says "forced by

@@ -22,12 +22,12 @@ let tool = CommandLineTool(
     error or unfinished roundtrip, 2 on a bad command line.
     """,
     options: [
-        OptionSpec("host", value: "ADDRESS", default: "127.0.0.1", help: "numeric IPv4 or IPv6 address of the echo server"),
-        OptionSpec("port", value: "PORT", help: "TCP port of the echo server (required)"),
+        .host(help: "numeric IPv4 or IPv6 address of the echo server"),
+        .requiredPort(help: "TCP port of the echo server (required)"),
         OptionSpec("connections", value: "N", default: "1", help: "concurrent connections"),
         OptionSpec("size", value: "BYTES", default: "64", help: "bytes per message"),
         OptionSpec("duration", value: "SECONDS", default: "3", help: "how long to keep sending (fractions allowed)"),
-        OptionSpec("backend", value: "NAME", default: "auto", help: "auto, io_uring, epoll or poll (auto honours EV_BACKEND)"),
+        .backend,
     ],
     examples: [
         "ev-echo-client --port 7000 --connections 8 --size 1024 --duration 3",
@@ -35,30 +35,26 @@ let tool = CommandLineTool(
     ]
 )
 
-let options = tool.parseOrExit()
-let host = tool.validate { () throws(OptionError) in try options.host() }
-let connections = tool.validate { () throws(OptionError) in try options.int("connections", in: 1...100_000) }
-let size = tool.validate { () throws(OptionError) in try options.int("size", in: 1...(64 << 20)) }
-let duration = tool.validate { () throws(OptionError) in try options.seconds("duration") }
-let requestedBackend = tool.validate { () throws(OptionError) in try options.backend() }
-guard options.string("port") != nil else {
+let options = tool.parseSharedOrExit()
+let connections = tool.validate { () throws(OptionError) in try options.parsed.int("connections", in: 1...100_000) }
+let size = tool.validate { () throws(OptionError) in try options.parsed.int("size", in: 1...(64 << 20)) }
+let duration = tool.validate { () throws(OptionError) in try options.parsed.seconds("duration") }
+guard options.parsed.string("port") != nil else {
     tool.usageError(.missingValue("port"))
 }
-let port = tool.validate { () throws(OptionError) in try options.port() }
-if port == 0 { tool.usageError(.invalidValue(option: "port", value: "0", expected: "the server's port (1...65535)")) }
+if options.port == 0 { tool.usageError(.invalidValue(option: "port", value: "0", expected: "the server's port (1...65535)")) }
 
 let limit = ExampleProcess.raiseDescriptorLimit()
 if UInt64(connections) + 16 > limit {
     Report.fail(tool.name, "\(connections) connections need more descriptors than RLIMIT_NOFILE allows (\(limit)); raise it with ulimit -n")
 }
 
-let (loop, selection) = ExampleProcess.openLoop(program: tool.name, backend: requestedBackend)
-Report.say("ev-echo-client: \(ExampleProcess.describe(selection, requested: requestedBackend))")
+let loop = ExampleProcess.openLoop(program: tool.name, backend: options.backend)
 let address: SocketAddress
 do {
-    address = try SocketAddress(host: host, port: port)
+    address = try SocketAddress(host: options.host, port: options.port)
 } catch {
-    Report.fail(tool.name, "bad address \(host):\(port): \(error)", status: 2)
+    Report.fail(tool.name, "bad address \(options.host):\(options.port): \(error)", status: 2)
 }
 Report.say("target: \(address), \(connections) connection(s), \(size)-byte messages, \(Report.fixed(Report.seconds(duration), 2)) s")
 

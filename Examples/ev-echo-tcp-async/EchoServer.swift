@@ -6,33 +6,25 @@ import Musl
 import Ev
 import EvExampleSupport
 
-/// What the server reports when it stops.
-struct EchoTotals: Sendable {
-    var served = 0
-    var failed = 0
-    var openAtShutdown = 0
-    var bytesEchoed = 0
-}
-
-/// The server's counters, in an actor bound to the loop: connection tasks update it with
-/// `await`, and because the actor's executor is the loop's (the tasks' own executor), those
-/// calls run in place, with no thread switch and no lock.
+/// The server's counters (`TCPEchoStatistics`), in an actor bound to the loop: connection
+/// tasks update it with `await`, and because the actor's executor is the loop's (the tasks'
+/// own executor), those calls run in place, with no thread switch and no lock.
 actor EchoStatistics {
     let executor: LoopExecutor
-    private(set) var totals = EchoTotals()
+    private(set) var totals = TCPEchoStatistics()
 
     init(executor: LoopExecutor) { self.executor = executor }
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     func connectionEnded(bytes: Int, failed: Bool, cancelled: Bool) {
-        totals.bytesEchoed += bytes
+        totals.bytesEchoed += UInt64(bytes)
         if cancelled {
             totals.openAtShutdown += 1
         } else if failed {
-            totals.failed += 1
+            totals.connectionsFailed += 1
         } else {
-            totals.served += 1
+            totals.connectionsServed += 1
         }
     }
 }
@@ -46,7 +38,7 @@ enum EchoServer {
     /// A plain (nonisolated) function on purpose: top-level code and variables in main.swift
     /// are isolated to the main actor, and code on the loop that touched them would have to
     /// hop to a main-actor executor that nothing drains while the main thread runs the loop.
-    static func serve(loop: LoopCore, listener: TCPSocket) throws -> EchoTotals {
+    static func serve(loop: LoopCore, listener: TCPSocket) throws -> TCPEchoStatistics {
         let executor = try LoopExecutor(loop)
         let statistics = EchoStatistics(executor: executor)
 

@@ -30,9 +30,9 @@ let tool = CommandLineTool(
     \(EchoTask.bufferSize / 1024) KiB buffered per connection).
     """,
     options: [
-        OptionSpec("host", value: "ADDRESS", default: "127.0.0.1", help: "numeric IPv4 or IPv6 address to listen on"),
-        OptionSpec("port", value: "PORT", default: "0", help: "TCP port; 0 lets the kernel pick a free one (printed)"),
-        OptionSpec("backend", value: "NAME", default: "auto", help: "auto, io_uring, epoll or poll (auto honours EV_BACKEND)"),
+        .host(),
+        .listenPort("TCP"),
+        .backend,
     ],
     examples: [
         "ev-echo-tcp-async --port 7000",
@@ -41,48 +41,33 @@ let tool = CommandLineTool(
     ]
 )
 
-let options = tool.parseOrExit()
-let host = tool.validate { () throws(OptionError) in try options.host() }
-let port = tool.validate { () throws(OptionError) in try options.port() }
-let requestedBackend = tool.validate { () throws(OptionError) in try options.backend() }
-
-// Block the signals before any thread exists (the loop's file thread pool included), so
-// that they are only ever read from the signalfd (see SignalWatcher).
-ExampleProcess.blockSignals([SIGINT, SIGTERM])
-ExampleProcess.raiseDescriptorLimit()
-
-let (loop, selection) = ExampleProcess.openLoop(program: tool.name, backend: requestedBackend)
-Report.say("\(tool.name): \(ExampleProcess.describe(selection, requested: requestedBackend))")
+let options = tool.parseSharedOrExit()
+let loop = ExampleProcess.startServer(program: tool.name, backend: options.backend)
 
 // TCPSocket makes the socket close-on-exec and in the mode the loop prefers (blocking for
 // io_uring, non-blocking for epoll and poll).
-let listener: TCPSocket
-do {
-    let requested = try SocketAddress(host: host, port: port)
-    listener = try TCPSocket(for: requested, loop: loop)
-    do {
-        try listener.setReuseAddress(true)
+let listener = tool.orFail("cannot listen on \(options.host):\(options.port)") { () throws(EvError) in
+    let requested = try SocketAddress(host: options.host, port: options.port)
+    let socket = try TCPSocket(for: requested, loop: loop)
+    do throws(EvError) {
+        try socket.setReuseAddress(true)
         // Serve exactly the address asked for ("::1"), not IPv4 too.
-        if requested.family == AF_INET6 { try listener.setIPv6Only(true) }
-        try listener.bind(to: requested)
-        try listener.listen(backlog: 1024)
+        if requested.family == AF_INET6 { try socket.setIPv6Only(true) }
+        try socket.bind(to: requested)
+        try socket.listen(backlog: 1024)
     } catch {
-        close(listener.fd)
+        close(socket.fd)
         throw error
     }
-    Report.say("listening on \(try listener.localAddress()) (backend \(loop.backend))")
-} catch {
-    Report.fail(tool.name, "cannot listen on \(host):\(port): \(error)")
+    Report.say("listening on \(try socket.localAddress()) (backend \(loop.backend))")
+    return socket
 }
 
-let stats: EchoTotals
+let stats: TCPEchoStatistics
 do {
     stats = try EchoServer.serve(loop: loop, listener: listener)
 } catch {
     Report.fail(tool.name, "\(error)")
 }
-Report.say("connections served: \(stats.served)")
-Report.say("connections ended by an error: \(stats.failed)")
-Report.say("connections open at shutdown: \(stats.openAtShutdown)")
-Report.say("bytes echoed: \(stats.bytesEchoed)")
+TCPEchoStatistics.printSummary([stats])
 exit(0)

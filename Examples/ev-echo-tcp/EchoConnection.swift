@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Ev
+import EvExampleSupport
 
 /// One echoed TCP connection: a ring buffer, a `WriteQueue` with a few reusable
 /// `WriteRequest`s, and completions for receiving and closing, all allocated when the
@@ -161,7 +162,7 @@ final class EchoConnection {
         case .success(let n):
             head = (head + n) % Self.capacity
             queued -= n
-            server.bytesEchoed += UInt64(n)
+            server.stats.bytesEchoed += UInt64(n)
             if closing { return }
             if paused && queued <= Self.lowWater, let region = freeRegion() {
                 receiveCompletion.operation = .recv(socket: socket.fd, buffer: region)
@@ -188,7 +189,7 @@ final class EchoConnection {
         default:
             server.note("connection error: \(error)")
         }
-        server.connectionsFailed += 1
+        server.stats.connectionsFailed += 1
         beginClose()
     }
 

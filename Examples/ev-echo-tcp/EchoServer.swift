@@ -6,21 +6,6 @@ import Musl
 import Ev
 import EvExampleSupport
 
-/// What one server thread did, reported when it ends.
-struct EchoStats: Sendable {
-    var connectionsServed: UInt64 = 0
-    var connectionsFailed: UInt64 = 0
-    var bytesEchoed: UInt64 = 0
-    var openAtShutdown: Int = 0
-
-    static func + (a: EchoStats, b: EchoStats) -> EchoStats {
-        EchoStats(connectionsServed: a.connectionsServed + b.connectionsServed,
-                  connectionsFailed: a.connectionsFailed + b.connectionsFailed,
-                  bytesEchoed: a.bytesEchoed + b.bytesEchoed,
-                  openAtShutdown: a.openAtShutdown + b.openAtShutdown)
-    }
-}
-
 /// One loop, one listening socket, and the connections it accepted: everything one server
 /// thread owns. With `--threads N` there are N of these, each on its own thread with its
 /// own SO_REUSEPORT socket, so the threads share nothing while serving.
@@ -33,10 +18,8 @@ final class EchoServer {
     private var connections: [EchoConnection] = []
     private var stopping = false
 
-    var connectionsServed: UInt64 = 0
-    var connectionsFailed: UInt64 = 0
-    var bytesEchoed: UInt64 = 0
-    private var openAtShutdown = 0
+    /// What this thread did; the connections update it too.
+    var stats = TCPEchoStatistics()
 
     init(loop: LoopCore, listener: TCPSocket, stop: StopListener) {
         self.loop = loop
@@ -45,7 +28,7 @@ final class EchoServer {
     }
 
     /// Serves until asked to stop, then closes every connection and returns what it did.
-    func serve() -> EchoStats {
+    func serve() -> TCPEchoStatistics {
         do {
             // One accept, rearmed for every connection (the watcher sets its callback once).
             try listener.accept(loop: loop, completion: accept) { [unowned self] _, result in
@@ -54,20 +37,8 @@ final class EchoServer {
         } catch {
             Report.fail("ev-echo-tcp", "accept: \(error)")
         }
-        stopListener.start { [unowned self] in self.stop() }
-        do {
-            try loop.run(.untilDone)
-            // Everything was closed or cancelled by `stop`; anything still active would trip
-            // the loop's teardown check, so drain it rather than leave it to chance.
-            if loop.activeCount > 0 {
-                loop.cancelAll()
-                try loop.run(.untilDone)
-            }
-        } catch {
-            Report.fail("ev-echo-tcp", "loop failed: \(error)")
-        }
-        return EchoStats(connectionsServed: connectionsServed, connectionsFailed: connectionsFailed,
-                         bytesEchoed: bytesEchoed, openAtShutdown: openAtShutdown)
+        stopListener.run(program: "ev-echo-tcp") { [unowned self] in self.stop() }
+        return stats
     }
 
     private func accepted(_ result: Result<TCPSocket, EvError>) -> CallbackAction {
@@ -80,7 +51,7 @@ final class EchoServer {
             // Small echoes go out at once: with Nagle's algorithm a second small segment
             // would wait for the client's delayed ACK (up to 40 ms).
             try? socket.setNoDelay(true)
-            connectionsServed += 1
+            stats.connectionsServed += 1
             let connection = EchoConnection(socket: socket, server: self)
             connection.slot = connections.count
             connections.append(connection)
@@ -115,7 +86,7 @@ final class EchoServer {
     func stop() {
         guard !stopping else { return }
         stopping = true
-        openAtShutdown = connections.count
+        stats.openAtShutdown = UInt64(connections.count)
         if accept.state == .active { try? loop.cancel(accept, using: Completion()) }
         if backoff.state == .active { try? LoopTimer.cancel(loop: loop, completion: backoff, using: Completion()) }
         stopListener.cancel()

@@ -24,10 +24,10 @@ let tool = CommandLineTool(
     buffered per connection); a client that resets mid-stream affects only itself.
     """,
     options: [
-        OptionSpec("host", value: "ADDRESS", default: "127.0.0.1", help: "numeric IPv4 or IPv6 address to listen on"),
-        OptionSpec("port", value: "PORT", default: "0", help: "TCP port; 0 lets the kernel pick a free one (printed)"),
-        OptionSpec("backend", value: "NAME", default: "auto", help: "auto, io_uring, epoll or poll (auto honours EV_BACKEND)"),
-        OptionSpec("threads", value: "N", default: "1", help: "loops, one per thread, each with its own SO_REUSEPORT socket"),
+        .host(),
+        .listenPort("TCP"),
+        .backend,
+        .threads,
         OptionSpec("backlog", value: "N", default: "1024", help: "listen(2) backlog of each socket"),
     ],
     examples: [
@@ -37,51 +37,23 @@ let tool = CommandLineTool(
     ]
 )
 
-let options = tool.parseOrExit()
-let host = tool.validate { () throws(OptionError) in try options.host() }
-let port = tool.validate { () throws(OptionError) in try options.port() }
-let requestedBackend = tool.validate { () throws(OptionError) in try options.backend() }
-let threadCount = tool.validate { () throws(OptionError) in try options.int("threads", in: 1...256) }
-let backlog = tool.validate { () throws(OptionError) in try options.int("backlog", in: 1...65535) }
-
-// Before any thread exists, so that every thread inherits the mask (see blockSignals).
-ExampleProcess.blockSignals([SIGINT, SIGTERM])
-ExampleProcess.raiseDescriptorLimit()
-
-let (mainLoop, selection) = ExampleProcess.openLoop(program: tool.name, backend: requestedBackend)
-Report.say("ev-echo-tcp: \(ExampleProcess.describe(selection, requested: requestedBackend))")
+let options = tool.parseSharedOrExit()
+let backlog = tool.validate { () throws(OptionError) in try options.parsed.int("backlog", in: 1...65535) }
+let mainLoop = ExampleProcess.startServer(program: tool.name, backend: options.backend)
 
 // The sockets are made here, before the threads start, so that port 0 resolves to one
 // port that every thread's socket then binds. TCPSocket makes each close-on-exec and in the
 // blocking mode the backend wants (blocking for io_uring, non-blocking for epoll/poll).
-let listeners: [TCPSocket]
-let boundAddress: SocketAddress
-do {
-    (listeners, boundAddress) = try makeReusePortSockets(
-        count: threadCount, address: SocketAddress(host: host, port: port),
+let (listeners, boundAddress) = tool.orFail("cannot listen on \(options.host):\(options.port)") { () throws(EvError) in
+    try makeReusePortSockets(
+        count: options.threads, address: SocketAddress(host: options.host, port: options.port),
         make: { address throws(EvError) in try TCPSocket(for: address, loop: mainLoop) },
         prepare: { socket throws(EvError) in try socket.listen(backlog: Int32(backlog)) })
-} catch {
-    Report.fail(tool.name, "cannot listen on \(host):\(port): \(error)")
 }
-let listenerList = listeners
+Report.say("listening on \(boundAddress) (backend \(mainLoop.backend), threads \(options.threads), backlog \(backlog))")
 
-Report.say("listening on \(boundAddress) (backend \(mainLoop.backend), threads \(threadCount), backlog \(backlog))")
-
-let perThread = ServerThreads.run(program: tool.name, mainLoop: mainLoop, threads: threadCount) { index, loop, stop in
-    EchoServer(loop: loop, listener: listenerList[index], stop: stop).serve()
+let perThread = ServerThreads.run(program: tool.name, mainLoop: mainLoop, sockets: listeners) { loop, listener, stop in
+    EchoServer(loop: loop, listener: listener, stop: stop).serve()
 }
-for socket in listeners { close(socket.fd) }
-
-let total = perThread.reduce(EchoStats(), +)
-Report.say("connections served: \(total.connectionsServed)")
-Report.say("connections ended by an error: \(total.connectionsFailed)")
-Report.say("connections open at shutdown: \(total.openAtShutdown)")
-Report.say("bytes echoed: \(total.bytesEchoed)")
-if perThread.count > 1 {
-    // How SO_REUSEPORT spread the connections over the threads.
-    for (i, t) in perThread.enumerated() {
-        Report.say("  thread \(i): \(t.connectionsServed) connections, \(t.bytesEchoed) bytes")
-    }
-}
+TCPEchoStatistics.printSummary(perThread)
 exit(0)

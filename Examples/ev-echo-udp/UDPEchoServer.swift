@@ -7,16 +7,23 @@ import Ev
 import EvExampleSupport
 
 /// What one UDP server thread did.
-struct UDPEchoStats: Sendable {
+struct UDPEchoStatistics: ServerStatistics {
+    /// Datagrams sent back to their senders.
     var datagrams: UInt64 = 0
     var bytes: UInt64 = 0
+    /// Datagrams larger than the receive buffer (cut short, and echoed so).
     var truncated: UInt64 = 0
+    /// Receives and sends that failed, other than the ICMP echo of a sender that has gone.
     var errors: UInt64 = 0
 
-    static func + (a: UDPEchoStats, b: UDPEchoStats) -> UDPEchoStats {
-        UDPEchoStats(datagrams: a.datagrams + b.datagrams, bytes: a.bytes + b.bytes,
-                     truncated: a.truncated + b.truncated, errors: a.errors + b.errors)
+    static var summary: [(label: String, counter: WritableKeyPath<Self, UInt64>)] {
+        [("datagrams echoed", \.datagrams),
+         ("bytes echoed", \.bytes),
+         ("datagrams truncated", \.truncated),
+         ("errors", \.errors)]
     }
+
+    var perThread: String { "\(datagrams) datagrams, \(bytes) bytes" }
 }
 
 /// One loop and one SO_REUSEPORT socket: receives datagrams and sends each back to its
@@ -43,7 +50,7 @@ final class UDPEchoServer {
     private let stopListener: StopListener
     private var slots: [Slot] = []
     private var stopping = false
-    var stats = UDPEchoStats()
+    var stats = UDPEchoStatistics()
 
     final class Slot {
         let buffer: UnsafeMutableRawBufferPointer
@@ -69,7 +76,7 @@ final class UDPEchoServer {
     }
 
     /// Serves until asked to stop; returns what it did.
-    func serve() -> UDPEchoStats {
+    func serve() -> UDPEchoStatistics {
         do {
             for slot in slots {
                 try socket.read(loop: loop, completion: slot.receive, buffer: slot.buffer) { [unowned self, unowned slot] _, result in
@@ -79,16 +86,7 @@ final class UDPEchoServer {
         } catch {
             Report.fail("ev-echo-udp", "receive: \(error)")
         }
-        stopListener.start { [unowned self] in self.stop() }
-        do {
-            try loop.run(.untilDone)
-            if loop.activeCount > 0 {
-                loop.cancelAll()
-                try loop.run(.untilDone)
-            }
-        } catch {
-            Report.fail("ev-echo-udp", "loop failed: \(error)")
-        }
+        stopListener.run(program: "ev-echo-udp") { [unowned self] in self.stop() }
         return stats
     }
 

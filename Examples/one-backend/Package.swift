@@ -12,9 +12,12 @@ let package = Package(
         .package(name: "EvLoop", path: "../.."),
     ],
     targets: [
-        .executableTarget(name: "epoll-only", dependencies: [.product(name: "EvEpoll", package: "EvLoop")], path: "epoll-only"),
-        .executableTarget(name: "poll-only", dependencies: [.product(name: "EvPoll", package: "EvLoop")], path: "poll-only"),
-        .executableTarget(name: "uring-only", dependencies: [.product(name: "EvUring", package: "EvLoop")], path: "uring-only"),
+        // The timer the three programs below run, written against the core alone (the EvLoop
+        // product, no backend): each program adds only the backend product it names.
+        .target(name: "TimerCheck", dependencies: [.product(name: "EvLoop", package: "EvLoop")], path: "timer-check"),
+        .executableTarget(name: "epoll-only", dependencies: [.product(name: "EvEpoll", package: "EvLoop"), "TimerCheck"], path: "epoll-only"),
+        .executableTarget(name: "poll-only", dependencies: [.product(name: "EvPoll", package: "EvLoop"), "TimerCheck"], path: "poll-only"),
+        .executableTarget(name: "uring-only", dependencies: [.product(name: "EvUring", package: "EvLoop"), "TimerCheck"], path: "uring-only"),
         .executableTarget(
             name: "epoll-async",
             dependencies: [.product(name: "EvEpoll", package: "EvLoop"), .product(name: "EvAsync", package: "EvLoop")],

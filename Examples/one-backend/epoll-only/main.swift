@@ -1,13 +1,7 @@
 // epoll-only: a program that depends on the EvEpoll product alone, so it builds and runs
-// without liburing. The concrete loop type is chosen here, at compile time.
-import EvLoop
+// without liburing. The concrete loop type is chosen here, at compile time; what runs on it
+// is TimerCheck, shared with the other one-backend programs.
 import EvBackendEpoll
+import TimerCheck
 
-let loop = try EpollLoop()
-let timer = Completion()
-try loop.timer(timer, after: .milliseconds(10)) { _, result in
-    guard case .timer(.success) = result else { fatalError("the timer failed: \(result)") }
-    print("\(loop.backend): the 10 ms timer fired")
-    return .disarm
-}
-try loop.run(.untilDone)
+try fireTimer(on: EpollLoop())

@@ -1,13 +1,7 @@
 // poll-only: a program that depends on the EvPoll product alone, so it builds and runs
-// without liburing. The concrete loop type is chosen here, at compile time.
-import EvLoop
+// without liburing. The concrete loop type is chosen here, at compile time; what runs on it
+// is TimerCheck, shared with the other one-backend programs.
 import EvBackendPoll
+import TimerCheck
 
-let loop = try PollLoop()
-let timer = Completion()
-try loop.timer(timer, after: .milliseconds(10)) { _, result in
-    guard case .timer(.success) = result else { fatalError("the timer failed: \(result)") }
-    print("\(loop.backend): the 10 ms timer fired")
-    return .disarm
-}
-try loop.run(.untilDone)
+try fireTimer(on: PollLoop())
