@@ -146,7 +146,8 @@ extension ReadinessLoop {
         return Syscalls.perform(c)
     }
 
-    /// Remembers whether the next read on this descriptor should be tried before waiting.
+    /// Remembers whether the next read on this descriptor should be tried before waiting,
+    /// and after EBADF (any operation) forgets what it knew of the file: the number is closed.
     @inline(__always)
     func noteRead(_ c: Completion, raw: Int, slot s: UnsafeMutablePointer<FdSlot>) {
         switch c.kind {
