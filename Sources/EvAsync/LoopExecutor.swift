@@ -66,6 +66,10 @@ import Synchronization
 /// parked until `run(_:)` or `resume()` re-arms it; jobs and task cancellations coming from
 /// other threads meanwhile wait in the queue, and none is lost. Local jobs and awaited
 /// operations keep working.
+///
+/// **Ownership.** The executor creates its eventfd and is its only owner: `shutdown()`
+/// closes it through the loop's `.close`, and `deinit` closes it directly if `shutdown()`
+/// never did. It never closes the loop, which the caller owns.
 public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: everything below the "loop thread only" mark is touched only on
     // the thread that created the executor (checked by `preconditionOnLoopThread`); the
@@ -75,8 +79,9 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private let owner: pthread_t
     /// The kernel thread id of that thread (for diagnostics and tests).
     public let loopThreadID: Int32
-    /// The eventfd remote threads write to; non-blocking and close-on-exec.
-    private let eventFD: Int32
+    /// The eventfd remote threads write to; non-blocking and close-on-exec. Owned by the
+    /// executor (see "Teardown").
+    private let eventFD: EventFD
     /// True from the first remote enqueue after the loop last looked, until it looks again.
     private let wakePending = Atomic<Bool>(false)
     /// Work handed over by other threads, and whether the eventfd may still be written.
@@ -144,9 +149,8 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// they can see the executor). Throws when the eventfd cannot be created (out of
     /// descriptors).
     public init(_ loop: LoopCore) throws(EvError) {
-        let fd = cevsys_eventfd(0, O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw EvError(errno: cevsys_errno()) }
-        self.eventFD = fd
+        let eventFD = try EventFD()
+        self.eventFD = eventFD
         self.owner = pthread_self()
         self.loopThreadID = cevsys_gettid()
         self._loop = loop
@@ -157,7 +161,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             executor.drainLocal()
             return .disarm
         }
-        wakePoll.operation = .poll(fd: fd, events: .readable)
+        wakePoll.operation = .poll(fd: eventFD.descriptor, events: .readable)
         wakePoll.keepsLoopAlive = false
         wakePoll.callback = { c, result in
             unsafeDowncast(c.userData.unsafelyUnwrapped, to: LoopExecutor.self).wakeFired(c, result)
@@ -169,7 +173,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         // Normally `shutdown()` closed the eventfd through the loop. Otherwise nothing waits
         // on it any more (an armed poll would have kept the executor alive), so a plain
         // close is safe.
-        if !closeStarted { close(eventFD) }
+        if !closeStarted { eventFD.close() }
     }
 
     // MARK: Thread binding
@@ -294,15 +298,9 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             // `shutdown()` the item stays queued: nothing will run it (see `shutdown()`).
             guard !queue.closed, !wakePending.exchange(true, ordering: .sequentiallyConsistent) else { return }
             wakeWrites.add(1, ordering: .relaxed)
-            var one: UInt64 = 1
-            while true {
-                let n = write(eventFD, &one, 8)
-                // EINTR: a signal arrived before the write; retry. EAGAIN (counter at its
-                // maximum) cannot happen with one write per wake-up, and would mean the
-                // eventfd is readable anyway.
-                if n < 0 && cevsys_errno() == EINTR { continue }
-                break
-            }
+            // (EAGAIN, the counter at its maximum, cannot happen with one write per
+            // wake-up, and would mean the eventfd is readable anyway.)
+            eventFD.signal()
         }
     }
 
@@ -343,8 +341,9 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             // Clear the flag before taking the queue: a thread that enqueues after this
             // point writes the eventfd again, so no job can be left without a wake-up.
             wakePending.store(false, ordering: .sequentiallyConsistent)
-            var counter: UInt64 = 0
-            while read(eventFD, &counter, 8) < 0 && cevsys_errno() == EINTR {}
+            // Any outcome is fine: EAGAIN (nothing pending) only means the jobs that
+            // caused this wake-up were taken by an earlier look at the queue.
+            eventFD.drain()
             processRemote()
             if phase == .running { return .rearm }
             c.userData = nil
@@ -488,13 +487,13 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         remote.withLock { $0.closed = true }
         let closer = shutdownCompletions?.close ?? Completion()
         shutdownCompletions = nil
-        closer.operation = .close(fd: eventFD)
+        closer.operation = .close(fd: eventFD.descriptor)
         closer.callback = { c, result in
             let executor = unsafeDowncast(c.userData.unsafelyUnwrapped, to: LoopExecutor.self)
             c.userData = nil
             // A `cancelAll()` that caught the close before it ran leaves the descriptor open;
             // nothing waits on it any more (the poll has delivered), so close it directly.
-            if case .close(.failure(.canceled)) = result { closeNow(executor.eventFD) }
+            if case .close(.failure(.canceled)) = result { executor.eventFD.close() }
             executor.phase = .closed
             return .disarm
         }

@@ -19,6 +19,10 @@ import CEvSys
 /// Waits use epoll_pwait2 (Linux 5.11+) for a nanosecond timeout; where it is missing the
 /// loop falls back, once, to epoll_wait with milliseconds rounded *up*, so a sub-millisecond
 /// timer neither fires early nor turns into a zero-timeout spin (PITFALLS E7).
+///
+/// Ownership: the loop owns its epoll set (closed by its poller's deinit) and its eventfd
+/// (closed by `ReadinessLoop`'s deinit); the descriptors given to operations stay the
+/// caller's, closed by the loop only through a `.close` operation.
 public final class EpollLoop: ReadinessLoop {
     /// Creates an epoll loop: an epoll set and an eventfd, both close-on-exec.
     /// Fails when epoll_create1 fails (ENOSYS under some sandboxes, EMFILE).
@@ -33,7 +37,8 @@ public final class EpollLoop: ReadinessLoop {
     }
 }
 
-/// The epoll set, and the buffer its ready events are read into.
+/// The epoll set, and the buffer its ready events are read into. Owns the epoll descriptor
+/// and closes it in deinit (and when `reset` replaces it); never closes a watched one.
 package final class EpollPoller: ReadinessPoller {
     private var epfd: Int32
     private let events: UnsafeMutablePointer<cevsys_ready_event>

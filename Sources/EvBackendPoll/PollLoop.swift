@@ -17,6 +17,10 @@ import CEvSys
 /// proportional to the number of watched descriptors, which is why epoll is preferred.
 /// A descriptor closed behind the loop's back is reported by poll as POLLNVAL and fails
 /// its waiting operations with `.badFileDescriptor` (PITFALLS E6).
+///
+/// Ownership: the loop owns only its eventfd (closed by `ReadinessLoop`'s deinit); the
+/// descriptors given to operations stay the caller's, closed by the loop only through a
+/// `.close` operation.
 public final class PollLoop: ReadinessLoop {
     /// Creates a poll loop. Fails only when the loop's eventfd cannot be created
     /// (out of descriptors).
@@ -27,7 +31,8 @@ public final class PollLoop: ReadinessLoop {
 
 /// Interest as an array of `pollfd`s (swap-remove, so adding and removing are O(1)) and an
 /// index from descriptor number to array position. Both grow only when more descriptors
-/// are watched at once than ever before, so steady-state waits allocate nothing.
+/// are watched at once than ever before, so steady-state waits allocate nothing. Opens no
+/// descriptor and closes none.
 package final class PollPoller: ReadinessPoller {
     private var fds: UnsafeMutablePointer<pollfd>
     private var count = 0

@@ -5,7 +5,7 @@ import Ev
 /// io_uring then epoll then poll and says why it skipped any. (The seccomp-denied io_uring
 /// case runs in a child process: see EvExampleTests' ev-backend-probe tests.)
 @Suite struct BackendSelectionTests {
-    @Test(arguments: Backend.allCases)
+    @Test(.tags(.pitfallC8), arguments: Backend.allCases)
     func environmentVariableForcesTheBackend(backend: Backend) throws {
         let outcome = Result { () throws(BackendSelectionError) in
             try makeBestLoop(environment: ["EV_BACKEND": backend.rawValue])
@@ -28,20 +28,20 @@ import Ev
         }
     }
 
-    @Test func explicitRequestWinsOverTheEnvironment() throws {
+    @Test(.tags(.pitfallC8)) func explicitRequestWinsOverTheEnvironment() throws {
         let (loop, selection) = try makeBestLoop(backend: .poll, environment: ["EV_BACKEND": "epoll"])
         #expect(loop.backend == .poll)
         #expect(selection.forcedBy == "an explicit request")
     }
 
-    @Test func unknownNameIsATypedError() {
+    @Test(.tags(.pitfallC8)) func unknownNameIsATypedError() {
         #expect(throws: BackendSelectionError.self) {
             _ = try makeBestLoop(environment: ["EV_BACKEND": "kqueue"])
         }
         #expect(throws: BackendSelectionError.self) { _ = try parseBackendOption("select") }
     }
 
-    @Test func detectionPicksTheFirstBackendThatInitializes() throws {
+    @Test(.tags(.pitfallC9)) func detectionPicksTheFirstBackendThatInitializes() throws {
         for value in [nil, "", "auto"] as [String?] {
             let env = value.map { ["EV_BACKEND": $0] } ?? [:]
             let (loop, selection) = try makeBestLoop(environment: env)

@@ -71,7 +71,7 @@ struct CancelConformanceTests {
     /// A pending read, accept and timer: the target's callback fires once with
     /// `.canceled`, the cancel succeeds, in the same tick as the add or after the
     /// operation has reached the kernel.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA6), arguments: conformanceBackends)
     func cancelPendingReadAcceptAndTimer(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -100,7 +100,7 @@ struct CancelConformanceTests {
     /// PITFALLS A2: cancelling work that is not in flight (never added, finished and
     /// disarmed, already cancelled) reports `.notFound` and touches nothing; afterwards a
     /// new socket that reuses the descriptor number works normally.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA2), arguments: conformanceBackends)
     func cancelOfNothingIsNotFound(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -182,7 +182,7 @@ struct CancelConformanceTests {
 
     /// PITFALLS A10: a cancel aimed at a cancel (or at itself) reports
     /// `.cannotCancelCancel` and does not disturb the first cancel.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA10), arguments: conformanceBackends)
     func cancelOfACancelIsRefused(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -210,7 +210,7 @@ struct CancelConformanceTests {
     /// submitted) and is rearmed from its callback, then cancelled: one `.canceled`
     /// callback, the cancel succeeds, no callback after that even when more data comes,
     /// and the completion ends `.dead`.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA4), arguments: conformanceBackends)
     func immediateReadRearmedThenCancelled(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -247,7 +247,7 @@ struct CancelConformanceTests {
     /// the cancel's report: `.canceled` with a successful cancel (and its data left in the
     /// socket), or its real data with `.notFound`/`.inProgress` (it had already finished:
     /// the loop never drops data it has read). Never both, never neither.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA3), arguments: conformanceBackends)
     func completionRetiredEarlierInTheSameBatch(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -308,7 +308,7 @@ struct CancelConformanceTests {
     /// PITFALLS E3 and A11 (descriptor reuse): a read waits on descriptor N; N is closed
     /// through the loop (the read completes once, with an error or `.canceled`); a new
     /// socket gets number N, its read works, and the old completion never sees its data.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallE3), arguments: conformanceBackends)
     func descriptorNumberReusedAfterCloseThroughTheLoop(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -358,7 +358,7 @@ struct CancelConformanceTests {
     /// accepted socket, no growth of the descriptor table; the peer sees our close at once
     /// and the listening port closes. In a child process (ProcessIsolation): it counts the
     /// whole descriptor table.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA5), arguments: conformanceBackends)
     func armCancelCyclesLeakNothing(backend: Backend) throws {
         try ProcessIsolation.run(Self.self, argument: "\(backend)") {
             let loop = try makeTestLoop(backend)
@@ -422,6 +422,149 @@ struct CancelConformanceTests {
             let address = try Sock.loopback(ipv6: false, port: port)
             let r = address.withSockAddr { connect(probe, $0, $1) }
             #expect(r != 0 && cevsys_errno() == ECONNREFUSED, "nothing keeps the listener open")
+        }
+    }
+
+    // MARK: - Cancel races with accept and close (pitfalls A8, A12)
+
+    /// PITFALLS A8: an accept cancelled while a client connects, 1,000 times. Each round
+    /// ends in exactly one consistent pair: (descriptor handed to the callback, cancel
+    /// `.notFound`/`.inProgress`) or (`.canceled`, cancel succeeded, the connection still
+    /// queued). No connection is lost to an accept whose result was dropped, and no
+    /// descriptor is left open.
+    ///
+    /// Runs in a child process of its own (ProcessIsolation.swift): it compares the whole
+    /// descriptor table before and after.
+    @Test(.tags(.pitfallA8), arguments: conformanceBackends)
+    func acceptThatBeatsItsCancelHandsOverTheDescriptor(backend: Backend) throws {
+        try ProcessIsolation.run(Self.self, argument: "\(backend)") {
+            let loop = try makeTestLoop(backend)
+            let h = Harness(loop)
+            defer { h.finish() }
+            let (l, port) = try Sock.listener(backlog: 128)
+            h.forLoop(l)
+            let address = try Sock.loopback(ipv6: false, port: port)
+            let baseline = Fds.count()
+            var handedOver = 0, canceled = 0, takenByTest = 0, lost = 0
+            var bad: [String] = []
+            let accept = Completion(.accept(socket: l))
+            let cancel = Completion()
+            let rounds = 1000
+            for round in 0..<rounds {
+                var acceptResult: CompletionResult?
+                var cancelResult: CompletionResult?
+                accept.callback = { _, r in
+                    acceptResult = r
+                    if case .accept(.success(let fd)) = r { close(fd) }
+                    return .disarm
+                }
+                try loop.add(accept)
+                let variant = round % 5
+                // Variants 0 and 3: the accept waits (in the kernel, or registered) first.
+                if variant == 0 || variant == 3 { try loop.run(.noWait) }
+                let client = try Sock.tcp()
+                defer { close(client) }
+                var connector: TestThread?
+                if variant >= 3 {
+                    // The client connects from another thread while this one cancels.
+                    let delay = UInt32(round % 7) * 25
+                    connector = try TestThread { usleep(delay); _ = address.withSockAddr { connect(client, $0, $1) } }
+                } else {
+                    guard address.withSockAddr({ connect(client, $0, $1) }) == 0 else { throw SysCallError("connect") }
+                }
+                if variant == 1 { try loop.run(.noWait) }   // give the accept a chance to finish first
+                try loop.cancel(accept, using: cancel) { _, r in cancelResult = r; return .disarm }
+                #expect(try runUntil(loop) { acceptResult != nil && cancelResult != nil }, "round \(round)")
+                connector?.join()
+                guard let a = acceptResult, let c = cancelResult else { break }
+                switch (a, c.error) {
+                case (.accept(.success), .notFound?), (.accept(.success), .inProgress?):
+                    handedOver += 1
+                case (.accept(.failure(.canceled)), nil):
+                    canceled += 1
+                    // The connection the cancelled accept did not take is still queued.
+                    if Sock.wait(l, timeoutMs: 1000) & Int16(POLLIN) != 0 {
+                        let fd = cevsys_accept4(l, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+                        if fd >= 0 { close(fd); takenByTest += 1 } else { lost += 1 }
+                    } else {
+                        lost += 1
+                    }
+                default:
+                    if bad.count < 5 { bad.append("round \(round): accept \(a), cancel \(c)") }
+                }
+            }
+            print("[\(backend)] A8: \(handedOver) accepts won the race, \(canceled) were cancelled")
+            #expect(bad.isEmpty, "\(bad)")
+            #expect(lost == 0, "\(lost) connections vanished: an accepted descriptor was dropped")
+            #expect(handedOver + canceled == rounds)
+            #expect(takenByTest == canceled)
+            #expect(Fds.socketsBound(toPort: port, except: l).isEmpty, "an accepted descriptor was left open")
+            #expect(Fds.count() - baseline <= 2, "the descriptor table grew by \(Fds.count() - baseline)")
+        }
+    }
+
+    /// PITFALLS A12: a close through the loop and a cancel of that close, with a pread on
+    /// the same descriptor in flight (on readiness backends it runs on the thread pool,
+    /// where a running read makes the close wait). Every round: each callback exactly once,
+    /// and the close's outcome agrees with the cancel's and with the descriptor table
+    /// (closed, or still open and closed by the test).
+    ///
+    /// Runs in a child process of its own (ProcessIsolation.swift): it compares the whole
+    /// descriptor table before and after.
+    @Test(.tags(.pitfallA12), arguments: conformanceBackends)
+    func closeAndACancelOfItAgree(backend: Backend) throws {
+        try ProcessIsolation.run(Self.self, argument: "\(backend)") {
+            let loop = try makeTestLoop(backend)
+            let h = Harness(loop)
+            defer { h.finish() }
+            let file = h.own(try makeTempFile())
+            var block = [UInt8](repeating: 0x61, count: 65536)
+            #expect(pwrite(file, &block, block.count, 0) == block.count)
+            let buffer = h.buffer(65536)
+            let baseline = Fds.count()
+            var closedByLoop = 0, closeCanceled = 0, readsDone = 0, readsCanceled = 0
+            var bad: [String] = []
+            for round in 0..<300 {
+                let fd = fcntl(file, F_DUPFD_CLOEXEC, 0)
+                guard fd >= 0 else { throw SysCallError("F_DUPFD_CLOEXEC") }
+                var readResults: [CompletionResult] = [], closeResults: [CompletionResult] = [], cancelResults: [CompletionResult] = []
+                let read = Completion(.pread(fd: fd, buffer: buffer, offset: 0)) { _, r in readResults.append(r); return .disarm }
+                let closer = Completion(.close(fd: fd)) { _, r in closeResults.append(r); return .disarm }
+                let cancel = Completion()
+                try loop.add(read)
+                if round % 3 == 0 { try loop.run(.noWait) }
+                try loop.add(closer)
+                if round % 4 == 1 { try loop.run(.noWait) }
+                try loop.cancel(closer, using: cancel) { _, r in cancelResults.append(r); return .disarm }
+                #expect(try runUntil(loop) { [read, closer, cancel].allSatisfy { $0.state == .dead } }, "round \(round)")
+                try loop.run(.noWait)
+                guard readResults.count == 1, closeResults.count == 1, cancelResults.count == 1 else {
+                    bad.append("round \(round): callbacks read \(readResults), close \(closeResults), cancel \(cancelResults)")
+                    break
+                }
+                switch readResults[0] {
+                case .read(.success(65536)): readsDone += 1
+                case .read(.failure(.canceled)): readsCanceled += 1
+                default: bad.append("round \(round): pread \(readResults[0])")
+                }
+                let stillOpen = fcntl(fd, F_GETFD) >= 0
+                switch (closeResults[0].error, cancelResults[0].error) {
+                case (nil, .notFound?), (nil, .inProgress?):
+                    closedByLoop += 1
+                    if stillOpen { bad.append("round \(round): the close succeeded but \(fd) is open") }
+                case (.canceled?, nil):
+                    closeCanceled += 1
+                    if stillOpen { close(fd) } else { bad.append("round \(round): the close was cancelled but \(fd) is closed") }
+                default:
+                    bad.append("round \(round): close \(closeResults[0]), cancel \(cancelResults[0])")
+                    if stillOpen { close(fd) }
+                }
+                if bad.count > 5 { break }
+            }
+            print("[\(backend)] A12: \(closedByLoop) closes done, \(closeCanceled) cancelled; \(readsDone) reads done, \(readsCanceled) cancelled")
+            #expect(bad.isEmpty, "\(bad)")
+            #expect(closedByLoop + closeCanceled == 300)
+            #expect(Fds.count() == baseline, "descriptor table changed by \(Fds.count() - baseline)")
         }
     }
 }

@@ -13,7 +13,7 @@ struct CompletionLifecycleTests {
 
     /// `.rearm` repeats the operation exactly: a read rearmed N−1 times reads N chunks, in
     /// order, and a disarmed read consumes nothing more.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallF4), arguments: conformanceBackends)
     func rearmRepeatsExactly(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -112,7 +112,7 @@ struct CompletionLifecycleTests {
 
     /// Adding a completion that is still active throws `.completionActive` and changes
     /// nothing (on this loop or another); once its callback has run, it can be added again.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA6), arguments: conformanceBackends)
     func addingAnActiveCompletionThrows(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -151,7 +151,7 @@ struct CompletionLifecycleTests {
 
     /// PITFALLS J1: cancelAll with 100 pending reads (and a timer, an accept and a poll) gives 100
     /// `.canceled` read callbacks, then the drained loop deinitializes.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallJ1), arguments: conformanceBackends)
     func cancelAllThenDeinit(backend: Backend) throws {
         weak var weakLoop: LoopCore?
         var fds: [Int32] = []
@@ -209,7 +209,7 @@ struct CompletionLifecycleTests {
     /// cancels and dead completions), rearms, data arrivals and ticks, `activeCount` always
     /// equals the number of completions in `.active`, and every activation gets exactly
     /// one callback.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallJ2), arguments: conformanceBackends)
     func activeCountMatchesStatesUnderRandomOperations(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -322,4 +322,120 @@ struct CompletionLifecycleTests {
         withExtendedLifetime(timer) {}
     }
 
+
+    // MARK: - Completion memory and loop teardown (pitfalls K1, I6)
+
+    /// PITFALLS K1: for operations whose kernel-visible memory lives in the completion's
+    /// scratch area (recvmsg's msghdr and sender address, sendmsg's destination, accept's
+    /// peer address, connect's address), the completion and its scratch area are at the
+    /// same address when the callback runs as when it was added, although the caller
+    /// dropped every reference after `add`; the kernel's writes arrive there (the sender's
+    /// and the peer's addresses), and the completion is freed after its callback.
+    @Test(.tags(.pitfallK1), arguments: conformanceBackends)
+    func scratchMemoryStaysPutFromAddToCallback(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (x, ax) = try Sock.udp()
+        let (y, ay) = try Sock.udp()
+        h.forLoop(x); h.forLoop(y)
+        let (l, port) = try Sock.listener()
+        h.forLoop(l)
+        let client = h.forLoop(try Sock.tcp())
+        let inBuf = h.buffer(64)
+        let outBuf = h.buffer(Array("k1".utf8))
+
+        struct Seen { var object: UInt; var scratch: UInt }
+        var added: [String: Seen] = [:]
+        var called: [String: Seen] = [:]
+        var results: [String: CompletionResult] = [:]
+        var addresses: [String: SocketAddress] = [:]
+        var weakRefs: [String: () -> Completion?] = [:]
+        func start(_ name: String, _ op: Operation) throws {
+            // The only strong reference is this scope's; the loop must keep it alive.
+            let c = Completion(op) { c, r in
+                called[name] = Seen(object: UInt(bitPattern: Unmanaged.passUnretained(c).toOpaque()),
+                                    scratch: UInt(bitPattern: c.scratch))
+                results[name] = r
+                addresses[name] = c.lastAddress
+                return .disarm
+            }
+            added[name] = Seen(object: UInt(bitPattern: Unmanaged.passUnretained(c).toOpaque()),
+                               scratch: UInt(bitPattern: c.scratch))
+            weak let weakC = c
+            weakRefs[name] = { weakC }
+            try loop.add(c)
+        }
+        try start("recvmsg", .recvmsg(socket: y, buffer: inBuf))
+        try start("accept", .accept(socket: l))
+        try start("connect", .connect(socket: client, address: try Sock.loopback(ipv6: false, port: port)))
+        try loop.run(.noWait)
+        // Whatever has not finished yet (at least the receive: nothing was sent) is alive.
+        #expect(results["recvmsg"] == nil)
+        for (name, ref) in weakRefs where results[name] == nil {
+            #expect(ref() != nil, "\(name): an in-flight completion was freed")
+        }
+        try start("sendmsg", .sendmsg(socket: x, buffer: UnsafeRawBufferPointer(outBuf), address: ay))
+        #expect(try runUntil(loop) { results.count == 4 })
+        for name in added.keys.sorted() {
+            #expect(called[name]?.object == added[name]?.object, "\(name): the completion moved")
+            #expect(called[name]?.scratch == added[name]?.scratch, "\(name): the scratch memory moved")
+            #expect(results[name]?.error == nil, "\(name): \(String(describing: results[name]))")
+        }
+        #expect(addresses["recvmsg"] == ax, "the sender's address was written into the scratch memory")
+        #expect(addresses["accept"]?.port == Sock.localAddress(client)?.port, "the peer's address was written into the scratch memory")
+        if case .accept(.success(let fd))? = results["accept"] { h.own(fd) }
+        #expect(weakRefs.values.allSatisfy { $0() == nil }, "completions are released after their callbacks")
+    }
+
+    /// PITFALLS I6 at the loop level: 200 loops, each with thread-pool work queued (preads
+    /// of a regular file: the pool on readiness backends, the kernel on io_uring), are
+    /// drained with `cancelAll` and released. No thread, descriptor or loop is left behind.
+    ///
+    /// Runs in a child process of its own (ProcessIsolation.swift): it compares the thread
+    /// count and the descriptor table before and after.
+    @Test(.tags(.pitfallI6), arguments: conformanceBackends)
+    func loopsWithQueuedPoolWorkAreTornDownCleanly(backend: Backend) throws {
+        try ProcessIsolation.run(Self.self, argument: "\(backend)") {
+            _ = try makeTestLoop(backend)   // skips, loudly, where the backend is unavailable
+            let file = try makeTempFile()
+            defer { close(file) }
+            var block = [UInt8](repeating: 0x62, count: 65536)
+            #expect(pwrite(file, &block, block.count, 0) == block.count)
+            let buffers = (0..<16).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16) }
+            defer { for b in buffers { b.deallocate() } }
+            var undrained = 0
+            func cycle(stopAfter: Int = 8) throws -> () -> LoopCore? {
+                let loop = try makeLoop(backend)
+                weak let weakLoop = loop
+                var callbacks = 0
+                for (i, b) in buffers.enumerated() {
+                    try loop.add(Completion(.pread(fd: file, buffer: b, offset: 0)) { _, _ in callbacks += 1; return .disarm })
+                    if i == stopAfter { try loop.run(.noWait) }
+                }
+                loop.cancelAll()
+                let drained = try runUntilDone(loop)
+                if !drained || callbacks != buffers.count || loop.activeCount != 0 {
+                    undrained += 1
+                    _ = Unmanaged.passRetained(loop)   // never release a loop with work in flight
+                }
+                return { weakLoop }
+            }
+            // One loop first, so lazily created process-wide state does not count.
+            _ = try cycle()
+            let threads = Pitfall.threadCount()
+            let fds = Fds.count()
+            var weakLoops: [() -> LoopCore?] = []
+            for round in 0..<200 {
+                weakLoops.append(try cycle(stopAfter: round % 16))
+            }
+            #expect(undrained == 0)
+            #expect(weakLoops.allSatisfy { $0() == nil }, "a drained loop was not released")
+            // Threads of other components (the test runner's) may come and go; a leak of the
+            // pool's workers would be hundreds.
+            let threadsAfter = Pitfall.threadCount()
+            #expect(threadsAfter <= threads + 4, "threads: \(threads) before, \(threadsAfter) after 200 loops")
+            #expect(Fds.count() == fds, "descriptors: \(fds) before, \(Fds.count()) after 200 loops")
+        }
+    }
 }

@@ -71,7 +71,7 @@ struct FileConformanceTests {
     /// PITFALLS I4: sequential `.write`s (each after the previous completed) append at
     /// the current position, in order; sequential `.read`s then read it back in order
     /// and end with `.endOfFile`.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallI4), arguments: conformanceBackends)
     func sequentialWritesAppendInOrder(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -114,7 +114,7 @@ struct FileConformanceTests {
 
     /// Reads at the end of a file report `.endOfFile` (current position and absolute
     /// offsets, at and beyond the size, and on an empty file).
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallD9), arguments: conformanceBackends)
     func readsAtTheEndReportEndOfFile(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -133,7 +133,7 @@ struct FileConformanceTests {
 
     /// PITFALLS D9: a zero-length read into an empty buffer is `success(0)`, not an end of
     /// file (even at the end of the file); zero-length writes are `success(0)`.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallD9), arguments: conformanceBackends)
     func zeroLengthIOIsSuccessZero(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)

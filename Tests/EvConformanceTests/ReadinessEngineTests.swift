@@ -1,10 +1,13 @@
 // Backend-specific checks of the readiness engine shared by epoll and poll: several
 // operations on one descriptor, registrations that never outlive their operations, stale
-// events, POLLNVAL, the thread pool for regular files, sub-millisecond waits and the cost
-// of a steady-state request/response loop (counted in waits and registration changes).
+// events, POLLNVAL, the thread pool for regular files (and its shutdown), sub-millisecond
+// waits and the cost of a steady-state request/response loop (counted in waits and
+// registration changes).
 import Testing
 import Ev
 import EvReadiness
+import EvLoop
+import Synchronization
 import CEvSys
 #if canImport(Glibc)
 import Glibc
@@ -211,7 +214,7 @@ struct ReadinessEngineTests {
 
     /// PITFALLS E2/E4: a read and a write wait on one socket at once (one registration
     /// with both interests); the read fires and rearms, and the write still completes.
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallE2, .pitfallE4), arguments: readinessBackends)
     func readAndWritePendingOnOneSocket(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let (a, b) = try RE.socketPair()
@@ -253,7 +256,7 @@ struct ReadinessEngineTests {
 
     /// PITFALLS E2: cancelling one of two operations waiting on a socket leaves the other
     /// working, in both orders.
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallE2), arguments: readinessBackends)
     func cancellingOneWaiterLeavesTheOther(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let (a, b) = try RE.socketPair()
@@ -302,7 +305,7 @@ struct ReadinessEngineTests {
 
     /// PITFALLS A5: 1,000 arm/cancel cycles each of a read, a write and an accept leave no
     /// registration and no duplicate descriptor behind, and the peer sees our close at once.
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallA5), arguments: readinessBackends)
     func armCancelCyclesLeaveNothingBehind(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let engine = RE.readiness(loop)
@@ -355,7 +358,7 @@ struct ReadinessEngineTests {
     /// PITFALLS E1, E9: a regular file is never registered; its read goes through the pool
     /// and wakes the loop at once through the eventfd. pread/pwrite go to the pool too, and
     /// /dev/null (which epoll refuses with EPERM) still reads as end of file.
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallA5, .pitfallE1, .pitfallE9), arguments: readinessBackends)
     func regularFileGoesThroughThePool(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let engine = RE.readiness(loop)
@@ -414,7 +417,7 @@ struct ReadinessEngineTests {
     /// its data if it had already completed in the same batch -- the cancel then reports
     /// `.notFound` -- or with `.canceled`), never again afterwards, and the loop does not
     /// spin on readiness nobody waits for any more.
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallA3), arguments: readinessBackends)
     func staleEventsNeverReachACallbackNorSpin(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let (a1, b1) = try RE.socketPair()
@@ -471,7 +474,7 @@ struct ReadinessEngineTests {
     /// read with `.badFileDescriptor`, and the loop is idle afterwards. (On epoll a
     /// descriptor closed after it was registered cannot be noticed at all -- the kernel
     /// drops the registration silently -- so there the close happens before the wait.)
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallE6), arguments: readinessBackends)
     func descriptorClosedBehindTheLoopsBack(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         var cases = ["before registration"]
@@ -497,7 +500,7 @@ struct ReadinessEngineTests {
 
     /// PITFALLS E7: 300 timers 0.3 ms apart neither fire early nor spin the loop, including
     /// on epoll's millisecond fallback (which must round up).
-    @Test(arguments: ["epoll", "epoll, milliseconds", "poll"])
+    @Test(.tags(.pitfallE7), arguments: ["epoll", "epoll, milliseconds", "poll"])
     func subMillisecondTimersNeitherSpinNorFireEarly(variant: String) throws {
         let loop: LoopCore
         switch variant {
@@ -533,7 +536,7 @@ struct ReadinessEngineTests {
     /// PITFALLS E5: hang-ups complete the waiting operation with its real error, and the
     /// loop goes idle: peer closed → a read gets end of file, a blocked write gets a broken
     /// pipe; a peer that resets a TCP connection gives a read `.connectionReset`.
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallE5), arguments: readinessBackends)
     func hangupsCompleteWaitersWithTheirRealError(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let buffer = RE.buffer(8192, fill: 1)
@@ -582,7 +585,7 @@ struct ReadinessEngineTests {
     /// `.close` through the loop ends the operations waiting on the descriptor and removes
     /// its registration before closing, so the peer sees the close at once
     /// (PITFALLS A11, E3) and the number can be reused without stale state.
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallA11, .pitfallE3), arguments: readinessBackends)
     func closeThroughTheLoopCancelsWaitersFirst(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let engine = RE.readiness(loop)
@@ -743,7 +746,7 @@ struct ReadinessEngineTests {
     /// file open leaves a registration that can no longer be deleted by number. A read
     /// waiting on it fails with `.badFileDescriptor` when data arrives, and the orphaned
     /// registration does not spin the loop (the engine rebuilds its epoll set).
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallE3), arguments: readinessBackends)
     func registrationOrphanedByCloseOfADupDoesNotSpin(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         for waiting in [true, false] {
@@ -843,7 +846,7 @@ struct ReadinessEngineTests {
     /// PITFALLS A4: data is there before the read is added; the callback rearms once
     /// (both reads complete), then the rearmed read is cancelled and more data arrives:
     /// no further callback, the cancel succeeds, the completion is dead.
-    @Test(arguments: readinessBackends)
+    @Test(.tags(.pitfallA4), arguments: readinessBackends)
     func rearmAfterImmediateReadThenCancel(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let (a, b) = try RE.socketPair()
@@ -986,7 +989,7 @@ struct ReadinessEngineTests {
     /// PITFALLS F5: a timer at `distantFuture` is the nearest deadline; the wait's timeout
     /// is clamped (no overflow on any wait call), other work still wakes the loop, and the
     /// timer can be cancelled.
-    @Test(arguments: ["epoll", "epoll, milliseconds", "poll"])
+    @Test(.tags(.pitfallF5), arguments: ["epoll", "epoll, milliseconds", "poll"])
     func distantFutureTimeoutDoesNotOverflow(variant: String) throws {
         let loop: LoopCore
         switch variant {
@@ -1013,5 +1016,122 @@ struct ReadinessEngineTests {
         try loop.cancel(far, using: cancel)
         #expect(try RE.runUntilDone(loop))
         #expect(timerResult?.error == .canceled)
+    }
+
+    // MARK: - Thread pool shutdown (pitfall I6)
+
+    // PITFALLS I6 (libxev PR #113, #130): the readiness backends' thread pool is created and
+    // shut down with work queued and running, 1,000 times, without a hang, a leaked thread
+    // or a leaked pool, and without a worker touching a job's buffer after `shutdown()`
+    // returned. (The loop-level variant, loops torn down with pool work queued, is
+    // `loopsWithQueuedPoolWorkAreTornDownCleanly` in CompletionLifecycleTests.) It counts the
+    // process's threads, so it runs in a child process of its own (ProcessIsolation.swift):
+    // under parallel `swift test` other tests' threads come and go.
+
+    private final class ShutDownFlag: Sendable {
+        let flag = Atomic<Bool>(false)
+    }
+
+    /// What the rounds share with the thread that runs them; read by the test thread only
+    /// after `done` is set (or never, if the rounds hang).
+    private final class Rounds: @unchecked Sendable {
+        let zero: Int32
+        let buffers: [UnsafeMutableRawBufferPointer]
+        let done = Atomic<Bool>(false)
+        let wakes = Atomic<Int>(0)
+        let lateWakes = Atomic<Int>(0)
+        var drained = 0
+        var completedRounds = 0
+        var pools: [() -> BlockingPool?] = []
+        var scribbledAfterShutdown = 0
+
+        init(zero: Int32, jobs: Int, size: Int) {
+            self.zero = zero
+            buffers = (0..<jobs).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16) }
+        }
+
+        func run(count: Int) {
+            let size = buffers[0].count
+            for round in 0..<count {
+                for b in buffers { b.initializeMemory(as: UInt8.self, repeating: 0xFF) }
+                // A wake-up (a worker posting a result) after shutdown() returned means a
+                // worker outlived the shutdown.
+                let shutDown = ShutDownFlag()
+                let pool = BlockingPool(threads: 2, wake: { [self] in
+                    self.wakes.add(1, ordering: .relaxed)
+                    if shutDown.flag.load(ordering: .acquiring) { self.lateWakes.add(1, ordering: .relaxed) }
+                })
+                weak let weakPool = pool
+                pools.append { weakPool }
+                for (i, b) in buffers.enumerated() {
+                    pool.submit(BlockingPool.Job(id: UInt64(i + 1), kind: .read, fd: zero,
+                                                 address: UInt(bitPattern: b.baseAddress), count: size, offset: 0))
+                }
+                if round % 4 == 1 {
+                    // Let some of it run (and post results) before the shutdown.
+                    usleep(200)
+                    pool.drainResults { _, raw in if raw == size { drained += 1 } }
+                }
+                if round % 8 == 3 {
+                    _ = pool.cancel(id: UInt64(buffers.count))   // withdraw a queued job
+                }
+                pool.shutdown()
+                shutDown.flag.store(true, ordering: .releasing)
+                // No worker runs after shutdown() returned: mark the buffers, and check
+                // below that no read of /dev/zero (which writes zeros) lands after this.
+                for b in buffers { b.initializeMemory(as: UInt8.self, repeating: 0xFF) }
+                usleep(50)
+                let sample = stride(from: 0, to: size, by: 256)
+                if !buffers.allSatisfy({ b in sample.allSatisfy { b[$0] == 0xFF } }) { scribbledAfterShutdown += 1 }
+                completedRounds += 1
+            }
+            done.store(true, ordering: .releasing)
+        }
+    }
+
+    @Test(.tags(.pitfallI6)) func createAndShutDownWithQueuedWorkAThousandTimes() throws {
+        try ProcessIsolation.run(Self.self) {
+            let zero = open("/dev/zero", O_RDONLY | O_CLOEXEC)
+            try #require(zero >= 0)
+            let threadsBefore = Pitfall.threadCount()
+            let rounds = Rounds(zero: zero, jobs: 16, size: 65536)
+            // The rounds run on a thread of their own, so that a shutdown that hangs fails the
+            // test after a bound instead of blocking the suite (the thread is then leaked).
+            let box = Unmanaged.passRetained(rounds).toOpaque()
+            var thread = pthread_t()
+            let created = pthread_create(&thread, nil, { arg in
+                let r = Unmanaged<Rounds>.fromOpaque(arg!).takeRetainedValue()
+                r.run(count: 1000)
+                return nil
+            }, box)
+            try #require(created == 0)
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !rounds.done.load(ordering: .acquiring) && ContinuousClock.now < deadline { usleep(1000) }
+            guard rounds.done.load(ordering: .acquiring) else {
+                Issue.record("the 1,000 create/shutdown rounds did not finish within 60 s: a shutdown hangs")
+                return   // leaks the thread, the descriptor and the buffers on purpose
+            }
+            pthread_join(thread, nil)
+            defer {
+                close(zero)
+                for b in rounds.buffers { b.deallocate() }
+            }
+            #expect(rounds.completedRounds == 1000)
+            usleep(20_000)   // time for a worker that outlived its pool's shutdown to show itself
+            #expect(rounds.lateWakes.load(ordering: .relaxed) == 0, "a worker posted a result after shutdown() returned")
+            #expect(rounds.scribbledAfterShutdown == 0, "a worker wrote into a buffer after shutdown() returned")
+            #expect(rounds.pools.allSatisfy { $0() == nil }, "a pool outlived its shutdown and release")
+            #expect(rounds.wakes.load(ordering: .relaxed) > 0 && rounds.drained > 0, "the pools did work before their shutdowns")
+            let threadsAfter = Pitfall.threadCount()
+            #expect(threadsAfter <= threadsBefore + 4, "threads: \(threadsBefore) before, \(threadsAfter) after 1,000 pools")
+
+            // A pool that never got work starts no thread and needs no shutdown.
+            let before = Pitfall.threadCount()
+            do {
+                let idle = BlockingPool(threads: 2, wake: {})
+                _ = idle
+            }
+            #expect(Pitfall.threadCount() == before)
+        }
     }
 }

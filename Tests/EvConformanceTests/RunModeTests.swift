@@ -120,7 +120,7 @@ struct RunModeTests {
 
     /// PITFALLS B8: `run` from inside a callback throws `.nestedRun`, and the loop keeps
     /// working afterwards.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallB8), arguments: conformanceBackends)
     func nestedRunThrowsAndLoopKeepsWorking(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -153,7 +153,7 @@ struct RunModeTests {
 
     /// `stop()` from a callback ends the current run even though work is still pending
     /// (PITFALLS J3); the pending completions stay active, and a later run can cancel them.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallJ3), arguments: conformanceBackends)
     func stopFromCallbackThenCancelInALaterRun(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -191,5 +191,64 @@ struct RunModeTests {
         #expect(results.values.allSatisfy { $0.isCanceled })
         #expect(cancelResults.count == 3 && cancelResults.allSatisfy { $0.error == nil })
         #expect(loop.activeCount == 0)
+    }
+
+    // MARK: - The loop thread (pitfall B11)
+
+    /// PITFALLS B11 (observed, not endorsed): a loop belongs to one long-lived thread. Here
+    /// a receive is added and submitted by a thread that then exits, and the loop is run
+    /// on to this thread. The outcome is recorded, not prescribed: on readiness backends
+    /// the receive gets its data; on io_uring the kernel cancels a request whose task
+    /// exited, so it reports `.canceled` though nobody cancelled it. Either way it is
+    /// exactly one callback, no crash and no hang, and the loop works afterwards.
+    @Test(.tags(.pitfallB11, .pitfallK5), arguments: conformanceBackends)
+    func operationSubmittedByAThreadThatExited(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        let buffer = h.buffer(8)
+        var results: [CompletionResult] = []
+        let recv = Completion(.recv(socket: a, buffer: buffer)) { _, r in results.append(r); return .disarm }
+        // Deliberate misuse of a non-Sendable loop, to observe what the kernel does.
+        final class Handoff: @unchecked Sendable {
+            let loop: LoopCore, completion: Completion
+            var error: (any Error)?
+            init(_ loop: LoopCore, _ completion: Completion) { self.loop = loop; self.completion = completion }
+        }
+        let handoff = Handoff(loop, recv)
+        let submitter = try TestThread {
+            do {
+                try handoff.loop.add(handoff.completion)
+                try handoff.loop.run(.noWait)   // submits (io_uring) or registers (epoll, poll)
+            } catch { handoff.error = error }
+        }
+        submitter.join()
+        #expect(handoff.error == nil, "\(String(describing: handoff.error))")
+        #expect(results.isEmpty, "nothing had arrived yet")
+        try Sock.put(b, "late")
+        #expect(try runUntil(loop) { !results.isEmpty })
+        try runFor(loop, .milliseconds(20))
+        print("[\(backend)] B11: a receive submitted by a thread that exited reported \(results)")
+        #expect(results.count == 1, "\(results)")
+        if backend == .ioUring {
+            #expect(results.first?.count == 4 || results.first?.isCanceled == true, "\(results)")
+        } else {
+            #expect(results.first?.count == 4, "\(results)")
+        }
+        // Whatever happened, the loop still works from this thread (and a receive that was
+        // cancelled by the kernel consumed nothing).
+        var again: CompletionResult?
+        if results.first?.isCanceled == true {
+            try loop.add(Completion(.recv(socket: a, buffer: buffer)) { _, r in again = r; return .disarm })
+            #expect(try runUntil(loop) { again != nil })
+            #expect(again?.count == 4 && Array(buffer[0..<4]) == Array("late".utf8), "\(String(describing: again))")
+        }
+        try Sock.put(b, "more")
+        again = nil
+        try loop.add(Completion(.recv(socket: a, buffer: buffer)) { _, r in again = r; return .disarm })
+        #expect(try runUntil(loop) { again != nil })
+        #expect(again?.count == 4 && Array(buffer[0..<4]) == Array("more".utf8), "\(String(describing: again))")
     }
 }

@@ -35,7 +35,7 @@ struct SignalInterruptionTests {
     /// PITFALLS B7: SIGUSR1 every ~1 ms at the loop thread while it waits for a 200 ms
     /// timer: `run` does not throw, and the timer fires within [200, 230] ms (the loop
     /// retries with the remaining time, not the full timeout and not zero).
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallB7), arguments: conformanceBackends)
     func signalsInterruptingTheWaitDoNotBreakTimers(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)

@@ -84,7 +84,7 @@ struct TCPConformanceTests {
     /// 1 MiB each way at once, byte-exact: send/recv in one direction and write/read in the
     /// other, each side with a read and a write in flight on the same socket, with partial
     /// writes continued by rearming with the rest of the buffer.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallD6), arguments: conformanceBackends)
     func oneMebibyteTransferIsByteExact(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -148,7 +148,7 @@ struct TCPConformanceTests {
     /// PITFALLS E2/E4: a read and a write pending on one socket at once; the read fires
     /// and is rearmed, the write still completes when the peer drains; then cancelling
     /// one of the two leaves the other working.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallE2, .pitfallE4), arguments: conformanceBackends)
     func readAndWritePendingOnOneSocket(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -203,7 +203,7 @@ struct TCPConformanceTests {
 
     /// A pending read (and a later recv and recvmsg) on a socket whose peer closes ends
     /// with `.endOfFile`.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallE5), arguments: conformanceBackends)
     func endOfFileWhenThePeerCloses(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -230,7 +230,7 @@ struct TCPConformanceTests {
     /// PITFALLS D10/E5: when the peer resets (SO_LINGER 0), a pending read gets
     /// `.connectionReset`, and sends get `.brokenPipe` (or the reset first) — as values:
     /// no SIGPIPE kills the process.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallD10, .pitfallE5), arguments: conformanceBackends)
     func peerResetGivesResetOrBrokenPipeWithoutSIGPIPE(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -279,7 +279,7 @@ struct TCPConformanceTests {
     }
 
     /// PITFALLS I1: connecting to a port where nothing listens reports `.connectionRefused`.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallI1), arguments: conformanceBackends)
     func connectToAClosedPortIsRefused(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -337,7 +337,7 @@ struct TCPConformanceTests {
     }
 
     /// PITFALLS I1: shutdown of a socket that was never connected reports `.notConnected`.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallI1), arguments: conformanceBackends)
     func shutdownOfAnUnconnectedSocketIsNotConnected(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -377,7 +377,7 @@ struct TCPConformanceTests {
     /// PITFALLS A11: closing a socket through the loop while a read is pending on it: the
     /// read completes (with `.canceled` or another error, never data), the close succeeds,
     /// and the peer sees end of file within 100 ms.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA11), arguments: conformanceBackends)
     func closeWithAReadPendingReleasesTheConnection(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -427,7 +427,7 @@ struct TCPConformanceTests {
     /// PITFALLS D7: non-blocking descriptors work on every backend, even where the loop
     /// prefers blocking ones (io_uring must absorb EAGAIN itself): a pending recv, an
     /// accept that waits for a client, a send on a full buffer and a connect.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallD7), arguments: conformanceBackends)
     func nonBlockingDescriptorsWorkOnEveryBackend(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -485,5 +485,121 @@ struct TCPConformanceTests {
         })
         #expect((results["send"]?.count ?? 0) > 0, "\(String(describing: results["send"]))")
         #expect(results["connect"]?.error == nil, "\(String(describing: results["connect"]))")
+    }
+
+    // MARK: - Accept at the descriptor limit, and spurious wake-ups (pitfalls E8, I2)
+
+    /// PITFALLS E8: with the descriptor table full, an accept whose connection is waiting
+    /// reports `.systemResources` to its callback (each rearm tries again and reports again:
+    /// no silent retry), and once the callback disarms, the loop is idle even though the
+    /// level-triggered listener stays readable. When descriptors are available again, every
+    /// queued connection is still there to accept.
+    ///
+    /// Runs in a child process of its own (ProcessIsolation.swift): it lowers RLIMIT_NOFILE
+    /// (every other test's sockets would fail).
+    @Test(.tags(.pitfallE8), arguments: conformanceBackends)
+    func acceptAtTheDescriptorLimitReportsSystemResourcesThenIdles(backend: Backend) throws {
+        try ProcessIsolation.run(Self.self, argument: "\(backend)") {
+            let loop = try makeTestLoop(backend)
+            let h = Harness(loop)
+            defer { h.finish() }
+            let clients = 20
+            let (l, port) = try Sock.listener(backlog: 64)
+            h.forLoop(l)
+            let address = try Sock.loopback(ipv6: false, port: port)
+            for _ in 0..<clients {
+                let c = h.own(try Sock.tcp())
+                guard address.withSockAddr({ connect(c, $0, $1) }) == 0 else { throw SysCallError("connect") }
+            }
+            _ = Sock.wait(l, timeoutMs: 1000)
+
+            var results: [CompletionResult] = []
+            let accept = Completion(.accept(socket: l)) { _, r in
+                results.append(r)
+                if case .accept(.success(let fd)) = r { close(fd) }
+                return results.count < 3 ? .rearm : .disarm
+            }
+            var socketErrno: Int32 = 0
+            var finished = false
+            var idleWaits = -1
+            try Pitfall.withDescriptorTableFull(anyOpenFd: l) {
+                // The limit really is reached: a plain socket(2) fails the same way.
+                let probe = socket(AF_INET, Sock.streamType, 0)
+                if probe >= 0 { close(probe) } else { socketErrno = cevsys_errno() }
+                try loop.add(accept)
+                finished = try runUntil(loop) { accept.state == .dead }
+                idleWaits = try Pitfall.kernelWaitsWhileIdle(loop, .milliseconds(50))
+            }
+            #expect(socketErrno == EMFILE, "the descriptor table was not full (socket errno \(socketErrno))")
+            #expect(finished, "the accept callbacks did not run")
+            #expect(results.count == 3, "\(results)")
+            #expect(results.allSatisfy { $0.error == .systemResources }, "\(results)")
+            #expect(idleWaits >= 1 && idleWaits <= 5, "\(idleWaits) kernel waits in 50 ms with nothing to do: the readable listener spins the loop")
+
+            // Descriptors are available again: all queued connections are accepted.
+            var accepted = 0
+            var failures: [CompletionResult] = []
+            accept.callback = { _, r in
+                guard case .accept(.success(let fd)) = r else { failures.append(r); return .disarm }
+                close(fd)
+                accepted += 1
+                return accepted < clients ? .rearm : .disarm
+            }
+            try loop.add(accept)
+            #expect(try runUntil(loop) { accept.state == .dead })
+            #expect(failures.isEmpty, "\(failures)")
+            #expect(accepted == clients)
+        }
+    }
+
+    /// PITFALLS I2: two receives and two accepts wait on one socket each; one byte (one
+    /// connection) arrives, so both waiters are woken but only one can succeed. The other
+    /// gets EAGAIN inside the loop and goes on waiting: exactly one callback, until a
+    /// second byte (connection) completes the other.
+    @Test(.tags(.pitfallI2), arguments: conformanceBackends)
+    func eagainAfterAWakeUpNeverReachesACallback(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        var recvs: [CompletionResult] = []
+        let r1 = Completion(.recv(socket: a, buffer: h.buffer(8))) { _, r in recvs.append(r); return .disarm }
+        let r2 = Completion(.recv(socket: a, buffer: h.buffer(8))) { _, r in recvs.append(r); return .disarm }
+        try loop.add(r1)
+        try loop.add(r2)
+        try loop.run(.noWait)
+        try Sock.put(b, [1])
+        #expect(try runUntil(loop) { !recvs.isEmpty })
+        try runFor(loop, .milliseconds(20))
+        #expect(recvs.count == 1 && recvs.first?.count == 1, "\(recvs)")
+        #expect([r1, r2].filter { $0.state == .active }.count == 1)
+        try Sock.put(b, [2])
+        #expect(try runUntil(loop) { recvs.count == 2 })
+        #expect(recvs.allSatisfy { $0.count == 1 }, "\(recvs)")
+
+        let (l, port) = try Sock.listener()
+        h.forLoop(l)
+        var accepts: [CompletionResult] = []
+        let record: Completion.Callback = { _, r in
+            accepts.append(r)
+            if case .accept(.success(let fd)) = r { h.own(fd) }
+            return .disarm
+        }
+        let a1 = Completion(.accept(socket: l), callback: record)
+        let a2 = Completion(.accept(socket: l), callback: record)
+        try loop.add(a1)
+        try loop.add(a2)
+        try loop.run(.noWait)
+        let address = try Sock.loopback(ipv6: false, port: port)
+        let c1 = h.own(try Sock.tcp())
+        #expect(address.withSockAddr { connect(c1, $0, $1) } == 0)
+        #expect(try runUntil(loop) { !accepts.isEmpty })
+        try runFor(loop, .milliseconds(20))
+        #expect(accepts.count == 1 && accepts.first?.error == nil, "\(accepts)")
+        let c2 = h.own(try Sock.tcp())
+        #expect(address.withSockAddr { connect(c2, $0, $1) } == 0)
+        #expect(try runUntil(loop) { accepts.count == 2 })
+        #expect(accepts.allSatisfy { $0.error == nil }, "\(accepts)")
     }
 }

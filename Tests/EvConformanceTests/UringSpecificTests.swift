@@ -37,7 +37,7 @@ struct UringSpecificTests {
     /// dropped or failed: every callback runs exactly once, 4,000 one-byte pwrites land at
     /// their offsets, 1,000 polls wait until data arrives, and 1,000 timers with one
     /// deadline fire in the order they were armed.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallB1), arguments: conformanceBackends)
     func tenThousandOperationsThroughAnEightEntryRing(backend: Backend) throws {
         let loop = try smallRingLoop(backend, entries: 8)
         let h = Harness(loop)
@@ -122,7 +122,7 @@ struct UringSpecificTests {
     /// PITFALLS A7: a cancel in the same batch as the completion it targets. Whatever the
     /// timing, exactly one outcome pair: (target `.canceled`, cancel succeeded) or (target
     /// has its data, cancel `.notFound`/`.inProgress`), and no byte is lost or read twice.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA7), arguments: conformanceBackends)
     func cancelRacingCompletionInOneBatch(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -166,7 +166,7 @@ struct UringSpecificTests {
     /// same completion, then cancelled at once. The cancel names the second activation:
     /// the write's callback reports `.canceled` exactly once and the cancel succeeds; a
     /// second cancel finds nothing and the write's callback is not invoked again.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA1), arguments: conformanceBackends)
     func partialWriteRearmedThenCancelled(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -213,7 +213,7 @@ struct UringSpecificTests {
     /// PITFALLS B3: a batch of three where the middle one has a closed descriptor. The
     /// middle one gets `.badFileDescriptor`; the first and third complete normally (without
     /// IORING_SETUP_SUBMIT_ALL the kernel would stop the batch at a failing entry).
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallB3), arguments: conformanceBackends)
     func invalidDescriptorInTheMiddleOfABatch(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -240,7 +240,7 @@ struct UringSpecificTests {
     /// once and promptly: a loop that slept with completions still held by the kernel
     /// would only wake at the watchdog, seconds later. On io_uring the CQ overflows
     /// (16 entries here) and the kept-aside completions are fetched.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallB5), arguments: conformanceBackends)
     func fourTimesTheCompletionQueueAtOnce(backend: Backend) throws {
         let loop = try smallRingLoop(backend, entries: 8)
         let h = Harness(loop)
@@ -277,7 +277,7 @@ struct UringSpecificTests {
     /// PITFALLS A9: cancelling an operation that is still waiting for a submission entry
     /// (20 reads through an 8-entry ring) completes it as cancelled without submitting it;
     /// the other 19 still read one byte each.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallA9), arguments: conformanceBackends)
     func cancelOfAParkedOperation(backend: Backend) throws {
         let loop = try smallRingLoop(backend, entries: 8)
         let h = Harness(loop)
@@ -352,7 +352,7 @@ struct UringInternalsTests {
 
     /// PITFALLS C7: a kernel whose opcode probe lacks an operation the loop needs makes
     /// init throw, naming the opcode; nothing is cached, so a normal ring works right after.
-    @Test(.enabled(if: uringListed))
+    @Test(.tags(.pitfallC7), .enabled(if: uringListed))
     func missingOpcodeMakesInitThrow() throws {
         _ = try makeTestLoop(.ioUring)
         var asked: [String] = []
@@ -376,7 +376,7 @@ struct UringInternalsTests {
     /// PITFALLS D7: with every socket read and write attempted without waiting (as older
     /// kernels do on non-blocking descriptors), -EAGAIN never reaches a callback: the loop
     /// polls and retries. Also a cancel while the operation waits on that poll.
-    @Test(.enabled(if: uringListed))
+    @Test(.tags(.pitfallD7), .enabled(if: uringListed))
     func eagainIsAbsorbedByPollAndRetry() throws {
         let loop = try uringTestLoop()
         loop.forceNonblockingAttempts = true
@@ -469,7 +469,7 @@ struct UringInternalsTests {
     /// PITFALLS B9: with each setup-flag combination, an operation that completes while
     /// the loop is not waiting is delivered by a single `run(.noWait)` (with
     /// DEFER_TASKRUN, only an io_uring_enter asking for events posts it).
-    @Test(.enabled(if: uringListed),
+    @Test(.tags(.pitfallB9), .enabled(if: uringListed),
           arguments: [UringLoop.SetupFlags(), [.coopTaskrun], [.singleIssuer], [.singleIssuer, .deferTaskrun],
                       [.singleIssuer, .coopTaskrun, .deferTaskrun]])
     func noWaitDeliversWithEverySetupFlag(flags: UringLoop.SetupFlags) throws {
@@ -496,7 +496,7 @@ struct UringInternalsTests {
     /// `.close` on a kernel without IORING_ASYNC_CANCEL_FD (simulated): the loop cancels
     /// its own operations on the descriptor, then closes; the pending read ends and the
     /// peer sees the close at once (PITFALLS A11). Also with CANCEL_FD, for comparison.
-    @Test(.enabled(if: uringListed),
+    @Test(.tags(.pitfallA11), .enabled(if: uringListed),
           arguments: [false, true], [UringLoop.SetupFlags(), [.singleIssuer, .deferTaskrun]])
     func closeCancelsPendingOperations(cancelByDescriptor: Bool, flags: UringLoop.SetupFlags) throws {
         let loop = try uringTestLoop(setupFlags: flags, allowCancelByDescriptor: cancelByDescriptor)
@@ -523,7 +523,7 @@ struct UringInternalsTests {
     /// back-pressure, request memory) fails no operation: the loop reaps and submits again.
     /// 20 operations through an 8-entry ring, so the refusals hit both the rounds that
     /// empty the parked queue and the final submit.
-    @Test(.enabled(if: uringListed))
+    @Test(.tags(.pitfallB2), .enabled(if: uringListed))
     func busyAgainAndNoMemoryFromEnterAreRetried() throws {
         let loop = try uringTestLoop()
         let h = Harness(loop)
@@ -544,7 +544,7 @@ struct UringInternalsTests {
     /// An interrupted enter (EINTR) is not an error; an error the loop does not retry
     /// (EFAULT here) makes `run` throw, not the operation fail; either way a later `run`
     /// submits the entry and the operation completes normally, once.
-    @Test(.enabled(if: uringListed))
+    @Test(.tags(.pitfallB4), .enabled(if: uringListed))
     func submitErrorsLeaveWrittenOperationsActive() throws {
         let loop = try uringTestLoop()
         let h = Harness(loop)
@@ -569,7 +569,7 @@ struct UringInternalsTests {
     /// (simulated: the probe's enter fails) makes init throw with the errno named; the
     /// rings of the failed attempts are released. In a child process (ProcessIsolation):
     /// it counts every ring descriptor of the process.
-    @Test(.enabled(if: uringListed), arguments: [EPERM, ENOSYS])
+    @Test(.tags(.pitfallC6), .enabled(if: uringListed), arguments: [EPERM, ENOSYS])
     func blockedEnterMakesInitThrow(code: Int32) throws {
         try ProcessIsolation.run(Self.self, argument: "\(code)") {
             _ = try makeTestLoop(.ioUring)
@@ -593,7 +593,7 @@ struct UringInternalsTests {
     /// PITFALLS D1: an Async notifier's eventfd is waited on with POLL_ADD and read with
     /// read(2) on the loop thread, never with an io_uring READ (Linux 6.15.4 made those
     /// hang): 200 cross-thread notifications submit polls and no READ.
-    @Test(.enabled(if: uringListed))
+    @Test(.tags(.pitfallD1), .enabled(if: uringListed))
     func eventfdIsNeverReadThroughTheRing() throws {
         let loop = try uringTestLoop()
         let h = Harness(loop)
@@ -656,7 +656,7 @@ struct UringInternalsTests {
     /// Every io_uring descriptor in the process is close-on-exec (PITFALLS B12). In a
     /// child process (ProcessIsolation): with other tests running, a ring listed in the
     /// table may be closed, and its number reused, before it is checked.
-    @Test(.enabled(if: uringListed))
+    @Test(.tags(.pitfallB12, .pitfallG3), .enabled(if: uringListed))
     func ringDescriptorIsCloseOnExec() throws {
         try ProcessIsolation.run(Self.self) {
             let loop = try uringTestLoop()

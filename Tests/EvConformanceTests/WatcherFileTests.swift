@@ -27,7 +27,7 @@ struct WatcherFileTests {
 
     /// Sequential writes append in order, pwrite overwrites in place, then read and pread
     /// read it all back; a read at the end is `.endOfFile`. The file is close-on-exec.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallE1), arguments: conformanceBackends)
     func writeThenReadBack(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)

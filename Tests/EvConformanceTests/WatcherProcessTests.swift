@@ -25,7 +25,7 @@ struct WatcherProcessTests {
         return result
     }
 
-    @Test(arguments: processCases)
+    @Test(.tags(.pitfallH2), arguments: processCases)
     func exitCodeIsReported(backend: Backend, method: ExitWatchMethod) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -41,7 +41,7 @@ struct WatcherProcessTests {
         #expect(try waitForExit(child, on: loop) == .success(.exited(3)))
     }
 
-    @Test(arguments: processCases)
+    @Test(.tags(.pitfallH2), arguments: processCases)
     func killedBySignalIsReported(backend: Backend, method: ExitWatchMethod) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -61,7 +61,7 @@ struct WatcherProcessTests {
 
     /// The child has exited (it is a zombie) before the wait is armed: the exit is still
     /// reported (PITFALLS H2, libxev 59e337c).
-    @Test(arguments: processCases)
+    @Test(.tags(.pitfallH2), arguments: processCases)
     func childThatExitedBeforeTheWait(backend: Backend, method: ExitWatchMethod) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -117,7 +117,7 @@ struct WatcherProcessTests {
     /// pidfds, and not even a descriptor deliberately left without close-on-exec (spawn
     /// closes everything above stderr). The child lists its own /proc/self/fd into a
     /// socketpair. Arguments, environment and working directory arrive as given.
-    @Test(arguments: processCases)
+    @Test(.tags(.pitfallB12, .pitfallG3, .pitfallH4), arguments: processCases)
     func noDescriptorLeaksIntoTheChild(backend: Backend, method: ExitWatchMethod) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -166,7 +166,7 @@ struct WatcherProcessTests {
     /// fall back to the waiter thread, and the exit is still reported (PITFALLS H1); any
     /// other failure (EMFILE) is an error, and spawn then kills and reaps the child
     /// instead of leaving it unwatched.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallH1), arguments: conformanceBackends)
     func injectedPidfdFailures(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -228,6 +228,140 @@ struct WatcherProcessTests {
         #expect(throws: EvError.errno(ENOENT)) {
             _ = try Subprocess.spawn(path: "/nonexistent/evloop-no-such-program")
         }
+    }
+
+    // MARK: - Children started by other code (pitfalls B12, G3, H3)
+
+    /// PITFALLS B12 and G3: every descriptor the loop and the watchers create (the
+    /// backend's own, eventfds, a signalfd, pidfds, files, sockets, an accepted socket) is
+    /// close-on-exec, and a child started by code outside this library -- plain
+    /// posix_spawn, which closes nothing -- holds none of them.
+    ///
+    /// Runs in a child process of its own (ProcessIsolation.swift): it compares the whole
+    /// descriptor table before and after.
+    @Test(.tags(.pitfallB12, .pitfallG3), arguments: conformanceBackends)
+    func noLoopDescriptorReachesAChildSpawnedWithoutCleanup(backend: Backend) throws {
+        try ProcessIsolation.run(Self.self, argument: "\(backend)") {
+            let before = Fds.table()
+            let loop = try makeTestLoop(backend)
+            let h = Harness(loop)
+            defer { h.finish() }
+
+            let async = try Async()
+            try async.wait(loop: loop, completion: Completion()) { _, _ in .disarm }
+            let stopper = try LoopStopper(loop: loop)
+            let signals = try SignalWatcher(signals: [SIGUSR2])
+            try signals.wait(loop: loop, completion: Completion()) { _, _ in .disarm }
+            var exits: [Result<Subprocess.ExitStatus, EvError>] = []
+            var children: [Subprocess] = []
+            for method in [ExitWatchMethod.pidfd, .waiterThread] {
+                let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
+                children.append(child)
+                try child.wait(loop: loop, completion: Completion()) { _, r in exits.append(r) }
+            }
+            defer { for c in children { try? c.signal(SIGKILL) } }
+
+            var path = Array("/tmp/evloop-pitfall-b12-XXXXXX".utf8CString)
+            let tmp = path.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            guard tmp >= 0 else { throw SysCallError("mkstemp") }
+            close(tmp)
+            let name = path.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            defer { unlink(name) }
+            let file = try File(path: name, options: [.readWrite])
+            h.own(file.fd)
+            var fileRead: Result<Int, EvError>?
+            try file.read(loop: loop, completion: Completion(), buffer: h.buffer(16)) { _, r in fileRead = r; return .disarm }
+
+            let listener = try TCPSocket(family: AF_INET, loop: loop)
+            h.own(listener.fd)
+            try listener.bind(to: SocketAddress(ipv4: "127.0.0.1", port: 0))
+            try listener.listen(backlog: 8)
+            var accepted: Result<TCPSocket, EvError>?
+            try listener.accept(loop: loop, completion: Completion()) { _, r in
+                accepted = r
+                if case .success(let s) = r { h.own(s.fd) }
+                return .disarm
+            }
+            let udp = try UDPSocket(family: AF_INET, loop: loop)
+            h.own(udp.fd)
+            let client = h.own(try Sock.tcp())
+            let port = try listener.localAddress().port
+            #expect(try Sock.loopback(ipv6: false, port: port).withSockAddr { connect(client, $0, $1) } == 0)
+            #expect(try runUntil(loop) { accepted != nil && fileRead != nil })
+            #expect(fileRead.map { if case .failure(.endOfFile) = $0 { true } else { false } } == true, "\(String(describing: fileRead))")
+
+            let created = Fds.table().filter { before[$0.key] != $0.value }
+            #expect(created.count >= 9, "the loop and watchers created too few descriptors to mean anything: \(created)")
+            for (fd, target) in created.sorted(by: { $0.key < $1.key }) {
+                #expect(Sock.isCloseOnExec(fd), "descriptor \(fd) (\(target)) is not close-on-exec")
+            }
+
+            let pid = try Pitfall.plainSpawn("/bin/sleep", ["10"])
+            defer { Pitfall.killAndReap(pid) }
+            let inChild = Pitfall.descriptors(of: pid)
+            #expect(!inChild.isEmpty, "could not list /proc/\(pid)/fd")
+            for (fd, target) in created where inChild[fd] == target {
+                Issue.record("descriptor \(fd) (\(target)) of the loop leaked into a plainly spawned child")
+            }
+
+            // Reap the watched children through the loop.
+            for c in children { try c.signal(SIGKILL) }
+            #expect(try runUntil(loop) { exits.count == 2 })
+            #expect(exits.allSatisfy { $0 == .success(.signaled(SIGKILL, coreDumped: false)) }, "\(exits)")
+            _ = stopper
+        }
+    }
+
+    /// The SIGCHLD disposition: handler address and flags.
+    private func sigchldDisposition() -> (UInt, Int32) {
+        var current = sigaction()
+        sigaction(SIGCHLD, nil, &current)
+        return (unsafeBitCast(current.__sigaction_handler.sa_handler, to: UInt.self), current.sa_flags)
+    }
+
+    /// PITFALLS H3: a child started by other code (plain posix_spawn) exits while the
+    /// loop watches, and reaps, children of its own (pidfd and waiter thread); the other
+    /// child is left for its owner to reap (no waitpid(-1)), and the SIGCHLD disposition
+    /// is the same before and after (no handler installed).
+    @Test(.tags(.pitfallH3), arguments: processCases)
+    func onlyWatchedChildrenAreReapedAndSIGCHLDIsUntouched(backend: Backend, method: ExitWatchMethod) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let dispositionBefore = sigchldDisposition()
+        let foreign = try Pitfall.plainSpawn("/bin/sh", ["-c", "exit 4"])
+        var foreignReaped = false
+        defer { if !foreignReaped { Pitfall.killAndReap(foreign) } }
+        // Wait (bounded) until the foreign child has exited and is a zombie.
+        var zombie = false
+        for _ in 0..<1000 where !zombie {
+            var info = siginfo_t()
+            zombie = waitid(P_PID, id_t(foreign), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == foreign
+            if !zombie { usleep(2_000) }
+        }
+        #expect(zombie, "the foreign child did not exit within 2 s")
+
+        for _ in 0..<3 {
+            let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 6"], stdin: .null, exitWatch: method)
+            var result: Result<Subprocess.ExitStatus, EvError>?
+            try child.wait(loop: loop, completion: Completion()) { _, r in result = r }
+            #expect(try runUntil(loop, timeout: .seconds(10)) { result != nil })
+            #expect(result == .success(.exited(6)))
+        }
+        try runFor(loop, .milliseconds(20))
+
+        // The foreign child is still there for its owner to reap, with its own status.
+        var status: Int32 = 0
+        let r = waitpid(foreign, &status, WNOHANG)
+        foreignReaped = r == foreign
+        #expect(r == foreign, "waitpid(\(foreign)) returned \(r) (errno \(cevsys_errno())): someone else reaped the foreign child")
+        if r == foreign {
+            #expect((status & 0x7f) == 0 && ((status >> 8) & 0xff) == 4, "status \(status)")
+        }
+        let dispositionAfter = sigchldDisposition()
+        #expect(dispositionAfter.0 == dispositionBefore.0 && dispositionAfter.1 == dispositionBefore.1,
+                "the SIGCHLD disposition changed: \(dispositionBefore) -> \(dispositionAfter)")
+        #expect(dispositionAfter.0 == unsafeBitCast(SIG_DFL, to: UInt.self), "SIGCHLD is not SIG_DFL")
     }
 }
 

@@ -27,7 +27,7 @@ struct WatcherSignalTests {
 
     /// A blocked SIGUSR2 raised while the wait is pending is reported, with its code
     /// (SI_TKILL for raise) and sender; then nothing more arrives.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallH5), arguments: conformanceBackends)
     func raisedSignalIsReported(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -63,7 +63,7 @@ struct WatcherSignalTests {
 
     /// Signals raised before the wait is armed are pending and reported; several of the
     /// same signal coalesce into one delivery (at-least-once, not per signal).
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallH5), arguments: conformanceBackends)
     func signalsBeforeTheWaitCoalesce(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)

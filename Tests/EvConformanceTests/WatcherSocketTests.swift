@@ -303,7 +303,7 @@ struct WatcherSocketTests {
 
     /// Connect to a port where nothing listens: `.connectionRefused`; shutdown of an
     /// unconnected socket: `.notConnected` (PITFALLS I1).
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallI1), arguments: conformanceBackends)
     func connectRefusedAndShutdownUnconnected(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -332,7 +332,7 @@ struct WatcherSocketTests {
     /// reads slowly (at most 32 KiB per millisecond, through small socket buffers, so
     /// writes are cut short and resumed); request callbacks run in queue order, and
     /// `bytesQueued` shows the backlog the slow reader causes (PITFALLS D6).
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallD6), arguments: conformanceBackends)
     func writeQueueKeepsOrderAgainstASlowReader(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -402,7 +402,7 @@ struct WatcherSocketTests {
 
     /// A failed (here: cancelled) write fails every queued request, in order, and leaves
     /// the queue empty and usable (PITFALLS I5). The queue then resumes with new requests.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallI5), arguments: conformanceBackends)
     func writeQueueErrorFailsQueuedRequestsInOrder(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)

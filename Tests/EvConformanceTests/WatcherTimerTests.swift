@@ -10,7 +10,7 @@ struct WatcherTimerTests {
 
     /// Repetition is "set the next deadline, then .rearm": five ticks 5 ms apart, none
     /// early, each measured from the previous callback (`now + interval`).
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallF4), arguments: conformanceBackends)
     func repeatsBySettingTheNextDeadline(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
@@ -37,7 +37,7 @@ struct WatcherTimerTests {
 
     /// Reset moves a pending timer (only the new deadline fires, once); reset of a dead
     /// timer starts it with its callback; cancel reports `.canceled` once.
-    @Test(arguments: conformanceBackends)
+    @Test(.tags(.pitfallF1), arguments: conformanceBackends)
     func resetAndCancel(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)

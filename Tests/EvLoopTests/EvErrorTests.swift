@@ -7,7 +7,7 @@ import Testing
 /// PITFALLS D9 and K2: one table maps errno values to named errors, and one function maps
 /// a raw kernel-convention result to a typed result per operation; every backend goes
 /// through both, so these tables are the backends' shared contract.
-@Suite struct EvErrorTests {
+@Suite(.tags(.pitfallD9, .pitfallI1, .pitfallK2)) struct EvErrorTests {
     static let named: [(Int32, EvError)] = [
         (ECANCELED, .canceled), (ECONNREFUSED, .connectionRefused), (ECONNRESET, .connectionReset),
         (ECONNABORTED, .connectionAborted), (EPIPE, .brokenPipe), (EBADF, .badFileDescriptor),

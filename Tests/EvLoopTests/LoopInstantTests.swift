@@ -4,7 +4,7 @@ import Testing
 /// LoopInstant arithmetic saturates instead of trapping (PITFALLS F5): absurd timer
 /// durations must become "never", not an overflow in a backend's timeout computation.
 @Suite struct LoopInstantTests {
-    @Test func additionSaturatesAtDistantFuture() {
+    @Test(.tags(.pitfallF5)) func additionSaturatesAtDistantFuture() {
         let far = LoopInstant.distantFuture
         #expect(far + .nanoseconds(1) == far)
         #expect(far + .seconds(Int64.max) == far)
@@ -16,7 +16,7 @@ import Testing
         #expect(big + .seconds(Int64.max) == far, "Int64.max ns from past the middle overflows UInt64")
     }
 
-    @Test func hugeDurationsClampToInt64Nanoseconds() {
+    @Test(.tags(.pitfallF5)) func hugeDurationsClampToInt64Nanoseconds() {
         let t = LoopInstant(nanoseconds: 1_000)
         #expect((t + .seconds(Int64.max)).nanoseconds == 1_000 + UInt64(Int64.max))
         #expect(Duration.seconds(Int64.max).nanosecondsSaturating == .max)
@@ -28,7 +28,7 @@ import Testing
                 "sub-nanosecond parts are truncated")
     }
 
-    @Test func negativeDurationsClampAtZero() {
+    @Test(.tags(.pitfallF5)) func negativeDurationsClampAtZero() {
         let t = LoopInstant(nanoseconds: 10)
         #expect(t + .nanoseconds(-3) == LoopInstant(nanoseconds: 7))
         #expect(t + .nanoseconds(-10) == LoopInstant(nanoseconds: 0))
@@ -38,7 +38,7 @@ import Testing
         #expect(t + .zero == t)
     }
 
-    @Test func subtractionIsSignedAndClamped() {
+    @Test(.tags(.pitfallF5)) func subtractionIsSignedAndClamped() {
         let a = LoopInstant(nanoseconds: 5_000), b = LoopInstant(nanoseconds: 2_000)
         #expect(a - b == .nanoseconds(3_000))
         #expect(b - a == .nanoseconds(-3_000))

@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-import CEvSys
 import Synchronization
 
 /// The thread-safe half of an `Async`: an eventfd that any thread may signal.
@@ -14,8 +8,9 @@ import Synchronization
 /// lets Swift 6 check that claim: hand the notifier, never the `Async` or the loop, to
 /// other threads.
 ///
-/// The descriptor is closed when the last reference goes away, so a thread that still
-/// holds the notifier can never write to a closed (or reused) descriptor number.
+/// Ownership: the notifier creates its eventfd and closes it in `deinit`, when the last
+/// reference goes away, so a thread that still holds the notifier can never write to a
+/// closed (or reused) descriptor number. Do not close `fd` yourself.
 ///
 /// One notifier, one wait at a time: any number of threads may notify, but only one wait
 /// (`Async.wait`, through any `Async` wrapping the notifier, or the awaitable `wait(on:)`)
@@ -27,8 +22,9 @@ import Synchronization
 /// startWorkerThread { notifier.notify() }  // safe from any thread
 /// ```
 public final class AsyncNotifier: Sendable {
-    /// The eventfd (close-on-exec, non-blocking).
-    public let fd: Int32
+    /// The eventfd (close-on-exec, non-blocking). Owned by the notifier: do not close it.
+    public var fd: Int32 { eventFD.descriptor }
+    private let eventFD: EventFD
 
     /// Whether a wait is armed on the notifier. Atomic, not loop state: the notifier is
     /// `Sendable`, so waits on two loops on two threads may race for it. `notify()` never
@@ -47,40 +43,21 @@ public final class AsyncNotifier: Sendable {
 
     /// Creates the eventfd (EFD_CLOEXEC | EFD_NONBLOCK).
     public init() throws(EvError) {
-        let fd = cevsys_eventfd(0, O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw EvError(errno: cevsys_errno()) }
-        self.fd = fd
+        eventFD = try EventFD()
     }
 
     /// Wakes the loop waiting on this notifier. Safe from any thread, any number of times;
     /// notifications that arrive before the waiter runs coalesce into one callback, and a
     /// notification after a callback began always causes another callback.
-    public func notify() {
-        var one: UInt64 = 1
-        while write(fd, &one, 8) < 0 {
-            // EINTR: a signal handler ran; retry. EAGAIN: the counter is at its maximum, so
-            // the eventfd is readable already and this notification is coalesced; done.
-            if cevsys_errno() != EINTR { return }
-        }
-    }
+    public func notify() { eventFD.signal() }
 
     /// Reads (and so resets) the counter: true if a notification was pending, false when
-    /// there was none (EAGAIN). Called on the loop thread after a poll reported readable.
-    func consume() -> Result<Bool, EvError> {
-        var value: UInt64 = 0
-        while true {
-            if read(fd, &value, 8) == 8 { return .success(true) }
-            let e = cevsys_errno()
-            // EINTR: retry. EAGAIN: a spurious wake-up, or another reader took it first
-            // (and Linux 5.7 eventfds could report readable with nothing to read,
-            // PITFALLS D2): the caller polls again.
-            if e == EINTR { continue }
-            if e == EAGAIN { return .success(false) }
-            return .failure(EvError(errno: e))
-        }
-    }
+    /// there was none (EAGAIN: the caller polls again; see `EventFD.drain`). Called on the
+    /// loop thread after a poll reported readable.
+    func consume() -> Result<Bool, EvError> { eventFD.drain() }
 
-    deinit { close(fd) }
+    /// The notifier owns its eventfd and closes it here, when the last reference goes.
+    deinit { eventFD.close() }
 }
 
 /// A cross-thread wake-up for an event loop: other threads call `notifier.notify()`, and
@@ -112,6 +89,9 @@ public final class AsyncNotifier: Sendable {
 ///   does whatever several waits would.
 ///
 /// Not `Sendable`: the loop side belongs to the loop thread. Only `notifier` crosses threads.
+///
+/// Ownership: an `Async` opens no descriptor of its own; its `notifier` owns the eventfd and
+/// closes it when the last reference to the notifier goes.
 ///
 /// ```swift
 /// let async = try Async()
@@ -201,6 +181,8 @@ public final class Async {
 /// an immutable `Sendable` class holding just the notifier, Swift 6 checks that nothing
 /// else (the loop, the stopper's completion) goes with it.
 ///
+/// Ownership: holds a reference to the stopper's notifier, which owns and closes the eventfd.
+///
 /// ```swift
 /// let requester = try LoopStopper(loop: loop).requester
 /// startWorkerThread { requester.requestStop() }   // any thread
@@ -216,6 +198,9 @@ public final class StopRequester: Sendable {
 }
 
 /// Stops a loop from another thread (PITFALLS G2, libxev#173).
+///
+/// Ownership: the stopper's eventfd belongs to its notifier (shared with `requester`), which
+/// closes it when the last of them goes away.
 ///
 /// Why: `EventLoop.stop()` only sets a flag that the loop thread reads, so calling it from
 /// another thread is a data race and does not wake a loop blocked in the kernel. The
