@@ -423,7 +423,7 @@ struct UringInternalsTests {
     /// ring park the readiness polls they need behind it (in order), and those polls are
     /// written as room frees up: 20 receives through an 8-entry ring all get EAGAIN, all
     /// poll, and all complete once their data comes; half are cancelled while polling.
-    @Test(.enabled(if: uringListed))
+    @Test(.tags(.pitfallB1, .pitfallD7), .enabled(if: uringListed))
     func eagainPollsWaitForRoomInAFullRing() throws {
         let loop = try uringTestLoop()
         loop.forceNonblockingAttempts = true
