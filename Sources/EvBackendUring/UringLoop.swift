@@ -129,13 +129,27 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// time, and nothing needs to be: only the loop's thread touches this state.
     private let st: UnsafeMutablePointer<UringState>
 
-    /// For tests: submit socket reads and writes with MSG_DONTWAIT / RWF_NOWAIT, so the
-    /// kernel answers -EAGAIN as older kernels do for non-blocking descriptors, and the
-    /// poll-and-resubmit path (PITFALLS D7) runs on this kernel too.
+    // Test knobs. The counters are plain wrapping increments of memory the loop already
+    // holds (`st`), with no check of any kind; the two that change what the loop does
+    // (forced non-blocking attempts, injected enter results) exist only in debug builds,
+    // so a release build never tests for them on its hot path.
+
+    #if DEBUG
+    /// For tests (debug builds only): submit socket reads and writes with MSG_DONTWAIT /
+    /// RWF_NOWAIT, so the kernel answers -EAGAIN as older kernels do for non-blocking
+    /// descriptors, and the poll-and-resubmit path (PITFALLS D7) runs on this kernel too.
     package var forceNonblockingAttempts: Bool {
         get { st.pointee.forceNonblocking }
         set { st.pointee.forceNonblocking = newValue }
     }
+    /// For tests (fault injection, PITFALLS B2/B4; debug builds only): each io_uring_enter
+    /// takes the first of these, if any, as its result instead of entering the kernel
+    /// (nothing is submitted).
+    package var injectedEnterResults: [Int32] {
+        get { st.pointee.injectedEnterResults }
+        set { st.pointee.injectedEnterResults = newValue }
+    }
+    #endif
     /// For tests: how many times the loop entered the kernel (io_uring_enter).
     package var enterCount: Int { st.pointee.enterCount }
     /// For tests: the -EAGAIN results absorbed by arming a poll.
@@ -146,12 +160,8 @@ public final class UringLoop: LoopCore, LoopBackend {
     package var parkedCount: Int { st.pointee.parked.count }
     /// For tests: SQEs written per operation kind (index: `OperationKind.rawValue`; the
     /// readiness poll after an EAGAIN counts as `.poll`, internal cancels as `.cancel`).
-    package var sqeCounts: [Int] { st.pointee.sqeCounts }
-    /// For tests (fault injection, PITFALLS B2/B4): each io_uring_enter takes the first of
-    /// these, if any, as its result instead of entering the kernel (nothing is submitted).
-    package var injectedEnterResults: [Int32] {
-        get { st.pointee.injectedEnterResults }
-        set { st.pointee.injectedEnterResults = newValue }
+    package var sqeCounts: [Int] {
+        (0..<OperationKind.allCases.count).map { st.pointee.sqeCounts[$0] }
     }
     /// For tests: the completion queue's size.
     package var completionQueueEntries: UInt32 { ring.pointee.cq.ring_entries }
@@ -203,6 +213,7 @@ public final class UringLoop: LoopCore, LoopBackend {
         // closes its descriptor.
         io_uring_queue_exit(ring)
         ring.deallocate()
+        st.pointee.sqeCounts.deallocate()
         st.deinitialize(count: 1)
         st.deallocate()
     }
@@ -232,35 +243,43 @@ public final class UringLoop: LoopCore, LoopBackend {
     private var mustQueue: Bool { !st.pointee.parked.isEmpty || !st.pointee.killQueue.isEmpty }
 
     package func backendSubmit(_ c: Completion) {
-        c.backendState = 0
+        c.uring = UringActivation()
         if c.kind == .close {
             submitClose(c, fd: c.fd)
             return
         }
-        if mustQueue || !issue(c) { park(c) }
+        if mustQueue || !issue(c, .operation) { park(c, .operation) }
     }
 
-    private func park(_ c: Completion) {
-        if c.isTracked && c.refs == 0 { untrack(c) }
-        c.setFlag(.parked)
+    /// Queues `c` until an SQE is free for `step`. From a phase in flight (a resubmission
+    /// that found the ring full) no SQE names it any more, so it leaves `tracked`.
+    private func park(_ c: Completion, _ step: UringActivation.Step) {
+        if c.uring.phase.isTracked { untrack(c) }
+        c.uring.phase = step.parked
         st.pointee.parked.push(c)
     }
 
-    /// Writes the SQE of `c`'s operation (or of the readiness poll it waits on after an
-    /// EAGAIN). False when the submission queue is full.
-    private func issue(_ c: Completion) -> Bool {
+    /// Writes the SQE for `step` of `c` (its operation, or the poll it waits on after an
+    /// EAGAIN or a non-blocking connect). False when the submission queue is full.
+    private func issue(_ c: Completion, _ step: UringActivation.Step) -> Bool {
         guard let sqe = io_uring_get_sqe(ring) else { return false }
-        if c.has(.pollPhase) {
-            io_uring_prep_poll_add(sqe, c.fd, c.kind.readinessNeeded)
-            st.pointee.sqeCounts[Int(OperationKind.poll.rawValue)] &+= 1
-        } else {
+        if step == .operation {
             prepare(sqe, c)
-            st.pointee.sqeCounts[Int(c.kind.rawValue)] &+= 1
+            countSQE(c.kind)
+        } else {
+            io_uring_prep_poll_add(sqe, c.fd, c.kind.readinessNeeded)
+            countSQE(.poll)
         }
         sqe.pointee.user_data = Self.userData(c, kind: Self.kindMain)
-        c.refs += 1
-        track(c)
+        c.uring.sqes += 1
+        if !c.uring.phase.isTracked { track(c) }
+        c.uring.phase = step.inFlight
         return true
+    }
+
+    @inline(__always)
+    private func countSQE(_ kind: OperationKind) {
+        st.pointee.sqeCounts[Int(kind.rawValue)] &+= 1
     }
 
     @inline(__always)
@@ -270,8 +289,19 @@ public final class UringLoop: LoopCore, LoopBackend {
         UInt32(clamping: count)
     }
 
+    /// Whether socket reads and writes are attempted without waiting (a test knob; always
+    /// false, as a constant, in release builds).
+    @inline(__always)
+    private var forcesNonblocking: Bool {
+        #if DEBUG
+        st.pointee.forceNonblocking
+        #else
+        false
+        #endif
+    }
+
     private func prepare(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ c: Completion) {
-        let dontWait: Int32 = st.pointee.forceNonblocking ? Int32(MSG_DONTWAIT) : 0
+        let dontWait: Int32 = forcesNonblocking ? Int32(MSG_DONTWAIT) : 0
         let fd = c.fd
         let base = c.bufferBase
         let length = Self.length(c.bufferCount)
@@ -290,10 +320,10 @@ public final class UringLoop: LoopCore, LoopBackend {
             // Offset -1: the descriptor's current position (IORING_FEAT_RW_CUR_POS), so
             // sequential reads and writes on a file advance it like read(2)/write(2).
             io_uring_prep_read(sqe, fd, base, length, UInt64.max)
-            if st.pointee.forceNonblocking { sqe.pointee.rw_flags = Self.rwfNoWait }
+            if forcesNonblocking { sqe.pointee.rw_flags = Self.rwfNoWait }
         case .write:
             io_uring_prep_write(sqe, fd, base, length, UInt64.max)
-            if st.pointee.forceNonblocking { sqe.pointee.rw_flags = Self.rwfNoWait }
+            if forcesNonblocking { sqe.pointee.rw_flags = Self.rwfNoWait }
         case .pread:
             io_uring_prep_read(sqe, fd, base, length, c.offset)
         case .pwrite:
@@ -337,11 +367,11 @@ public final class UringLoop: LoopCore, LoopBackend {
         var p = st.pointee.tracked.head
         while let t = p {
             p = t.waiterNext
-            guard t.fd == fd, !t.has(.stored), t.kind != .close, t.kind != .cancel else { continue }
-            t.setFlag(.closing)
+            guard t.fd == fd, t.uring.phase != .stored, t.kind != .close, t.kind != .cancel else { continue }
+            t.uring.flags.insert(.closing)
             if !cancelsByDescriptor { requestKill(t) }
         }
-        if mustQueue || !issueClose(c) { park(c) }
+        if mustQueue || !issueClose(c) { park(c, .operation) }
     }
 
     private func issueClose(_ c: Completion) -> Bool {
@@ -359,16 +389,17 @@ public final class UringLoop: LoopCore, LoopBackend {
             let close = io_uring_get_sqe(ring)!
             io_uring_prep_close(close, fd)
             close.pointee.user_data = Self.userData(c, kind: Self.kindMain)
-            c.refs += 2
-            st.pointee.sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
+            c.uring.sqes += 2
+            countSQE(.cancel)
         } else {
             guard let close = io_uring_get_sqe(ring) else { return false }
             io_uring_prep_close(close, fd)
             close.pointee.user_data = Self.userData(c, kind: Self.kindMain)
-            c.refs += 1
+            c.uring.sqes += 1
         }
-        st.pointee.sqeCounts[Int(OperationKind.close.rawValue)] &+= 1
+        countSQE(.close)
         track(c)
+        c.uring.phase = .submitted
         return true
     }
 
@@ -381,7 +412,7 @@ public final class UringLoop: LoopCore, LoopBackend {
             p = x.queueNext
             guard x.fd == fd, x.kind != .close else { continue }
             _ = st.pointee.parked.remove(x)
-            x.clearFlag(.parked)
+            x.uring.phase = .idle
             complete(x, raw: -Int(ECANCELED))
         }
     }
@@ -389,8 +420,8 @@ public final class UringLoop: LoopCore, LoopBackend {
     // MARK: Cancelling
 
     package func backendCancel(_ cancel: Completion, target: Completion) {
-        cancel.backendState = 0
-        if !issueCancel(cancel, mayUseSQE: !mustQueue) { park(cancel) }
+        cancel.uring = UringActivation()
+        if !issueCancel(cancel, mayUseSQE: !mustQueue) { park(cancel, .operation) }
     }
 
     /// Starts `cancel`: settles it here when the target never reached the kernel or is
@@ -403,34 +434,34 @@ public final class UringLoop: LoopCore, LoopBackend {
             complete(cancel, raw: -Int(ENOENT))
             return true
         }
-        if target.has(.parked) {
+        switch target.uring.phase {
+        case .parked, .parkedForPoll, .parkedForConnectPoll:
             // Never submitted: it never will be (PITFALLS A9).
             _ = st.pointee.parked.remove(target)
-            target.clearFlag(.parked)
-            target.setFlag(.cancelSucceeded)
+            target.uring.phase = .idle
+            target.uring.flags.insert(.cancelSucceeded)
             complete(target, raw: -Int(ECANCELED))
             complete(cancel, raw: 0)
             return true
-        }
-        if target.has(.held) {
-            target.clearFlag(.held)
-            target.setFlag(.cancelSucceeded)
+        case .held:
+            target.uring.flags.insert(.cancelSucceeded)
             finish(target, raw: -Int(ECANCELED))
             complete(cancel, raw: 0)
             return true
-        }
-        if target.has(.stored) {
+        case .stored:
             complete(cancel, raw: -Int(ENOENT))
             return true
+        case .idle, .submitted, .polling, .connectPolling, .cancelling:
+            break   // in the kernel: ask it
         }
         guard mayUseSQE, let sqe = io_uring_get_sqe(ring) else { return false }
         io_uring_prep_cancel64(sqe, Self.userData(target, kind: Self.kindMain), 0)
         sqe.pointee.user_data = Self.userData(cancel, kind: Self.kindMain)
-        cancel.setFlag(.isCancel)
-        cancel.refs += 1
-        st.pointee.sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
+        cancel.uring.sqes += 1
+        countSQE(.cancel)
         track(cancel)
-        target.pendingCancels += 1
+        cancel.uring.phase = .cancelling
+        target.uring.cancels += 1
         return true
     }
 
@@ -441,13 +472,12 @@ public final class UringLoop: LoopCore, LoopBackend {
         // the target has been handed back since.
         if let target = cancel.cancelTarget, target.generation == cancel.cancelTargetGeneration {
             if target.state == .active && !target.resultReady {
-                target.pendingCancels -= 1
-                if target.has(.held) {
+                target.uring.cancels -= 1
+                if target.uring.phase == .held {
                     // The target was between two SQEs (its EAGAIN poll had fired, or it got
                     // EINTR) when the cancel reached the kernel, so the kernel found nothing
                     // (-ENOENT) or found it running (-EALREADY); the loop held it instead of
                     // resubmitting, and cancels it here.
-                    target.clearFlag(.held)
                     finish(target, raw: -Int(ECANCELED))
                     result = 0
                 }
@@ -456,7 +486,11 @@ public final class UringLoop: LoopCore, LoopBackend {
                 // Two cancels of one poll-armed request in the same batch both get 0 from
                 // the kernel (Linux 6.18: the request stays findable until its task work
                 // runs). Only one of them cancelled it; the other found nothing to cancel.
-                if target.has(.cancelSucceeded) { result = -Int(ENOENT) } else { target.setFlag(.cancelSucceeded) }
+                if target.uring.flags.contains(.cancelSucceeded) {
+                    result = -Int(ENOENT)
+                } else {
+                    target.uring.flags.insert(.cancelSucceeded)
+                }
             }
         }
         finish(cancel, raw: result)
@@ -465,7 +499,7 @@ public final class UringLoop: LoopCore, LoopBackend {
     package func backendCancelAll() {
         // Never submitted: cancelled here, in order.
         while let c = st.pointee.parked.pop() {
-            c.clearFlag(.parked)
+            c.uring.phase = .idle
             if c.kind == .cancel {
                 // A cancel whose target is also being cancelled: settle it without the
                 // kernel if it can be, else it is itself cancelled.
@@ -479,11 +513,10 @@ public final class UringLoop: LoopCore, LoopBackend {
             p = t.waiterNext
             // A cancel and a close both finish on their own, at once.
             if t.kind == .cancel || t.kind == .close { continue }
-            if t.has(.held) {
-                t.clearFlag(.held)
-                finish(t, raw: -Int(ECANCELED))
-            } else if !t.has(.stored) {
-                requestKill(t)
+            switch t.uring.phase {
+            case .held: finish(t, raw: -Int(ECANCELED))
+            case .stored: break
+            default: requestKill(t)
             }
         }
     }
@@ -491,20 +524,22 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// Asks the kernel to cancel `t` (an internal ASYNC_CANCEL with no completion of its
     /// own; its CQE only releases `t`), and makes sure `t` is not restarted.
     private func requestKill(_ t: Completion) {
-        guard !t.has(.killed) else { return }
-        t.setFlag(.killed)
+        guard !t.uring.flags.contains(.killed) else { return }
+        t.uring.flags.insert(.killed)
         if st.pointee.killQueue.isEmpty, writeKill(t) { return }
-        t.setFlag(.killQueued)
+        t.uring.flags.insert(.killQueued)
         st.pointee.killQueue.push(t)
     }
 
     private func writeKill(_ t: Completion) -> Bool {
-        guard t.refs > 0, !t.has(.stored) else { return true }   // between SQEs: `retry` settles it
+        // Held, or already decided: nothing in the kernel to cancel (`retry`, the held
+        // activation's cancel, or the hand-off settles it).
+        guard t.uring.sqes > 0, t.uring.phase != .stored else { return true }
         guard let sqe = io_uring_get_sqe(ring) else { return false }
         io_uring_prep_cancel64(sqe, Self.userData(t, kind: Self.kindMain), 0)
         sqe.pointee.user_data = Self.userData(t, kind: Self.kindKill)
-        t.refs += 1
-        st.pointee.sqeCounts[Int(OperationKind.cancel.rawValue)] &+= 1
+        t.uring.sqes += 1
+        countSQE(.cancel)
         return true
     }
 
@@ -513,30 +548,32 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// Records the final raw result of `c`; hands it to the core once no SQE names it.
     private func finish(_ c: Completion, raw: Int) {
         c.rawResult = raw
-        c.setFlag(.stored)
-        if c.refs == 0 { handOff(c) }
+        c.uring.phase = .stored
+        if c.uring.sqes == 0 { handOff(c) }
     }
 
     private func handOff(_ c: Completion) {
-        if c.isTracked { untrack(c) }
-        if c.has(.killQueued) { _ = st.pointee.killQueue.remove(c) }
-        // Everything but `cancelSucceeded` goes; that one must outlive the hand-off for a
-        // cancel whose CQE arrives after the target's (cleared by the next activation).
-        c.backendState &= UringFlag.cancelSucceeded.bit
+        let u = c.uring
+        assert(u.phase == .stored && u.sqes == 0, "EvLoop: io_uring hand-off of an activation in phase \(u.phase) with \(u.sqes) SQEs")
+        untrack(c)   // stored is a tracked phase
+        if u.flags.contains(.killQueued) { _ = st.pointee.killQueue.remove(c) }
+        // Back to idle; only `cancelSucceeded` outlives the hand-off (see its comment).
+        c.uring = u.handedOff
         complete(c, raw: c.rawResult)
     }
 
-    /// Starts `c` again after an EAGAIN poll fired or an EINTR, unless it has been
-    /// cancelled meanwhile.
-    private func retry(_ c: Completion) {
-        if c.has(.killed) || c.has(.closing) {
+    /// Writes `step` of `c` after the CQE of its previous SQE (an EAGAIN, a fired poll, an
+    /// EINTR), unless it has been cancelled meanwhile.
+    private func retry(_ c: Completion, _ step: UringActivation.Step) {
+        let u = c.uring
+        if u.isDoomed {
             finish(c, raw: -Int(ECANCELED))
-        } else if c.pendingCancels > 0 {
+        } else if u.cancels > 0 {
             // A cancel is on its way to the kernel and would find nothing to cancel:
             // hold the operation until its CQE arrives (`cancelFinished`).
-            c.setFlag(.held)
-        } else if mustQueue || !issue(c) {
-            park(c)
+            c.uring.phase = .held
+        } else if mustQueue || !issue(c, step) {
+            park(c, step)
         }
     }
 
@@ -547,53 +584,56 @@ public final class UringLoop: LoopCore, LoopBackend {
         guard ud != 0, ud != UInt64.max,
               let pointer = UnsafeRawPointer(bitPattern: UInt(ud & Self.pointerMask)) else { return }
         let c = Unmanaged<Completion>.fromOpaque(pointer).takeUnretainedValue()
-        guard UInt64(c.generation & 0xFFFF) == ud >> 48, c.refs > 0 else {
-            // Cannot happen while every SQE is counted in `refs`; a stale CQE must never
+        guard UInt64(c.generation & 0xFFFF) == ud >> 48, c.uring.sqes > 0 else {
+            // Cannot happen while every SQE is counted in `sqes`; a stale CQE must never
             // touch a later activation.
             assertionFailure("EvLoop: io_uring CQE for a completion that has no SQE in flight")
             return
         }
-        c.refs -= 1
+        c.uring.sqes -= 1
         if ud & Self.kindMask != Self.kindMain {
-            if c.refs == 0 && c.has(.stored) { handOff(c) }
+            // An internal cancel's or a close's linked cancel: it only releases `c`.
+            if c.uring.sqes == 0 && c.uring.phase == .stored { handOff(c) }
             return
         }
         let raw = Int(res)
-        if c.has(.isCancel) {
+        switch c.uring.phase {
+        case .cancelling:
             cancelFinished(c, raw: raw)
-            return
-        }
-        if c.has(.pollPhase) {
-            // The readiness poll armed after an EAGAIN has fired.
-            c.clearFlag(.pollPhase)
+        case .polling:
+            // The readiness poll armed after an EAGAIN has fired: try again.
+            if raw < 0 { finish(c, raw: raw) } else { retry(c, .operation) }
+        case .connectPolling:
+            // The connect's socket is writable: SO_ERROR says how it went.
             if raw < 0 {
                 finish(c, raw: raw)
-            } else if c.has(.connectPoll) {
-                c.clearFlag(.connectPoll)
-                finish(c, raw: c.has(.killed) || c.has(.closing) ? -Int(ECANCELED) : Syscalls.finishConnect(c.fd))
             } else {
-                retry(c)
+                finish(c, raw: c.uring.isDoomed ? -Int(ECANCELED) : Syscalls.finishConnect(c.fd))
             }
-            return
+        default:
+            assert(c.uring.phase == .submitted, "EvLoop: io_uring CQE for an activation in phase \(c.uring.phase)")
+            operationFinished(c, raw: raw)
         }
+    }
+
+    /// The CQE of `c`'s own operation.
+    @inline(__always)
+    private func operationFinished(_ c: Completion, raw: Int) {
         if raw >= 0 { finish(c, raw: raw); return }
         switch Int32(-raw) {
         case EAGAIN where c.kind.readinessNeeded != 0:
             // PITFALLS D7: a non-blocking descriptor (or io-wq's retry limit) returned
             // EAGAIN. Never surfaced: wait for readiness, then try again.
-            st.pointee.eagainRetries += 1
-            c.setFlag(.pollPhase)
-            retry(c)
+            st.pointee.eagainRetries &+= 1
+            retry(c, .readinessPoll)
         case EINPROGRESS where c.kind == .connect, EINTR where c.kind == .connect:
             // A non-blocking connect has started (EINTR from connect(2) means the same):
             // wait until the socket is writable, then read SO_ERROR for the outcome.
-            c.setFlag(.pollPhase)
-            c.setFlag(.connectPoll)
-            retry(c)
+            retry(c, .connectPoll)
         case EINTR where isRestartable(c.kind):
             // A signal interrupted the operation inside the kernel (seen on write and
             // pwrite CQEs: libxev PR #198, 9068c5d); it did nothing, so it starts again.
-            retry(c)
+            retry(c, .operation)
         default:
             finish(c, raw: raw)
         }
@@ -628,7 +668,7 @@ public final class UringLoop: LoopCore, LoopBackend {
             // (io_uring_enter with GETEVENTS); never leave them behind before a wait.
             guard evuring_sq_flags(ring) & UInt32(IORING_SQ_CQ_OVERFLOW) != 0, flushes < 1024 else { break }
             flushes += 1
-            st.pointee.overflowFlushes += 1
+            st.pointee.overflowFlushes &+= 1
             let r = enter(submit: 0, wait: 0, flags: UInt32(IORING_ENTER_GETEVENTS), timeout: nil)
             if r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY { break }
         }
@@ -668,17 +708,25 @@ public final class UringLoop: LoopCore, LoopBackend {
         while let t = st.pointee.killQueue.head {
             guard io_uring_sq_space_left(ring) > 0 else { return false }
             _ = st.pointee.killQueue.pop()
-            t.clearFlag(.killQueued)
+            t.uring.flags.remove(.killQueued)
             _ = writeKill(t)
         }
         while let c = st.pointee.parked.head {
             guard io_uring_sq_space_left(ring) >= (isCloseWithCancel(c) ? 2 : 1) else { return false }
             _ = st.pointee.parked.pop()
-            c.clearFlag(.parked)
+            // There is room, so each of these writes its SQE(s).
             switch c.kind {
-            case .cancel: _ = issueCancel(c, mayUseSQE: true)
-            case .close: _ = issueClose(c)
-            default: _ = issue(c)
+            case .cancel:
+                c.uring.phase = .idle   // settled here, or written as an ASYNC_CANCEL
+                _ = issueCancel(c, mayUseSQE: true)
+            case .close:
+                _ = issueClose(c)
+            default:
+                switch c.uring.phase {
+                case .parkedForPoll: _ = issue(c, .readinessPoll)
+                case .parkedForConnectPoll: _ = issue(c, .connectPoll)
+                default: _ = issue(c, .operation)
+                }
             }
         }
         return true
@@ -690,8 +738,10 @@ public final class UringLoop: LoopCore, LoopBackend {
 
     /// One io_uring_enter with the kernel's raw result (-errno on failure).
     private func enter(submit: UInt32, wait: UInt32, flags: UInt32, timeout: UInt64?) -> Int32 {
-        st.pointee.enterCount += 1
+        st.pointee.enterCount &+= 1
+        #if DEBUG
         if !st.pointee.injectedEnterResults.isEmpty { return st.pointee.injectedEnterResults.removeFirst() }
+        #endif
         guard flags & UInt32(IORING_ENTER_GETEVENTS) != 0, wait > 0 else {
             return io_uring_enter2(UInt32(bitPattern: ringFd), submit, wait, flags, nil, 0)
         }
@@ -775,68 +825,17 @@ public final class UringLoop: LoopCore, LoopBackend {
 
     // MARK: Tracking
 
+    // Membership of `tracked` follows the phase (`UringActivation.Phase.isTracked`): a
+    // completion joins when it leaves idle or parked for a phase in flight, and leaves
+    // when it is parked again or handed off.
+
     private func track(_ c: Completion) {
-        guard !c.isTracked else { return }
-        c.setFlag(.tracked)
+        assert(!c.uring.phase.isTracked, "EvLoop: io_uring completion tracked twice")
         st.pointee.tracked.append(c)
     }
 
     private func untrack(_ c: Completion) {
-        c.clearFlag(.tracked)
         st.pointee.tracked.remove(c)
-    }
-}
-
-// MARK: - Per-completion backend state
-
-/// What the loop keeps in `Completion.backendState` while the completion is active:
-/// bits 0-15 count the SQEs that name it (in the ring or in the kernel), bits 16-31 are
-/// flags, bits 32-47 count the cancels aimed at this activation that are in flight.
-private struct UringFlag {
-    let bit: Int
-    static let tracked = UringFlag(bit: 1 << 16)
-    /// In `parked`, waiting for an SQE.
-    static let parked = UringFlag(bit: 1 << 17)
-    /// Its SQE is the readiness poll armed after an EAGAIN.
-    static let pollPhase = UringFlag(bit: 1 << 18)
-    /// The poll waits for a non-blocking connect; SO_ERROR gives the result.
-    static let connectPoll = UringFlag(bit: 1 << 19)
-    /// Its result is known (`rawResult`); waiting for the CQEs of other SQEs naming it.
-    static let stored = UringFlag(bit: 1 << 20)
-    /// Between two SQEs with a cancel on its way: resolved by the cancel's CQE.
-    static let held = UringFlag(bit: 1 << 21)
-    /// Its descriptor is being closed through the loop: never restarted.
-    static let closing = UringFlag(bit: 1 << 22)
-    /// cancelAll (or a close) asked the kernel to cancel it: never restarted.
-    static let killed = UringFlag(bit: 1 << 23)
-    /// In `killQueue`, waiting for an SQE for its internal cancel.
-    static let killQueued = UringFlag(bit: 1 << 24)
-    /// A cancel has been reported successful for this activation.
-    static let cancelSucceeded = UringFlag(bit: 1 << 25)
-    /// Its SQE is an ASYNC_CANCEL (the completion is a `.cancel`).
-    static let isCancel = UringFlag(bit: 1 << 26)
-}
-
-private extension Completion {
-    @inline(__always) func has(_ f: UringFlag) -> Bool { backendState & f.bit != 0 }
-    @inline(__always) func setFlag(_ f: UringFlag) { backendState |= f.bit }
-    @inline(__always) func clearFlag(_ f: UringFlag) { backendState &= ~f.bit }
-    @inline(__always) var isTracked: Bool { has(.tracked) }
-
-    var refs: Int {
-        @inline(__always) get { backendState & 0xFFFF }
-        @inline(__always) set {
-            precondition(newValue >= 0 && newValue <= 0xFFFF, "EvLoop: io_uring SQE count out of range")
-            backendState = (backendState & ~0xFFFF) | newValue
-        }
-    }
-
-    var pendingCancels: Int {
-        get { (backendState >> 32) & 0xFFFF }
-        set {
-            precondition(newValue >= 0 && newValue <= 0xFFFF, "EvLoop: io_uring cancel count out of range")
-            backendState = (backendState & ~(0xFFFF << 32)) | (newValue << 32)
-        }
     }
 }
 
@@ -847,14 +846,24 @@ private struct UringState {
     /// Operations that need an internal cancel SQE (from `cancelAll`, or a `.close` on a
     /// kernel without IORING_ASYNC_CANCEL_FD) that found no free SQE.
     var killQueue = CompletionQueue()
-    /// Every completion with an SQE in the ring or in the kernel, or held for a cancel.
+    /// Every completion with an SQE in the ring or in the kernel, or held for a cancel, or
+    /// stored until its last CQE: those whose phase `isTracked`.
     var tracked = IntrusiveList()
-    var forceNonblocking = false
     var enterCount = 0
     var eagainRetries = 0
     var overflowFlushes = 0
-    var sqeCounts = [Int](repeating: 0, count: OperationKind.allCases.count)
+    /// SQEs written per `OperationKind.rawValue`: a fixed array of its own, so counting
+    /// one is an indexed add, with no bounds, uniqueness or overflow check (an enum's raw
+    /// value is always in range). Deallocated by the loop's deinit.
+    let sqeCounts: UnsafeMutablePointer<Int> = {
+        let p = UnsafeMutablePointer<Int>.allocate(capacity: OperationKind.allCases.count)
+        p.initialize(repeating: 0, count: OperationKind.allCases.count)
+        return p
+    }()
+    #if DEBUG
+    var forceNonblocking = false
     var injectedEnterResults: [Int32] = []
+    #endif
 }
 
 /// How the core reaches this backend's hooks: forwards each to the loop, unretained

@@ -372,6 +372,7 @@ struct UringInternalsTests {
         #expect(loop.backend == .ioUring)
     }
 
+    #if DEBUG   // forceNonblockingAttempts and injectedEnterResults exist in debug builds only
     /// PITFALLS D7: with every socket read and write attempted without waiting (as older
     /// kernels do on non-blocking descriptors), -EAGAIN never reaches a callback: the loop
     /// polls and retries. Also a cancel while the operation waits on that poll.
@@ -417,6 +418,53 @@ struct UringInternalsTests {
         #expect(cancelled?.isCanceled == true && outcome?.error == nil, "\(String(describing: cancelled)) \(String(describing: outcome))")
         #expect(!results.values.contains { $0.error == .errno(EAGAIN) })
     }
+
+    /// PITFALLS B1 with D7: EAGAINs that come back while other work waits for room in the
+    /// ring park the readiness polls they need behind it (in order), and those polls are
+    /// written as room frees up: 20 receives through an 8-entry ring all get EAGAIN, all
+    /// poll, and all complete once their data comes; half are cancelled while polling.
+    @Test(.tags(.pitfallB1, .pitfallD7), .enabled(if: uringListed))
+    func eagainPollsWaitForRoomInAFullRing() throws {
+        let loop = try uringTestLoop()
+        loop.forceNonblockingAttempts = true
+        let h = Harness(loop)
+        defer { h.finish() }
+        var peers: [Int32] = []
+        var results = [CompletionResult?](repeating: nil, count: 20)
+        var receives: [Completion] = []
+        let pollsBefore = loop.sqeCounts[Int(OperationKind.poll.rawValue)]
+        for i in 0..<20 {
+            let (a, b) = try Sock.socketPair()
+            h.forLoop(a); h.own(b)
+            peers.append(b)
+            let c = Completion(.recv(socket: a, buffer: h.buffer(8))) { _, r in results[i] = r; return .disarm }
+            receives.append(c)
+            try loop.add(c)
+        }
+        #expect(loop.parkedCount == 12, "8 in the ring, 12 parked")
+        for _ in 0..<3 { try loop.run(.noWait) }
+        #expect(results.allSatisfy { $0 == nil })
+        #expect(loop.parkedCount == 0)
+        #expect(loop.eagainRetries >= 20, "every receive got EAGAIN")
+        #expect(loop.sqeCounts[Int(OperationKind.poll.rawValue)] - pollsBefore >= 20, "and polls")
+        var cancels = 0
+        for i in stride(from: 0, to: 20, by: 2) {
+            try loop.cancel(receives[i], using: Completion()) { _, r in
+                if r.error == nil { cancels += 1 }
+                return .disarm
+            }
+        }
+        for i in stride(from: 1, to: 20, by: 2) { try Sock.put(peers[i], "data") }
+        #expect(try runUntil(loop) { results.allSatisfy { $0 != nil } && cancels == 10 })
+        for i in 0..<20 {
+            if i % 2 == 0 {
+                #expect(results[i]?.isCanceled == true, "\(i): \(String(describing: results[i]))")
+            } else {
+                #expect(results[i]?.count == 4, "\(i): \(String(describing: results[i]))")
+            }
+        }
+    }
+    #endif
 
     /// PITFALLS B9: with each setup-flag combination, an operation that completes while
     /// the loop is not waiting is delivered by a single `run(.noWait)` (with
@@ -470,6 +518,7 @@ struct UringInternalsTests {
         #expect(Sock.seesEndOfFile(client, timeoutMs: 100))
     }
 
+    #if DEBUG   // forceNonblockingAttempts and injectedEnterResults exist in debug builds only
     /// PITFALLS B2: io_uring_enter refusing work with EBUSY, EAGAIN or ENOMEM (CQ
     /// back-pressure, request memory) fails no operation: the loop reaps and submits again.
     /// 20 operations through an 8-entry ring, so the refusals hit both the rounds that
@@ -514,6 +563,7 @@ struct UringInternalsTests {
         #expect(try runUntil(loop) { !results.isEmpty })
         #expect(results.count == 1 && results.first?.error == nil, "\(results)")
     }
+    #endif
 
     /// PITFALLS C6: a sandbox that lets io_uring_setup through but blocks io_uring_enter
     /// (simulated: the probe's enter fails) makes init throw with the errno named; the
