@@ -70,6 +70,10 @@ struct RingSetup {
     }
 
     private static let submitAll = UInt32(IORING_SETUP_SUBMIT_ALL)
+    private static let cqSize = UInt32(IORING_SETUP_CQSIZE)
+    private static let clamp = UInt32(IORING_SETUP_CLAMP)
+    /// Completion-queue entries per submission-queue entry (see `createRing`).
+    static let completionsPerSubmission: UInt32 = 8
     private static let taskrunFlag = UInt32(IORING_SETUP_TASKRUN_FLAG)
 
     /// io_uring_queue_init_params with the requested flags plus SUBMIT_ALL, dropping flags
@@ -93,7 +97,15 @@ struct RingSetup {
             var retryWithFewer = false
             for candidate in candidates {
                 var params = io_uring_params()
-                params.flags = candidate
+                // A completion queue of 8 entries per submission entry (IORING_SETUP_CQSIZE,
+                // 5.5; the kernel's default is 2): with thousands of connections a tick's
+                // completions can far outnumber its submissions, and a full CQ falls back
+                // to the kernel's overflow list, which costs an extra io_uring_enter per
+                // batch to fetch (PITFALLS B5).
+                // IORING_SETUP_CLAMP: sizes beyond the kernel's maximum are clamped to it
+                // instead of failing with EINVAL.
+                params.flags = candidate | cqSize | clamp
+                params.cq_entries = entries &* completionsPerSubmission
                 let r = io_uring_queue_init_params(entries, ring, &params)
                 if r == 0 {
                     return (UringLoop.SetupFlags(rawValue: candidate & ~(submitAll | taskrunFlag)), candidate & submitAll != 0)
