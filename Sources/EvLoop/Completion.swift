@@ -102,19 +102,16 @@ public final class Completion {
 
     /// Link for the loop's FIFO queues (completed, unqueued submissions). Not retained:
     /// an active completion is kept alive by the loop's activation retain.
-    @exclusivity(unchecked)
-    package unowned(unsafe) var queueNext: Completion? = nil
+    @inlinable package var queueNext: Completion? { _queueNext?.takeUnretainedValue() }
+    @exclusivity(unchecked) @usableFromInline package var _queueNext: Unmanaged<Completion>? = nil
     /// Links for a backend's per-descriptor waiter list (`IntrusiveList`).
-    @inlinable package var waiterNext: Completion? {
-        get { _waiterNext }
-        set { _waiterNext = newValue }
-    }
-    @inlinable package var waiterPrev: Completion? {
-        get { _waiterPrev }
-        set { _waiterPrev = newValue }
-    }
-    @exclusivity(unchecked) @usableFromInline package unowned(unsafe) var _waiterNext: Completion? = nil
-    @exclusivity(unchecked) @usableFromInline package unowned(unsafe) var _waiterPrev: Completion? = nil
+    @inlinable package var waiterNext: Completion? { _waiterNext?.takeUnretainedValue() }
+    @inlinable package var waiterPrev: Completion? { _waiterPrev?.takeUnretainedValue() }
+    // `Unmanaged`, not `unowned(unsafe)`: reading an `unowned(unsafe)` link makes a strong
+    // copy (a retain and a release), even to compare it with nil; `IntrusiveList` links
+    // and unlinks through these without touching reference counts.
+    @exclusivity(unchecked) @usableFromInline package var _waiterNext: Unmanaged<Completion>? = nil
+    @exclusivity(unchecked) @usableFromInline package var _waiterPrev: Unmanaged<Completion>? = nil
     /// True between the backend finishing the work and the callback running.
     @inlinable package var resultReady: Bool {
         get { _resultReady }

@@ -5,57 +5,61 @@
 /// (libxev#169 shipped exactly that bug: a completion on two queues at once).
 @usableFromInline
 package struct CompletionQueue {
-    // Not retained (an active completion is kept alive by the loop's activation retain):
-    // strong links cost a retain and a release on every push and pop.
-    @usableFromInline package private(set) unowned(unsafe) var head: Completion? = nil
-    package private(set) unowned(unsafe) var tail: Completion? = nil
+    // `Unmanaged` links, not retained (an active completion is kept alive by the loop's
+    // activation retain): strong links cost a retain and a release on every push and pop,
+    // and so did reading `unowned(unsafe)` ones.
+    @usableFromInline package var _head: Unmanaged<Completion>? = nil
+    @usableFromInline package var _tail: Unmanaged<Completion>? = nil
     @usableFromInline package private(set) var count = 0
 
     package init() {}
 
-    // A count, not `head == nil`: reading an `unowned(unsafe)` link makes a strong
-    // reference (a retain and a release) even just to compare it with nil.
+    /// The first completion, for walking the queue (through `queueNext`).
+    @inlinable package var head: Completion? { _head?.takeUnretainedValue() }
+    /// The last completion (for tests).
+    package var tail: Completion? { _tail?.takeUnretainedValue() }
+
     @inlinable package var isEmpty: Bool { count == 0 }
 
     package mutating func push(_ c: Completion) {
         precondition(!c.isQueued, "EvLoop: completion is already in a queue")
         c.isQueued = true
-        c.queueNext = nil
-        if let t = tail {
-            t.queueNext = c
-        } else {
-            head = c
-        }
-        tail = c
+        c._queueNext = nil
+        let u = Unmanaged.passUnretained(c)
+        if let t = _tail { t._withUnsafeGuaranteedRef { $0._queueNext = u } } else { _head = u }
+        _tail = u
         count += 1
     }
 
     package mutating func pop() -> Completion? {
-        guard let h = head else { return nil }
-        head = h.queueNext
-        if head == nil { tail = nil }
-        h.queueNext = nil
-        h.isQueued = false
+        guard let h = _head else { return nil }
+        let c = h.takeUnretainedValue()
+        _head = c._queueNext
+        if _head == nil { _tail = nil }
+        c._queueNext = nil
+        c.isQueued = false
         count -= 1
-        return h
+        return c
     }
 
     /// Removes `c` if it is in this queue (O(n)); returns whether it was found.
     package mutating func remove(_ c: Completion) -> Bool {
         guard c.isQueued else { return false }
-        var prev: Completion? = nil
-        var cur = head
+        let target = Unmanaged.passUnretained(c)
+        var prev: Unmanaged<Completion>? = nil
+        var cur = _head
         while let x = cur {
-            if x === c {
-                if let p = prev { p.queueNext = x.queueNext } else { head = x.queueNext }
-                if tail === x { tail = prev }
-                x.queueNext = nil
-                x.isQueued = false
+            let next = x._withUnsafeGuaranteedRef { $0._queueNext }
+            if x.toOpaque() == target.toOpaque() {
+                if let p = prev { p._withUnsafeGuaranteedRef { $0._queueNext = next } } else { _head = next }
+                if _tail?.toOpaque() == target.toOpaque() { _tail = prev }
+                c._queueNext = nil
+                c.isQueued = false
                 count -= 1
                 return true
             }
             prev = x
-            cur = x.queueNext
+            cur = next
         }
         return false
     }

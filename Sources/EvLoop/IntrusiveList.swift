@@ -11,33 +11,36 @@
 /// completions' fields without exclusivity checks (see `Completion`).
 @usableFromInline
 package struct IntrusiveList {
-    @usableFromInline package unowned(unsafe) var head: Completion? = nil
-    @usableFromInline package unowned(unsafe) var tail: Completion? = nil
+    @usableFromInline package var _head: Unmanaged<Completion>? = nil
+    @usableFromInline package var _tail: Unmanaged<Completion>? = nil
 
-    @inlinable package init() {}
+    /// The first completion, for walking the list (through `waiterNext`).
+    @inlinable package var head: Completion? { _head?.takeUnretainedValue() }
 
     /// How many completions are linked.
     @usableFromInline package private(set) var count = 0
 
-    // A count, not `head == nil`: reading an `unowned(unsafe)` link makes a strong
-    // reference (a retain and a release) even just to compare it with nil.
+    @inlinable package init() {}
+
     @inlinable package var isEmpty: Bool { count == 0 }
 
     @inlinable
     package mutating func append(_ c: Completion) {
-        c.waiterNext = nil
-        c.waiterPrev = tail
-        if let t = tail { t.waiterNext = c } else { head = c }
-        tail = c
+        let u = Unmanaged.passUnretained(c)
+        c._waiterNext = nil
+        c._waiterPrev = _tail
+        if let t = _tail { t._withUnsafeGuaranteedRef { $0._waiterNext = u } } else { _head = u }
+        _tail = u
         count += 1
     }
 
     @inlinable
     package mutating func remove(_ c: Completion) {
-        if let p = c.waiterPrev { p.waiterNext = c.waiterNext } else { head = c.waiterNext }
-        if let n = c.waiterNext { n.waiterPrev = c.waiterPrev } else { tail = c.waiterPrev }
-        c.waiterNext = nil
-        c.waiterPrev = nil
+        let p = c._waiterPrev, n = c._waiterNext
+        if let p { p._withUnsafeGuaranteedRef { $0._waiterNext = n } } else { _head = n }
+        if let n { n._withUnsafeGuaranteedRef { $0._waiterPrev = p } } else { _tail = p }
+        c._waiterNext = nil
+        c._waiterPrev = nil
         count -= 1
     }
 }
