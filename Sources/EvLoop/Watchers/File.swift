@@ -19,6 +19,9 @@ import CEvSys
 /// - Reads and writes may be short (a read near the end of the file, a write to a full
 ///   disk): the callback gets the count; a read of 0 bytes into a non-empty buffer is
 ///   `.failure(.endOfFile)`.
+/// - Ownership: the value is the descriptor and does not close it on its own (no deinit: it
+///   is a `Sendable` value, free to copy); close it once, through the loop, when nothing
+///   else uses it.
 /// - Opening is a synchronous open(2) with O_CLOEXEC (the file never leaks into a child
 ///   process). It is not a loop operation: opening a local file does not wait on the
 ///   network, and a program that opens files on a network file system should open them

@@ -12,9 +12,10 @@ import Synchronization
 /// parent (PITFALLS H4), so each of the three is named at spawn time.
 ///
 /// ```swift
-/// let (parentEnd, childEnd) = makeSocketPair()      // e.g. socketpair(2), close-on-exec
-/// let child = try Subprocess.spawn(path: "/bin/ls", stdin: .null, stdout: .fd(childEnd))
-/// close(childEnd)                                   // the child has its own copy now
+/// var ends: [Int32] = [-1, -1]
+/// socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0, &ends)
+/// let child = try Subprocess.spawn(path: "/bin/ls", stdin: .null, stdout: .fd(ends[1]))
+/// close(ends[1])        // the child has its own copy now; read the listing from ends[0]
 /// ```
 public enum StdioTarget: Sendable, Hashable {
     /// The parent's own descriptor 0, 1 or 2.
@@ -72,6 +73,9 @@ public enum ExitWatchMethod: Sendable, Hashable {
 ///   seccomp profiles): a thread waits for this pid only (`waitid(P_PID, WNOWAIT)` then
 ///   the reap under a lock, so `signal` can never hit a reused pid) and wakes the loop
 ///   through an `AsyncNotifier`.
+/// - **Ownership:** the object owns its pidfd and closes it in deinit (after the child is
+///   reaped by `wait`, or when it is released unwaited); the descriptors handed to `spawn`
+///   as `StdioTarget.fd` stay the caller's, to close in the parent once the child has them.
 /// - **Nothing of the parent leaks into the child**: `spawn` uses posix_spawn with
 ///   every descriptor above 2 closed (closefrom, glibc 2.34+; all of this library's own
 ///   descriptors are close-on-exec as well), the signal mask emptied and every signal

@@ -33,6 +33,9 @@ public struct SignalInfo: Sendable, Hashable {
 /// one `signalfd_siginfo` record on the loop thread; never an io_uring read, PITFALLS D1),
 /// so the callback is ordinary code on the loop thread.
 ///
+/// Ownership: the watcher owns its signalfd and closes it in deinit; release it only when
+/// no wait is in flight (cancel the wait and let its callback run first).
+///
 /// Requirements and semantics the caller must know:
 /// - **Block the signals in every thread** (`SignalWatcher.block(_:)`, i.e.
 ///   pthread_sigmask), and do it in the main thread *before creating any other thread*

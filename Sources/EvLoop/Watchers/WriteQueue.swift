@@ -50,6 +50,9 @@ public final class WriteRequest {
 /// not read the replies makes the queue grow without bound; `bytesQueued` lets a server
 /// stop reading from such a client until the queue drains (backpressure).
 ///
+/// Ownership: the queue writes to a descriptor it does not own and never closes; close the
+/// stream yourself once the queue is empty (or cancelled), through the loop.
+///
 /// Allocation: none per write. The queue owns one `Completion` whose callback is made
 /// once, and links caller-supplied `WriteRequest`s. A partial write rearms the same
 /// completion with the rest of the buffer.
