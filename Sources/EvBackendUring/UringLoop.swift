@@ -101,6 +101,9 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// one thread and run on another (a common pattern) would fail with EEXIST. So the
     /// default is no flag, as PITFALLS B9 advises, and a program that creates and runs its
     /// loop on one thread can opt in with `[.singleIssuer, .deferTaskrun]`.
+    /// Measured again on 1 December 2026 (AMD EPYC guest, Linux 6.18, 5 interleaved pinned
+    /// rounds of the same ping-pong): SINGLE_ISSUER + DEFER_TASKRUN 21.3 µs median, none
+    /// 21.2 µs: no gain to trade the thread restriction for (BENCHMARKS.md).
     ///
     /// Both ends make one io_uring_enter per loop tick, two per round trip: one that
     /// submits the send (which completes inline) and one that waits for the next receive.
