@@ -79,6 +79,15 @@ extension ReadinessLoop {
         } else if bits & ~s.pointee.registered != 0 {
             markDirty(fd, s)
         }
+        // The descriptor's only waiter again wants exactly what is registered (typically
+        // an operation rearmed in the callback of the one that just finished): settling
+        // would change nothing, so it is skipped (about 110 instructions per operation,
+        // callgrind). `settle` checks `isDirty`, so the descriptor's entry in `dirty` is
+        // then passed over.
+        if s.pointee.isDirty && s.pointee.isRegistered && !s.pointee.needsConfirm
+            && s.pointee.waiters.count == 1 && bits & ReadyBits.interest == s.pointee.registered {
+            s.pointee.isDirty = false
+        }
     }
 
     /// Unlinks a waiter. The registration is brought up to date before the next wait.
