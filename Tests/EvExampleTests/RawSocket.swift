@@ -18,9 +18,25 @@ final class RawTCPClient {
         var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let r = address.withSockAddr { connect(fd, $0, $1) }
+        var r = address.withSockAddr { connect(fd, $0, $1) }
+        var e = r == 0 ? 0 : errno
+        if r != 0 && e == EINTR {
+            // A signal (another test's child exiting, with the suite running in parallel)
+            // interrupted the connect; connect(2): the connection goes on asynchronously.
+            // Wait until the socket is writable, then SO_ERROR tells the outcome.
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            var n: Int32
+            repeat { n = poll(&p, 1, Int32(timeout.components.seconds * 1000)) } while n < 0 && errno == EINTR
+            var soError: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            if n == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &len) == 0 {
+                r = soError == 0 ? 0 : -1
+                e = soError
+            } else {
+                e = n == 0 ? ETIMEDOUT : errno
+            }
+        }
         guard r == 0 else {
-            let e = errno
             Glibc.close(fd)
             throw ExampleTestError("connect \(address): errno \(e)")
         }
