@@ -36,6 +36,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include "sample.h"
 #include <unistd.h>
 
 enum mode { MODE_BLOCKING, MODE_EPOLL, MODE_URING };
@@ -54,30 +55,7 @@ static void die_res(const char *what, int res) {
     exit(1);
 }
 
-// ---- measurement -------------------------------------------------------------------
-
-struct sample {
-    uint64_t wall_ns;
-    uint64_t cpu_us;
-    uint64_t allocs;
-    int have_allocs;
-};
-
-static uint64_t (*malloc_count)(void);
-
-static struct sample sample_now(void) {
-    struct sample s;
-    s.have_allocs = malloc_count != NULL;
-    s.allocs = malloc_count ? malloc_count() : 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    s.wall_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    s.cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
-               (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
-    return s;
-}
+// ---- measurement: sample.h -----------------------------------------------------------
 
 // ---- the ping parser (libxev's state machine) ----------------------------------------
 
@@ -251,7 +229,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (warmup < 1) warmup = 1;
-    malloc_count = (uint64_t (*)(void))dlsym(RTLD_DEFAULT, "evbench_malloc_count");
+    sample_init();
 
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "sample.h"
 #include <uv.h>
 
 static const char PING[] = "PING\n";
@@ -42,30 +43,7 @@ static void die_uv(const char *what, int err) {
         if (check_r < 0) die_uv(what, check_r); \
     } while (0)
 
-// ---- measurement (as in pingpong.c) --------------------------------------------------
-
-struct sample {
-    uint64_t wall_ns;
-    uint64_t cpu_us;
-    uint64_t allocs;
-    int have_allocs;
-};
-
-static uint64_t (*malloc_count)(void);
-
-static struct sample sample_now(void) {
-    struct sample s;
-    s.have_allocs = malloc_count != NULL;
-    s.allocs = malloc_count ? malloc_count() : 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    s.wall_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    s.cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
-               (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
-    return s;
-}
+// ---- measurement: sample.h -----------------------------------------------------------
 
 // ---- write requests: a free list, grown on demand, never freed while running ---------
 
@@ -231,7 +209,7 @@ int main(int argc, char **argv) {
     if (warmup < 1) warmup = 1;
     if (count < 1) count = 1;
     total = warmup + count;
-    malloc_count = (uint64_t (*)(void))dlsym(RTLD_DEFAULT, "evbench_malloc_count");
+    sample_init();
 
     // The server's loop is set up here and then run on its own thread (and only there).
     CHECK("uv_loop_init", uv_loop_init(&server_loop));
