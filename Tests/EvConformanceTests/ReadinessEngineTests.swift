@@ -362,7 +362,7 @@ struct ReadinessEngineTests {
     func regularFileGoesThroughThePool(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
         let engine = RE.readiness(loop)
-        let path = "/tmp/evloop-readiness-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let path = temporaryPath("evloop-readiness-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ReadinessTestError("open \(path)") }
         unlink(path)
@@ -831,7 +831,7 @@ struct ReadinessEngineTests {
         #expect(polled.count == 2 && polled.last?.contains(.readable) == true)
         #expect(RE.drain(a) == 1, "poll does no I/O")
 
-        let path = "/tmp/evloop-readiness-poll-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let path = temporaryPath("evloop-readiness-poll-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
         let file = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard file >= 0 else { throw ReadinessTestError("open") }
         unlink(path)
@@ -881,7 +881,7 @@ struct ReadinessEngineTests {
     @Test(arguments: readinessBackends)
     func cancellingPoolJobsAndCancelAll(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
-        let path = "/tmp/evloop-readiness-pool-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let path = temporaryPath("evloop-readiness-pool-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
         let file = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard file >= 0 else { throw ReadinessTestError("open") }
         unlink(path)

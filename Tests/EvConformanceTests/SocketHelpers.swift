@@ -354,7 +354,7 @@ extension Duration {
 /// A new, empty temporary regular file opened read-write (close-on-exec). The name is
 /// unlinked at once: nothing is left behind even if the test crashes.
 func makeTempFile() throws -> Int32 {
-    var template = Array("/tmp/evloop-conformance-XXXXXX".utf8CString)
+    var template = Array(temporaryPath("evloop-conformance-XXXXXX").utf8CString)
     let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
     guard fd >= 0 else { throw SysCallError("mkstemp") }
     _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
@@ -551,4 +551,11 @@ func patternByte(_ i: Int, seed: Int = 0) -> UInt8 {
 extension CompletionResult {
     /// True when the operation reported `.canceled`.
     var isCanceled: Bool { error == .canceled }
+}
+
+/// A path in the temporary directory (`TMPDIR`, else the system's) for a test file or a
+/// mkstemp/mkdtemp template: one place decides where the tests write.
+func temporaryPath(_ name: String) -> String {
+    let dir = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    return dir.hasSuffix("/") ? dir + name : dir + "/" + name
 }

@@ -8,9 +8,9 @@ import Glibc
 @Suite("Watcher: File")
 struct WatcherFileTests {
 
-    /// A unique path under /tmp for this test (removed by the caller).
-    private func temporaryPath() -> String {
-        var template = Array("/tmp/evloop-watcher-file-XXXXXX".utf8CString)
+    /// A unique file in the temporary directory for this test (removed by the caller).
+    private func uniqueFile() -> String {
+        var template = Array(temporaryPath("evloop-watcher-file-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         if fd >= 0 { close(fd) }
         return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
@@ -32,7 +32,7 @@ struct WatcherFileTests {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let path = temporaryPath()
+        let path = uniqueFile()
         defer { unlink(path) }
         let file = try File(path: path, options: [.readWrite, .create, .truncate], permissions: 0o600)
         #expect(fcntl(file.fd, F_GETFD) & FD_CLOEXEC != 0)
@@ -88,7 +88,7 @@ struct WatcherFileTests {
 
     @Test func openingAMissingFileIsENOENT() {
         #expect(throws: EvError.errno(ENOENT)) {
-            _ = try File(path: "/tmp/evloop-watcher-no-such-dir/none")
+            _ = try File(path: temporaryPath("evloop-watcher-no-such-dir/none"))
         }
     }
 }

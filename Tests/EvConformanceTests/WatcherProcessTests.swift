@@ -261,7 +261,7 @@ struct WatcherProcessTests {
             }
             defer { for c in children { try? c.signal(SIGKILL) } }
 
-            var path = Array("/tmp/evloop-pitfall-b12-XXXXXX".utf8CString)
+            var path = Array(temporaryPath("evloop-pitfall-b12-XXXXXX").utf8CString)
             let tmp = path.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
             guard tmp >= 0 else { throw SysCallError("mkstemp") }
             close(tmp)

@@ -91,7 +91,9 @@ final class TemporaryDirectory {
     let path: String
 
     init() throws {
-        var template = Array("/tmp/evloop-examples-XXXXXX".utf8CString)
+        // In TMPDIR when it is set (else the system's temporary directory).
+        let dir = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array(((dir.hasSuffix("/") ? dir : dir + "/") + "evloop-examples-XXXXXX").utf8CString)
         guard let p = mkdtemp(&template) else { throw ExampleTestError("mkdtemp failed: errno \(errno)") }
         path = String(cString: p)
     }

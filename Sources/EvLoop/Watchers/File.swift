@@ -30,7 +30,7 @@ import CEvSys
 ///   remember per descriptor number that it is a file until it is closed through the loop.
 ///
 /// ```swift
-/// let file = try File(path: "/tmp/data", options: [.readWrite, .create, .truncate])
+/// let file = try File(path: "data.bin", options: [.readWrite, .create, .truncate])
 /// try file.write(loop: loop, completion: c, buffer: bytes) { _, result in
 ///     print("wrote", (try? result.get()) ?? 0, "bytes")
 ///     return .disarm
@@ -51,7 +51,7 @@ public struct File: Hashable, Sendable {
     /// deliberately not an option.
     ///
     /// ```swift
-    /// let log = try File(path: "/tmp/app.log", options: [.writeOnly, .create, .append])
+    /// let log = try File(path: "app.log", options: [.writeOnly, .create, .append])
     /// ```
     public struct OpenOptions: OptionSet, Sendable, Hashable {
         public var rawValue: Int32
