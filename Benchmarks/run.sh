@@ -43,6 +43,9 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+PROGRAM=run.sh
+# shellcheck source=peers/common.sh
+. "$HERE/peers/common.sh"
 ROOT=$(dirname "$HERE")
 SCRATCH=${EVBENCH_SCRATCH:-$HERE/.build-bench}
 QUICK=0
@@ -136,9 +139,7 @@ if [ "$BUILD" = 1 ]; then
         # libuv's C peer builds on Debian's libuv1-dev (as scripts/setup.sh installs liburing).
         if ! dpkg -s libuv1-dev > /dev/null 2>&1 || ! command -v pkg-config > /dev/null; then
             echo "== installing libuv1-dev (the libuv ping-pong peer)"
-            SUDO=""
-            [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-            $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libuv1-dev pkg-config
+            apt_install libuv1-dev pkg-config
         fi
         rm -f "$CBIN/uv_pingpong"
         # shellcheck disable=SC2046

@@ -38,14 +38,9 @@ SCRATCH=${EVBENCH_SCRATCH:-$HERE/.build-bench}
 UV=$SCRATCH/libuv
 TIME=/usr/bin/time
 
-die() { echo "libuv.sh: $*" >&2; exit 1; }
-
-apt_install() {
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "libuv.sh: installing $*" >&2
-    $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
-}
+PROGRAM=libuv.sh
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 build() {
     [ -n "${LIBUV_DIR:-}" ] || die "LIBUV_DIR is not set (a checkout of libuv/libuv)"
@@ -57,6 +52,13 @@ build() {
         sed -n 's/^#define UV_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' "$LIBUV_DIR/include/uv/version.h" | paste -sd . -)
     echo "== libuv: building $version (Release, uv_run_benchmarks_a)" >&2
     mkdir -p "$UV"
+    # A build directory configured from another checkout makes cmake refuse ("does not
+    # match the source ... used to generate cache"): start it afresh.
+    local src
+    src=$(cd "$LIBUV_DIR" && pwd -P)
+    if [ -f "$UV/build/CMakeCache.txt" ] && ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$src" "$UV/build/CMakeCache.txt"; then
+        rm -rf "$UV/build"
+    fi
     cmake -S "$LIBUV_DIR" -B "$UV/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON \
         -DLIBUV_BUILD_TESTS=ON -DLIBUV_BUILD_BENCH=ON > "$UV/cmake.log" 2>&1 || { cat "$UV/cmake.log" >&2; die "cmake failed"; }
     cmake --build "$UV/build" --target uv_run_benchmarks_a -j "$(nproc)" > "$UV/build.log" 2>&1 ||

@@ -62,14 +62,9 @@ VENV=$(cd "$SCRATCH" && pwd -P)/zig-venv
 ZIG_VERSION=0.16.0
 TIME=/usr/bin/time
 
-die() { echo "libxev.sh: $*" >&2; exit 1; }
-
-apt_install() {
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "libxev.sh: installing $*" >&2
-    $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
-}
+PROGRAM=libxev.sh
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 ensure_zig() {
     if [ -x "$VENV/bin/python" ] && [ "$("$VENV/bin/python" -m ziglang version 2>/dev/null)" = "$ZIG_VERSION" ]; then
