@@ -292,3 +292,32 @@ struct DeadlineConformanceTests {
         #expect(Array(buffer) == bytes)
     }
 }
+
+@Suite("Conformance: awaited deadlines")
+struct AwaitedDeadlineTests {
+    /// The awaitable forms take the same deadline: an awaited read that nothing answers
+    /// throws `EvError.timedOut`; the next awaited read, without one, gets the data (the
+    /// executor's reused completion does not keep the old deadline).
+    @Test(arguments: conformanceBackends)
+    func awaitedReadTimesOut(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, h in
+            let (a, b) = try Sock.socketPair()
+            h.forLoop(a); h.own(b)
+            let socket = TCPSocket(fd: a)
+            let (first, second) = try runAsync(executor) { () async throws -> (EvError?, Int) in
+                let buffer = TestBuffer(16)
+                var caught: EvError?
+                do {
+                    _ = try await socket.read(into: buffer.raw, deadline: .within(.milliseconds(30)), on: executor)
+                } catch let e as EvError {
+                    caught = e
+                }
+                try Sock.put(b, "late")
+                let n = try await socket.read(into: buffer.raw, on: executor)
+                return (caught, n)
+            }
+            #expect(first == .timedOut)
+            #expect(second == 4)
+        }
+    }
+}
