@@ -83,6 +83,7 @@ final class AwaitSlot: LoopCancellable {
     }
 
     private func start(_ continuation: UnsafeContinuation<CompletionResult?, Never>) {
+        executor.noteSuspension(.operation(completion.kind))
         self.continuation = continuation
         completion.userData = self
         do {
@@ -151,6 +152,7 @@ final class WatcherAwait<Value: Sendable>: LoopCancellable {
                 self.continuation = continuation
                 do throws(EvError) {
                     try start(self.completion) { [self] result in self.deliver(result) }
+                    executor.noteSuspension(.operation(self.completion.kind))
                 } catch {
                     self.continuation = nil
                     continuation.resume(returning: .failure(error))

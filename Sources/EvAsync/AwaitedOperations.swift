@@ -74,6 +74,46 @@ extension LoopExecutor {
     }
 }
 
+extension LoopExecutor {
+    /// Suspends the task until the loop has looked for I/O at least once and run the
+    /// callbacks (and resumed the tasks) of what it found: the way for long work on the
+    /// loop thread to give way to I/O.
+    ///
+    /// ```swift
+    /// for (i, row) in rows.enumerated() {
+    ///     process(row)
+    ///     if i % 1000 == 999 { await executor.yield() }   // let the connections be served
+    /// }
+    /// ```
+    ///
+    /// **Why not `Task.yield()`.** `Task.yield()` puts the task at the back of the
+    /// executor's queue of runnable jobs, and the loop runs a whole batch of those (up to
+    /// 1,024) before it polls the kernel again, so a task that yields that way can still
+    /// run for a long time while a reply waits in a socket. This await instead goes through
+    /// the loop's own tick, like a timer that is already due (io2's preempt budget, as a
+    /// call): the task resumes only after the loop's next look at I/O, and after the
+    /// callbacks of everything that look completed.
+    ///
+    /// **How.** Two zero-duration timers, one after the other. A due timer fires after the
+    /// tick's poll for I/O and after the callbacks that poll produced; two are needed
+    /// because a readiness backend (epoll, poll) skips one zero-timeout poll in two when
+    /// callbacks are already queued (saving a system call per request), and never two in a
+    /// row. No allocation in steady state (the executor's pooled operation slots).
+    ///
+    /// Like `Task.yield()` it does not throw: a cancelled task yields all the same (check
+    /// `Task.isCancelled` or call `Task.checkCancellation()` in the loop), and cancelling
+    /// the task does not cut the yield short. Call it on the loop thread.
+    nonisolated(nonsending)
+    public func yield() async {
+        preconditionOnLoopThread("LoopExecutor.yield()")
+        for _ in 0..<2 {
+            // Ignoring cancellation, a due timer always fires on the next tick; a
+            // `cancelAll()` that cancels it only ends the yield early.
+            _ = try? await performChecked(.timer(deadline: loopUnchecked.now), cancellable: false)
+        }
+    }
+}
+
 /// The loop reported a result of another kind than the operation it was given.
 @inline(never)
 func unexpected(_ result: CompletionResult, file: StaticString = #fileID, line: UInt = #line) -> Never {

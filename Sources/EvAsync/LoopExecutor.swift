@@ -110,6 +110,9 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private var closeStarted = false
     /// Completions used by `shutdown()`.
     private var shutdownCompletions: (cancel: Completion, close: Completion)?
+    /// The slow-job report, when on (`reportSlowJobs`, SlowJobs.swift); nil, the default,
+    /// costs one predictable branch per job.
+    var slowJobs: SlowJobWatch?
 
     /// How many local jobs one drain runs before it lets the loop do I/O (the rest run on
     /// the next tick), so a task that keeps yielding cannot starve the loop's completions.
@@ -242,6 +245,15 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     @inline(__always)
     private func runJob(_ job: UnownedJob) {
+        if let watch = slowJobs {
+            watch.time(job) { runUnwatched($0) }
+        } else {
+            runUnwatched(job)
+        }
+    }
+
+    @inline(__always)
+    private func runUnwatched(_ job: UnownedJob) {
         // The job may belong to an actor bound to this executor or to a task that prefers
         // it; the executor is both, and running it as both lets the task move between loop
         // actors and nonisolated loop code without ever leaving the thread.

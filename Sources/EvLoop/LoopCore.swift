@@ -53,6 +53,10 @@ open class LoopCore: EventLoop {
     /// `takeRearmFinishedAtOnce`.
     @exclusivity(unchecked) @usableFromInline
     package final var rearmFinishedAtOnce = false
+    /// The opt-in timing of callbacks (`reportSlowCallbacks`, SlowCallbacks.swift); nil, the
+    /// default, costs one predictable branch per callback.
+    @exclusivity(unchecked)
+    final var slowCallbacks: SlowCallbackWatch?
 
     /// Whether, since the last call, an operation restarted by `.rearm` finished at once,
     /// without waiting. A readiness backend then must not skip its next zero-timeout
@@ -254,7 +258,7 @@ open class LoopCore: EventLoop {
             c.state = .dead
             activeCount -= 1
             if c.activatedInBackground { backgroundCount -= 1 }
-            let action = c.callback(c, result)
+            let action = slowCallbacks == nil ? c.callback(c, result) : slowCallbacks.unsafelyUnwrapped.run(c, result)
             if action == .rearm {
                 precondition(c.state == .dead,
                              "EvLoop: a callback returned .rearm for a completion it had already added again")

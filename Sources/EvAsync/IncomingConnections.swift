@@ -1,0 +1,75 @@
+import EvLoop
+
+extension TCPSocket {
+    /// The connections this listening socket accepts, one `accept(deadline:on:)` per
+    /// element, as an asynchronous sequence.
+    ///
+    /// ```swift
+    /// await withDiscardingTaskGroup { group in
+    ///     for try await client in listener.connections(on: executor) {
+    ///         group.addTask { await serve(client, on: executor) }
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Why a sequence: a server's accept loop is the thing that repeats forever, and a
+    /// `for try await` loop says so without the bookkeeping of a `while` around an await.
+    /// It is the awaited accept underneath (nothing is accepted ahead of the consumer, and
+    /// nothing is allocated per connection), so it behaves exactly as that accept does:
+    ///
+    /// - Each element is a new connection that belongs to the consumer: close it with
+    ///   `close(on:)`.
+    /// - **Cancelling the consuming task ends the sequence** (the pending accept is
+    ///   cancelled through the loop, and the loop returns nil). An accept that completed in
+    ///   the same moment still hands its connection over first, so none is dropped.
+    /// - **Errors end it by being thrown**, as `EvError`: an accept that fails (`.errno`
+    ///   with EMFILE when the process is out of descriptors), `.canceled` when the loop
+    ///   cancelled the accept (`loop.cancelAll()`, or another task closed the listener),
+    ///   `.timedOut` when `deadline` passed before a connection came. A server that wants
+    ///   to survive EMFILE awaits `accept(deadline:on:)` in a loop of its own instead.
+    /// - `deadline` applies to each accept (`.within(...)`: the longest wait for the next
+    ///   connection).
+    ///
+    /// Iterate on the loop's executor (a task that prefers it, or an actor bound to it);
+    /// elsewhere the first element stops the program with a precondition message.
+    public func connections(deadline: Deadline = .none, on executor: LoopExecutor) -> IncomingConnections {
+        IncomingConnections(listener: self, deadline: deadline, executor: executor)
+    }
+}
+
+/// The connections a listening `TCPSocket` accepts: see `TCPSocket.connections(deadline:on:)`.
+public struct IncomingConnections: AsyncSequence, Sendable {
+    public typealias Element = TCPSocket
+    public typealias Failure = EvError
+
+    /// The listening socket.
+    public let listener: TCPSocket
+    /// The deadline of each accept.
+    public let deadline: Deadline
+    let executor: LoopExecutor
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(listener: listener, deadline: deadline, executor: executor)
+    }
+
+    /// Accepts one connection per `next()`; nil once the consuming task is cancelled.
+    public struct Iterator: AsyncIteratorProtocol {
+        let listener: TCPSocket
+        let deadline: Deadline
+        let executor: LoopExecutor
+        var finished = false
+
+        /// The next accepted connection; nil when the task has been cancelled.
+        nonisolated(nonsending)
+        public mutating func next() async throws(EvError) -> TCPSocket? {
+            let (listener, deadline, executor) = (self.listener, self.deadline, self.executor)
+            return try await sequenceStep(&finished) {
+                try await listener.accept(deadline: deadline, on: executor)
+            }
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> TCPSocket? {
+            try await next()
+        }
+    }
+}

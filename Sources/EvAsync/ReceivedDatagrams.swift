@@ -1,0 +1,88 @@
+import EvLoop
+
+extension UDPSocket {
+    /// The datagrams this socket receives, one `receive(into:deadline:on:)` per element,
+    /// as an asynchronous sequence.
+    ///
+    /// ```swift
+    /// for try await datagram in socket.datagrams(into: buffer, on: executor) {
+    ///     _ = try await socket.send(datagram.bytes, to: datagram.sender, on: executor)   // an echo
+    /// }
+    /// ```
+    ///
+    /// Why a sequence: a datagram server is a receive loop; the sequence hands each
+    /// datagram over with its bytes already cut to size and its sender, from the awaited
+    /// receive underneath (nothing is received ahead of the consumer, nothing allocated
+    /// per datagram).
+    ///
+    /// - **Each element's `bytes` is the filled part of `buffer`**, valid until the next
+    ///   iteration; `truncated` says the datagram was longer than `buffer` and its tail was
+    ///   discarded. `buffer` must stay valid while the sequence is iterated (an empty one
+    ///   is allowed: each datagram then arrives as 0 bytes, truncated unless it was empty).
+    /// - UDP has no end of stream: the sequence goes on until the consuming task is
+    ///   **cancelled, which ends it** (the pending receive is cancelled through the loop),
+    ///   or an error is **thrown** as `EvError` (`.canceled` when the loop cancelled the
+    ///   receive, for instance because another task closed the socket; `.timedOut` when
+    ///   `deadline` passed first).
+    /// - `deadline` applies to each receive.
+    ///
+    /// Iterate on the loop's executor.
+    public func datagrams(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
+                          on executor: LoopExecutor) -> ReceivedDatagrams {
+        ReceivedDatagrams(socket: self, buffer: buffer, deadline: deadline, executor: executor)
+    }
+}
+
+/// One datagram from `UDPSocket.datagrams(into:deadline:on:)`: a view of its bytes in the
+/// caller's buffer, and who sent it.
+public struct ReceivedDatagram {
+    /// The received bytes: the filled part of the caller's buffer, valid until the next
+    /// iteration of the sequence.
+    public let bytes: UnsafeRawBufferPointer
+    /// The sender's address (where a reply goes).
+    public let sender: SocketAddress
+    /// The datagram was longer than the buffer; its tail was discarded (MSG_TRUNC).
+    public let truncated: Bool
+}
+
+/// The datagrams a UDP socket receives: see `UDPSocket.datagrams(into:deadline:on:)`.
+///
+/// Not `Sendable`: it hands out views of one buffer, which one task reads at a time.
+public struct ReceivedDatagrams: AsyncSequence {
+    public typealias Element = ReceivedDatagram
+    public typealias Failure = EvError
+
+    /// The socket received from.
+    public let socket: UDPSocket
+    let buffer: UnsafeMutableRawBufferPointer
+    let deadline: Deadline
+    let executor: LoopExecutor
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(socket: socket, buffer: buffer, deadline: deadline, executor: executor)
+    }
+
+    /// Receives one datagram per `next()`; nil once the consuming task is cancelled.
+    public struct Iterator: AsyncIteratorProtocol {
+        let socket: UDPSocket
+        let buffer: UnsafeMutableRawBufferPointer
+        let deadline: Deadline
+        let executor: LoopExecutor
+        var finished = false
+
+        /// The next datagram; nil when the task has been cancelled.
+        nonisolated(nonsending)
+        public mutating func next() async throws(EvError) -> ReceivedDatagram? {
+            let (socket, buffer, deadline, executor) = (self.socket, self.buffer, self.deadline, self.executor)
+            return try await sequenceStep(&finished) {
+                let message = try await socket.receive(into: buffer, deadline: deadline, on: executor)
+                return ReceivedDatagram(bytes: UnsafeRawBufferPointer(rebasing: buffer[..<message.count]),
+                                        sender: message.address, truncated: message.truncated)
+            }
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> ReceivedDatagram? {
+            try await next()
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import EvLoop
+
+extension SignalWatcher {
+    /// The signals this watcher receives, one `next(on:)` per element, as an asynchronous
+    /// sequence.
+    ///
+    /// ```swift
+    /// try SignalWatcher.block([SIGHUP, SIGTERM])          // first thing in main
+    /// let watcher = try SignalWatcher(signals: [SIGHUP, SIGTERM])
+    /// for try await info in watcher.signals(on: executor) {
+    ///     if info.signal == SIGTERM { break }              // shut down
+    ///     reloadConfiguration()                            // SIGHUP
+    /// }
+    /// ```
+    ///
+    /// Why a sequence: a program that reacts to signals (reload on SIGHUP, stop on
+    /// SIGTERM) does so in a loop for as long as it runs.
+    ///
+    /// - **Deliveries coalesce**, as for the watcher: a signal sent several times before
+    ///   the next element is read is reported once. Count events with your own state.
+    /// - **Cancelling the consuming task ends the sequence** (the pending wait is
+    ///   cancelled through the loop). Errors are thrown as `EvError` (`.canceled` when the
+    ///   loop cancelled the wait, `loop.cancelAll()`).
+    /// - The signals must be blocked in every thread (`SignalWatcher.block(_:)`), and the
+    ///   watcher must outlive the iteration (it owns the signalfd).
+    /// - Each element costs what `next(on:)` costs: a small await object, a completion and
+    ///   the watcher's callback closure (signals are rare events).
+    ///
+    /// Iterate on the loop's executor.
+    public func signals(on executor: LoopExecutor) -> ReceivedSignals {
+        ReceivedSignals(watcher: self, executor: executor)
+    }
+}
+
+/// The signals a `SignalWatcher` receives: see `SignalWatcher.signals(on:)`.
+///
+/// Not `Sendable`: the watcher belongs to the loop's thread.
+public struct ReceivedSignals: AsyncSequence {
+    public typealias Element = SignalInfo
+    public typealias Failure = EvError
+
+    /// The watcher read from.
+    public let watcher: SignalWatcher
+    let executor: LoopExecutor
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(watcher: watcher, executor: executor)
+    }
+
+    /// Waits for one signal per `next()`; nil once the consuming task is cancelled.
+    public struct Iterator: AsyncIteratorProtocol {
+        let watcher: SignalWatcher
+        let executor: LoopExecutor
+        var finished = false
+
+        /// The next signal; nil when the task has been cancelled.
+        nonisolated(nonsending)
+        public mutating func next() async throws(EvError) -> SignalInfo? {
+            let (watcher, executor) = (self.watcher, self.executor)
+            return try await sequenceStep(&finished) {
+                try await watcher.next(on: executor)
+            }
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> SignalInfo? {
+            try await next()
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import EvLoop
+
+extension TCPSocket {
+    /// What the peer sends, read into `buffer` one `read(into:deadline:on:)` at a time, as
+    /// an asynchronous sequence of chunks; it ends at the end of the stream.
+    ///
+    /// ```swift
+    /// let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
+    /// defer { buffer.deallocate() }
+    /// for try await chunk in client.reads(into: buffer, on: executor) {
+    ///     try await client.writeAll(chunk, on: executor)     // an echo
+    /// }
+    /// ```
+    ///
+    /// Why a sequence: "read until the peer is done" is the loop every stream consumer
+    /// writes, and its two easy mistakes (forgetting that 0 means end of stream, handing
+    /// on more than the bytes read) are taken care of here.
+    ///
+    /// - **Each chunk is the filled part of `buffer`**, valid until the next iteration
+    ///   (the next read writes into the same memory): copy or consume it inside the loop.
+    ///   Nothing is allocated per chunk. `buffer` must stay valid while the sequence is
+    ///   iterated, and must not be empty: an empty buffer would read 0 bytes, which is
+    ///   indistinguishable from the end of the stream (a precondition failure says so).
+    /// - **The end of the stream ends the sequence** (the peer closed or shut down its
+    ///   side: the read returned 0).
+    /// - **Cancelling the consuming task ends it** too (the pending read is cancelled
+    ///   through the loop; bytes it had already received are delivered first).
+    /// - **Errors are thrown** as `EvError` (`.connectionReset` when the peer reset the
+    ///   connection, `.canceled` when the loop cancelled the read, `.timedOut` when
+    ///   `deadline` passed), and end the sequence.
+    /// - `deadline` applies to each read: `.within(.seconds(30))` is an idle timeout.
+    ///
+    /// Iterate on the loop's executor. One reader at a time: two iterations of reads over
+    /// one socket would split the stream between them unpredictably.
+    public func reads(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
+                      on executor: LoopExecutor) -> StreamReads {
+        precondition(buffer.count > 0,
+                     "EvAsync: reads(into:) needs a buffer of at least one byte (an empty read looks like the end of the stream)")
+        return StreamReads(socket: self, buffer: buffer, deadline: deadline, executor: executor)
+    }
+}
+
+/// The chunks read from a stream socket: see `TCPSocket.reads(into:deadline:on:)`.
+///
+/// Not `Sendable`: it hands out views of one buffer, which one task reads at a time.
+public struct StreamReads: AsyncSequence {
+    /// The filled part of the caller's buffer, valid until the next iteration.
+    public typealias Element = UnsafeRawBufferPointer
+    public typealias Failure = EvError
+
+    /// The socket read from.
+    public let socket: TCPSocket
+    let buffer: UnsafeMutableRawBufferPointer
+    let deadline: Deadline
+    let executor: LoopExecutor
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(socket: socket, buffer: buffer, deadline: deadline, executor: executor)
+    }
+
+    /// Reads one chunk per `next()`; nil at the end of the stream or once the consuming
+    /// task is cancelled.
+    public struct Iterator: AsyncIteratorProtocol {
+        let socket: TCPSocket
+        let buffer: UnsafeMutableRawBufferPointer
+        let deadline: Deadline
+        let executor: LoopExecutor
+        var finished = false
+
+        /// The next chunk; nil at the end of the stream or when the task has been cancelled.
+        nonisolated(nonsending)
+        public mutating func next() async throws(EvError) -> UnsafeRawBufferPointer? {
+            let (socket, buffer, deadline, executor) = (self.socket, self.buffer, self.deadline, self.executor)
+            return try await sequenceStep(&finished) {
+                let n = try await socket.read(into: buffer, deadline: deadline, on: executor)
+                return n == 0 ? nil : UnsafeRawBufferPointer(rebasing: buffer[..<n])
+            }
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> UnsafeRawBufferPointer? {
+            try await next()
+        }
+    }
+}
