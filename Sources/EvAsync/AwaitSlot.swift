@@ -151,7 +151,12 @@ final class WatcherAwait<Value: Sendable>: LoopCancellable {
                 }
                 self.continuation = continuation
                 do throws(EvError) {
-                    try start(self.completion) { [self] result in self.deliver(result) }
+                    // Unowned: the watcher stores this function in the completion's callback,
+                    // which the await object holds, so a strong capture would be a cycle that
+                    // keeps the await, its completion and the watcher (with its descriptor)
+                    // alive forever. The function is only called while `run` is suspended,
+                    // that is while the await object is alive.
+                    try start(self.completion) { [unowned self] result in self.deliver(result) }
                     executor.noteSuspension(.operation(self.completion.kind))
                 } catch {
                     self.continuation = nil
