@@ -187,11 +187,14 @@ struct AsyncSequenceTests {
                     let watcher = try SignalWatcher(signals: [SIGUSR2])
                     released = watcher
                     let raiser = Task(executorPreference: executor) {
+                        let giveUp = LoopInstant.now() + .seconds(5)   // a broken sequence fails the test, never hangs it
                         for round in 1...3 {
                             try await executor.sleep(for: .milliseconds(5))
                             raise(SIGUSR2)   // this (the loop) thread
                             // One delivery at a time: deliveries pending together coalesce.
-                            while received.value < round { try await executor.sleep(for: .milliseconds(1)) }
+                            while received.value < round && LoopInstant.now() < giveUp {
+                                try await executor.sleep(for: .milliseconds(1))
+                            }
                         }
                     }
                     var signals: [Int32] = []
