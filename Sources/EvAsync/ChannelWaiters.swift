@@ -43,8 +43,16 @@ struct WaitingSender<Element: Sendable> {
     let element: Element
 }
 
-/// Suspends the calling task (on the loop thread) until a channel resumes the continuation
-/// that `register` puts on one of its wait lists; returns how it was resumed.
+/// Suspends the calling task (on the loop thread) until a channel resumes it; returns how
+/// it was resumed.
+///
+/// `settleOrWait` runs on the loop thread once the task is ready to be suspended, with the
+/// continuation: it must either resume the continuation at once (the channel's state
+/// allows the operation now) or put it on one of the channel's wait lists. It has to look
+/// at the channel again, even though the caller just did: entering the cancellation
+/// handler can re-enqueue the task on the loop (a switch of executor, which the runtime
+/// makes through the executor's queue), and other tasks may run in between, so the state
+/// the caller saw may have changed (an element taken, a leader gone).
 ///
 /// Cancellation: the task's cancellation handler may run on any thread, so it never
 /// touches the channel; it sends `id` to the loop thread through the executor
@@ -54,7 +62,7 @@ struct WaitingSender<Element: Sendable> {
 nonisolated(nonsending)
 func suspendAsWaiter<Outcome: Sendable>(id: UInt64, in channel: some LoopCancellable, executor: LoopExecutor,
                                         cancelled: Outcome, suspendingIn what: StaticString,
-                                        register: (UnsafeContinuation<Outcome, Never>) -> Void) async -> Outcome {
+                                        settleOrWait: (UnsafeContinuation<Outcome, Never>) -> Void) async -> Outcome {
     let ticket = CancelTicket(target: channel, id: id)
     return await withTaskCancellationHandler {
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Outcome, Never>) in
@@ -65,7 +73,7 @@ func suspendAsWaiter<Outcome: Sendable>(id: UInt64, in channel: some LoopCancell
                 return
             }
             executor.noteSuspension(what)
-            register(continuation)
+            settleOrWait(continuation)
         }
     } onCancel: {
         executor.requestCancel(ticket)

@@ -114,7 +114,14 @@ public final class LoopChannel<Element: Sendable>: AsyncSequence, LoopCancellabl
         let id = takeWaiterID()
         let outcome = await suspendAsWaiter(id: id, in: self, executor: executor, cancelled: SendOutcome.cancelled,
                                             suspendingIn: "LoopChannel.send(_:)") { continuation in
-            senders.append(WaitingSender(id: id, continuation: continuation, element: element))
+            // Again: receivers may have made room, or the channel closed, meanwhile.
+            if closed {
+                continuation.resume(returning: .closed)
+            } else if offer(element) {
+                continuation.resume(returning: .sent)
+            } else {
+                senders.append(WaitingSender(id: id, continuation: continuation, element: element))
+            }
         }
         switch outcome {
         case .sent: return
@@ -161,7 +168,14 @@ public final class LoopChannel<Element: Sendable>: AsyncSequence, LoopCancellabl
         let id = takeWaiterID()
         let outcome = await suspendAsWaiter(id: id, in: self, executor: executor, cancelled: ReceiveOutcome<Element>.cancelled,
                                             suspendingIn: "LoopChannel.receive()") { continuation in
-            receivers.append(Waiter(id: id, continuation: continuation))
+            // Again: a sender may have filled the buffer, or the channel closed, meanwhile.
+            if let element = take() {
+                continuation.resume(returning: .element(element))
+            } else if closed {
+                continuation.resume(returning: .closed)
+            } else {
+                receivers.append(Waiter(id: id, continuation: continuation))
+            }
         }
         switch outcome {
         case .element(let element): return element

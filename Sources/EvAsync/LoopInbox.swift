@@ -137,13 +137,21 @@ public final class LoopInbox<Element: Sendable>: AsyncSequence, LoopCancellable,
             switch takeOne() {
             case .element(let element): return element
             case .closed: return nil
-            default: return try await lead()
+            default:
+                leading = true   // now, before anything can suspend: one leader at a time
+                return try await lead()
             }
         }
         let id = takeWaiterID()
         let outcome = await suspendAsWaiter(id: id, in: self, executor: executor, cancelled: ReceiveOutcome<Element>.cancelled,
                                             suspendingIn: "LoopInbox.receive()") { continuation in
-            followers.append(Waiter(id: id, continuation: continuation))
+            if leading {
+                followers.append(Waiter(id: id, continuation: continuation))
+            } else {
+                // The leader left meanwhile (see `suspendAsWaiter`): this one leads.
+                leading = true
+                continuation.resume(returning: .lead)
+            }
         }
         switch outcome {
         case .element(let element): return element
@@ -157,10 +165,23 @@ public final class LoopInbox<Element: Sendable>: AsyncSequence, LoopCancellable,
     /// Waits on the notifier for every receiver until this one has an element (or the
     /// inbox is closed and drained); hands the elements that come meanwhile to the
     /// followers in order, and passes the waiting on when it leaves.
+    ///
+    /// Called with `leading` already set for this receiver (by `receive()` or `passLead()`,
+    /// so that no other receiver can take the role while this one is on its way here). It
+    /// looks at the queue before each wait: a receiver that was handed the role may find
+    /// elements that arrived while nobody was waiting on the notifier.
     nonisolated(nonsending)
     private func lead() async throws -> Element? {
-        leading = true
         while true {
+            let (mine, ended) = deliver()
+            if let mine {
+                if ended { endFollowers() } else { passLead() }
+                return mine
+            }
+            if ended {
+                endFollowers()
+                return nil
+            }
             do {
                 try await notifier.wait(on: executor)
             } catch let error as EvError {
@@ -174,17 +195,9 @@ public final class LoopInbox<Element: Sendable>: AsyncSequence, LoopCancellable,
                 passLead()
                 throw error
             }
-            let (mine, ended) = deliver()
-            if let mine {
-                if ended { endFollowers() } else { passLead() }
-                return mine
-            }
-            if ended {
-                endFollowers()
-                return nil
-            }
-            // A wake-up with nothing for this receiver (the elements went to a receive()
-            // that came first, or a notification was left over): wait again.
+            // Woken: the next round takes what the senders queued. (A wake-up can also find
+            // nothing for this receiver: a receive() that came first took the elements, or
+            // a notification was left over from before; then it waits again.)
         }
     }
 
@@ -208,7 +221,7 @@ public final class LoopInbox<Element: Sendable>: AsyncSequence, LoopCancellable,
     /// The leader leaves: the oldest follower, if any, waits on the notifier next.
     private func passLead() {
         if let next = followers.popFirst() {
-            next.continuation.resume(returning: .lead)   // it calls lead(), which keeps `leading`
+            next.continuation.resume(returning: .lead)   // `leading` stays set for it
         } else {
             leading = false
         }

@@ -1,0 +1,402 @@
+// Conformance: EvAsync's channels. `LoopChannel` between tasks on one loop (capacity,
+// FIFO order, close, cancellation of suspended waiters, a long run through a capacity-1
+// channel) and `LoopInbox` from other threads to the loop's tasks (many producers, close,
+// cancellation, loop cancellation). Every test runs unchanged on every backend.
+import Testing
+import Ev
+import CEvSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Conformance: channels")
+struct ChannelTests {
+
+    /// A sender suspends once `capacity` elements wait, and resumes when a receiver takes
+    /// one; `trySend` refuses while full.
+    @Test(arguments: conformanceBackends)
+    func capacityIsRespected(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let log = Locked<[String]>([])
+            @Sendable func note(_ s: String) { log.withLock { $0.append(s) } }
+            try runAsync(executor) {
+                let channel = LoopChannel<Int>(capacity: 2, on: executor)
+                #expect(channel.capacity == 2)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for i in 0..<4 {
+                            try await channel.send(i)
+                            note("sent \(i)")
+                        }
+                    }
+                    // `yield()` lets every runnable job run first: the sender runs until it
+                    // suspends on the full channel.
+                    await executor.yield()
+                    note("count \(channel.count)")
+                    note("trySend \(try channel.trySend(99))")
+                    for _ in 0..<4 {
+                        note("received \(try await channel.receive() ?? -1)")
+                        await executor.yield()
+                        note("count \(channel.count)")
+                    }
+                    try await group.waitForAll()
+                }
+                channel.close()
+                note("after close \(try await channel.receive() ?? -1)")
+            }
+            #expect(log.value == [
+                "sent 0", "sent 1", "count 2", "trySend false",
+                "received 0", "sent 2", "count 2",
+                "received 1", "sent 3", "count 2",
+                "received 2", "count 1",
+                "received 3", "count 0",
+                "after close -1",
+            ])
+        }
+    }
+
+    /// Elements come out in the order they went in: buffered ones first, then those of the
+    /// suspended senders in the order the senders suspended; `trySend` hands an element
+    /// straight to a waiting receiver.
+    @Test(arguments: conformanceBackends)
+    func fifoOrderThroughBufferAndWaitingSenders(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let (received, handedOver) = try runAsync(executor) {
+                let channel = LoopChannel<String>(capacity: 2, on: executor)
+                try await channel.send("b0")
+                try await channel.send("b1")
+                return try await withThrowingTaskGroup(of: Void.self) { group in
+                    for name in ["A", "B", "C"] {
+                        group.addTask { try await channel.send(name) }
+                        await executor.yield()   // each suspends before the next starts
+                    }
+                    var received: [String] = []
+                    for _ in 0..<5 { received.append(try await channel.receive() ?? "nil") }
+                    try await group.waitForAll()
+                    // A receiver waiting on the empty channel gets what `trySend` offers.
+                    group.addTask {
+                        let got = try await channel.receive()
+                        #expect(got == "direct")
+                    }
+                    await executor.yield()
+                    let handedOver = try channel.trySend("direct") && channel.count == 0
+                    try await group.waitForAll()
+                    return (received, handedOver)
+                }
+            }
+            #expect(received == ["b0", "b1", "A", "B", "C"])
+            #expect(handedOver)
+        }
+    }
+
+    /// `close()` wakes every suspended sender (each throws `ChannelClosedError`) and every
+    /// suspended receiver (each gets nil); the buffered element is still received, then nil;
+    /// a send after the close throws at once.
+    @Test(arguments: conformanceBackends)
+    func closeWakesEveryWaiter(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let (senders, drained, lateSend, receivers) = try runAsync(executor) {
+                let full = LoopChannel<Int>(capacity: 1, on: executor)
+                try await full.send(0)
+                let senders = try await withThrowingTaskGroup(of: String.self) { group in
+                    for i in 1...3 {
+                        group.addTask {
+                            do {
+                                try await full.send(i)
+                                return "sent"
+                            } catch is ChannelClosedError {
+                                return "closed"
+                            }
+                        }
+                    }
+                    await executor.yield()
+                    full.close()
+                    var outcomes: [String] = []
+                    for try await outcome in group { outcomes.append(outcome) }
+                    return outcomes
+                }
+                let drained = [try await full.receive(), try await full.receive()]
+                var lateSend = "sent"
+                do { try await full.send(9) } catch is ChannelClosedError { lateSend = "closed" }
+
+                let empty = LoopChannel<Int>(capacity: 4, on: executor)
+                let receivers = try await withThrowingTaskGroup(of: Int?.self) { group in
+                    for _ in 0..<3 { group.addTask { try await empty.receive() } }
+                    await executor.yield()
+                    empty.close()
+                    var outcomes: [Int?] = []
+                    for try await outcome in group { outcomes.append(outcome) }
+                    return outcomes
+                }
+                return (senders, drained, lateSend, receivers)
+            }
+            #expect(senders == ["closed", "closed", "closed"])
+            #expect(drained == [0, nil])
+            #expect(lateSend == "closed")
+            #expect(receivers == [nil, nil, nil])
+        }
+    }
+
+    /// Cancelling a suspended sender or receiver (from the loop thread and from another
+    /// thread) removes it from its wait list and makes it throw `CancellationError`: the
+    /// cancelled sender's element is never received, and a send after a receiver was
+    /// cancelled goes into the buffer rather than to it. An already-cancelled task does not
+    /// touch the channel.
+    @Test(arguments: conformanceBackends)
+    func cancellingASuspendedWaiter(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let outcomes = try runAsync(executor) { () async throws -> [String] in
+                var outcomes: [String] = []
+                for fromAnotherThread in [false, true] {
+                    let channel = LoopChannel<Int>(capacity: 1, on: executor)
+                    try await channel.send(1)
+                    let sender = Task(executorPreference: executor) { () async -> String in
+                        do {
+                            try await channel.send(2)
+                            return "sent"
+                        } catch {
+                            return "\(type(of: error))"
+                        }
+                    }
+                    await executor.yield()
+                    try await cancel(sender, fromAnotherThread: fromAnotherThread)
+                    outcomes.append(await sender.value)
+                    outcomes.append("count \(channel.count)")
+                    _ = try await channel.receive()
+                    outcomes.append("then trySend \(try channel.trySend(3))")   // room again: the 2 is gone
+                    outcomes.append("then received \(try await channel.receive() ?? -1)")
+
+                    let receiver = Task(executorPreference: executor) { () async -> String in
+                        do {
+                            return "received \(try await channel.receive() ?? -1)"
+                        } catch {
+                            return "\(type(of: error))"
+                        }
+                    }
+                    await executor.yield()
+                    try await cancel(receiver, fromAnotherThread: fromAnotherThread)
+                    outcomes.append(await receiver.value)
+                    outcomes.append("sent to nobody \(try channel.trySend(4)), count \(channel.count)")
+                }
+                let channel = LoopChannel<Int>(capacity: 1, on: executor)
+                let early = Task(executorPreference: executor) { () async -> String in
+                    withUnsafeCurrentTask { $0?.cancel() }
+                    do {
+                        try await channel.send(5)
+                        return "sent"
+                    } catch {
+                        return "\(type(of: error))"
+                    }
+                }
+                outcomes.append(await early.value)
+                outcomes.append("count \(channel.count)")
+                return outcomes
+            }
+            let round = ["CancellationError", "count 1", "then trySend true", "then received 3",
+                         "CancellationError", "sent to nobody true, count 1"]
+            #expect(outcomes == round + round + ["CancellationError", "count 0"])
+        }
+    }
+
+    /// 10,000 elements through a capacity-1 channel, every one a hand-over between two
+    /// tasks: all arrive, in order, and the iteration ends at the close.
+    @Test(arguments: conformanceBackends)
+    func tenThousandElementsThroughCapacityOne(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let baseline = loop.activeCount
+            let elementCount = 10_000
+            let received = try runAsync(executor, limit: .seconds(30)) {
+                let channel = LoopChannel<Int>(capacity: 1, on: executor)
+                return try await withThrowingTaskGroup(of: [Int].self) { group in
+                    group.addTask {
+                        for i in 0..<elementCount { try await channel.send(i) }
+                        channel.close()
+                        return []
+                    }
+                    group.addTask {
+                        var received: [Int] = []
+                        received.reserveCapacity(10_000)
+                        for await element in channel { received.append(element) }
+                        return received
+                    }
+                    var all: [Int] = []
+                    for try await part in group { all += part }
+                    return all
+                }
+            }
+            #expect(received == Array(0..<elementCount))
+            #expect(loop.activeCount == baseline, "waiting on a channel holds no completion")
+        }
+    }
+
+    // MARK: LoopInbox
+
+    /// Four producer threads send 10,000 elements each into one inbox; two consumer tasks
+    /// on the loop receive every element exactly once, each consumer seeing every
+    /// producer's elements in the order they were sent; the close (from another thread,
+    /// after the producers) ends both iterations.
+    @Test(arguments: conformanceBackends)
+    func inboxFromFourProducerThreads(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let inbox = try LoopInbox<Int>(on: executor)
+            let producers = 4, perProducer = 10_000
+            let baseline = loop.activeCount
+            let parts = try runAsync(executor, limit: .seconds(60)) {
+                try await withThrowingTaskGroup(of: [Int].self) { group in
+                    for _ in 0..<2 {
+                        group.addTask {
+                            var got: [Int] = []
+                            for try await element in inbox { got.append(element) }
+                            return got
+                        }
+                    }
+                    let closer = try TestThread {
+                        var threads: [TestThread] = []
+                        for p in 0..<producers {
+                            if let t = try? TestThread({
+                                for i in 0..<perProducer {
+                                    try? inbox.send(p * perProducer + i)
+                                    if i % 1000 == 0 { sched_yield() }   // interleave the threads
+                                }
+                            }) {
+                                threads.append(t)
+                            }
+                        }
+                        for t in threads { t.join() }
+                        inbox.close()
+                    }
+                    var parts: [[Int]] = []
+                    for try await part in group { parts.append(part) }
+                    closer.join()
+                    return parts
+                }
+            }
+            let all = parts.flatMap { $0 }
+            #expect(all.count == producers * perProducer)
+            #expect(Set(all).count == producers * perProducer, "no element twice")
+            for part in parts {
+                for p in 0..<producers {
+                    let mine = part.filter { $0 / perProducer == p }
+                    #expect(mine == mine.sorted(), "producer \(p)'s elements in order")
+                }
+            }
+            #expect(throws: ChannelClosedError.self) { try inbox.send(0) }
+            #expect(try runUntil(loop) { loop.activeCount == baseline })
+        }
+    }
+
+    /// Receivers waiting on an empty inbox (one on the notifier, two behind it) get the
+    /// elements sent from another thread in order, and nil once it is closed there; a
+    /// receive after the close gets what is left, then nil.
+    @Test(arguments: conformanceBackends)
+    func inboxCloseWakesEveryReceiver(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let inbox = try LoopInbox<String>(on: executor)
+            let (first, woken, after) = try runAsync(executor) {
+                try await withThrowingTaskGroup(of: String?.self) { group in
+                    for _ in 0..<3 { group.addTask { try await inbox.receive() } }
+                    await executor.yield()
+                    let sender = try TestThread {
+                        try? inbox.send("one")
+                        try? inbox.send("two")
+                    }
+                    var first: [String?] = []
+                    for _ in 0..<2 { first.append(try await group.next() ?? "none") }
+                    sender.join()
+                    let closer = try TestThread {
+                        try? inbox.send("left over")   // sent before the close: received after it
+                        inbox.close()
+                    }
+                    var woken: [String?] = []
+                    for try await outcome in group { woken.append(outcome) }
+                    closer.join()
+                    let after = [try await inbox.receive(), try await inbox.receive()]
+                    return (first, woken, after)
+                }
+            }
+            #expect(first == ["one", "two"])
+            // Sent before the close, so received before the end.
+            #expect(woken == ["left over"])
+            #expect(after == [nil, nil])
+        }
+    }
+
+    /// Cancelling receivers (one behind the one waiting on the notifier, then that one,
+    /// from the loop thread and from another thread) makes them throw `CancellationError`,
+    /// and nothing is lost: an element sent afterwards goes to the receiver still waiting.
+    @Test(arguments: conformanceBackends)
+    func inboxCancellationLosesNothing(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let inbox = try LoopInbox<Int>(on: executor)
+            let baseline = loop.activeCount
+            let outcomes = try runAsync(executor) { () async throws -> [String] in
+                func receiver() -> Task<String, Never> {
+                    Task(executorPreference: executor) { () async -> String in
+                        do {
+                            return "received \(try await inbox.receive() ?? -1)"
+                        } catch {
+                            return "\(type(of: error))"
+                        }
+                    }
+                }
+                var outcomes: [String] = []
+                for fromAnotherThread in [false, true] {
+                    let leader = receiver()
+                    await executor.yield()
+                    let follower = receiver()
+                    let survivor = receiver()
+                    await executor.yield()
+                    try await cancel(follower, fromAnotherThread: fromAnotherThread)   // leaves the wait list
+                    outcomes.append(await follower.value)
+                    try await cancel(leader, fromAnotherThread: fromAnotherThread)     // hands the waiting on
+                    outcomes.append(await leader.value)
+                    let sender = try TestThread { try? inbox.send(7) }
+                    sender.join()
+                    outcomes.append(await survivor.value)
+                }
+                return outcomes
+            }
+            let round = ["CancellationError", "CancellationError", "received 7"]
+            #expect(outcomes == round + round)
+            #expect(try runUntil(loop) { loop.activeCount == baseline }, "the cancelled notifier wait left the loop")
+        }
+    }
+
+    /// Loop cancellation (`cancelAll()`) reaches the receivers waiting on an inbox as
+    /// `EvError.canceled`, and the loop drains.
+    @Test(arguments: conformanceBackends)
+    func inboxLoopCancellationIsAnEvError(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let inbox = try LoopInbox<Int>(on: executor)
+            let outcomes = Locked<[String]>([])
+            for _ in 0..<2 {
+                Task(executorPreference: executor) {
+                    do {
+                        _ = try await inbox.receive()
+                        outcomes.withLock { $0.append("received") }
+                    } catch let error as EvError {
+                        outcomes.withLock { $0.append("ev \(error == .canceled)") }
+                    } catch {
+                        outcomes.withLock { $0.append("other \(error)") }
+                    }
+                }
+            }
+            try loop.run(.noWait)   // both receivers start waiting
+            loop.cancelAll()
+            #expect(try runUntilDone(loop))
+            #expect(outcomes.value == ["ev true", "ev true"])
+            #expect(loop.activeCount == 0)
+            executor.resume()
+        }
+    }
+}
+
+/// Cancels `task` from this (the loop) thread, or from a thread of its own.
+func cancel<T: Sendable>(_ task: Task<T, Never>, fromAnotherThread: Bool) async throws {
+    if fromAnotherThread {
+        let canceller = try TestThread { task.cancel() }
+        canceller.join()
+    } else {
+        task.cancel()
+    }
+}
