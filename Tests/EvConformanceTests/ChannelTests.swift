@@ -160,7 +160,7 @@ struct ChannelTests {
                     }
                     await executor.yield()
                     try await cancel(sender, fromAnotherThread: fromAnotherThread)
-                    outcomes.append(await sender.value)
+                    outcomes.append(await value(of: sender, on: executor) ?? "still waiting")
                     outcomes.append("count \(channel.count)")
                     _ = try await channel.receive()
                     outcomes.append("then trySend \(try channel.trySend(3))")   // room again: the 2 is gone
@@ -175,7 +175,7 @@ struct ChannelTests {
                     }
                     await executor.yield()
                     try await cancel(receiver, fromAnotherThread: fromAnotherThread)
-                    outcomes.append(await receiver.value)
+                    outcomes.append(await value(of: receiver, on: executor) ?? "still waiting")
                     outcomes.append("sent to nobody \(try channel.trySend(4)), count \(channel.count)")
                 }
                 let channel = LoopChannel<Int>(capacity: 1, on: executor)
@@ -188,7 +188,7 @@ struct ChannelTests {
                         return "\(type(of: error))"
                     }
                 }
-                outcomes.append(await early.value)
+                outcomes.append(await value(of: early, on: executor) ?? "still waiting")
                 outcomes.append("count \(channel.count)")
                 return outcomes
             }
@@ -199,7 +199,8 @@ struct ChannelTests {
     }
 
     /// 10,000 elements through a capacity-1 channel, every one a hand-over between two
-    /// tasks: all arrive, in order, and the iteration ends at the close.
+    /// tasks (each of which pauses now and then, so that both a waiting receiver and a
+    /// waiting sender occur): all arrive, in order, and the iteration ends at the close.
     @Test(arguments: conformanceBackends)
     func tenThousandElementsThroughCapacityOne(backend: Backend) throws {
         try withAsyncLoop(backend) { loop, executor, _ in
@@ -209,14 +210,20 @@ struct ChannelTests {
                 let channel = LoopChannel<Int>(capacity: 1, on: executor)
                 return try await withThrowingTaskGroup(of: [Int].self) { group in
                     group.addTask {
-                        for i in 0..<elementCount { try await channel.send(i) }
+                        for i in 0..<elementCount {
+                            try await channel.send(i)
+                            if i % 97 == 0 { await executor.yield() }   // now and then, the receiver waits
+                        }
                         channel.close()
                         return []
                     }
                     group.addTask {
                         var received: [Int] = []
-                        received.reserveCapacity(10_000)
-                        for await element in channel { received.append(element) }
+                        received.reserveCapacity(elementCount)
+                        for await element in channel {
+                            received.append(element)
+                            if element % 89 == 0 { await executor.yield() }   // ... and the sender waits
+                        }
                         return received
                     }
                     var all: [Int] = []
@@ -256,7 +263,9 @@ struct ChannelTests {
                             if let t = try? TestThread({
                                 for i in 0..<perProducer {
                                     try? inbox.send(p * perProducer + i)
-                                    if i % 1000 == 0 { sched_yield() }   // interleave the threads
+                                    // Bursts with pauses: the consumers keep running dry
+                                    // and waiting on the notifier.
+                                    if i % 100 == 99 { usleep(200) }
                                 }
                             }) {
                                 threads.append(t)
@@ -347,12 +356,12 @@ struct ChannelTests {
                     let survivor = receiver()
                     await executor.yield()
                     try await cancel(follower, fromAnotherThread: fromAnotherThread)   // leaves the wait list
-                    outcomes.append(await follower.value)
+                    outcomes.append(await value(of: follower, on: executor) ?? "still waiting")
                     try await cancel(leader, fromAnotherThread: fromAnotherThread)     // hands the waiting on
-                    outcomes.append(await leader.value)
+                    outcomes.append(await value(of: leader, on: executor) ?? "still waiting")
                     let sender = try TestThread { try? inbox.send(7) }
                     sender.join()
-                    outcomes.append(await survivor.value)
+                    outcomes.append(await value(of: survivor, on: executor) ?? "still waiting")
                 }
                 return outcomes
             }
@@ -387,6 +396,30 @@ struct ChannelTests {
             #expect(outcomes.value == ["ev true", "ev true"])
             #expect(loop.activeCount == 0)
             executor.resume()
+        }
+    }
+}
+
+/// The value of `task`, or nil if it has not finished within `limit`: a waiter that a
+/// broken channel never resumes fails the test instead of hanging it (an unstructured
+/// task's value cannot be cancelled, so the wait is raced against a loop timer; the stuck
+/// task is left behind, holding nothing of the loop's).
+func value<T: Sendable>(of task: Task<T, Never>, within limit: Duration = .seconds(5),
+                        on executor: LoopExecutor) async -> T? {
+    let waiting = Locked<CheckedContinuation<T?, Never>?>(nil)
+    let timer = Locked<Task<Void, Never>?>(nil)
+    return await withCheckedContinuation { continuation in
+        waiting.withLock { $0 = continuation }
+        timer.withLock {
+            $0 = Task(executorPreference: executor) {
+                try? await executor.sleep(for: limit)
+                waiting.withLock { $0.take() }?.resume(returning: nil)
+            }
+        }
+        Task(executorPreference: executor) {
+            let result = await task.value
+            waiting.withLock { $0.take() }?.resume(returning: result)
+            timer.value?.cancel()
         }
     }
 }
