@@ -83,7 +83,6 @@ final class AwaitSlot: LoopCancellable {
     }
 
     private func start(_ continuation: UnsafeContinuation<CompletionResult?, Never>) {
-        executor.noteSuspension(.operation(completion.kind))
         self.continuation = continuation
         completion.userData = self
         do {
@@ -141,6 +140,7 @@ final class WatcherAwait<Value: Sendable>: LoopCancellable {
     func run(_ start: (Completion, @escaping (Result<Value, EvError>) -> Void) throws(EvError) -> Void) async throws -> Value {
         executor.preconditionOnLoopThread("an awaited watcher operation")
         try Task.checkCancellation()
+        executor.noteSuspension(.watcherWait(Value.self))
         let ticket = CancelTicket(target: self, id: 0)
         let executor = self.executor
         let outcome = await withTaskCancellationHandler {
@@ -157,7 +157,6 @@ final class WatcherAwait<Value: Sendable>: LoopCancellable {
                     // alive forever. The function is only called while `run` is suspended,
                     // that is while the await object is alive.
                     try start(self.completion) { [unowned self] result in self.deliver(result) }
-                    executor.noteSuspension(.operation(self.completion.kind))
                 } catch {
                     self.continuation = nil
                     continuation.resume(returning: .failure(error))

@@ -43,6 +43,8 @@ extension LoopExecutor {
     nonisolated(nonsending)
     func performChecked(_ operation: Operation, cancellable: Bool,
                         deadline: Deadline = .none) async throws -> CompletionResult {
+        // Here, before anything can suspend: see `noteSuspension`.
+        noteSuspension(.operation(operation.kind))
         let slot = takeSlot()
         defer { putSlot(slot) }
         slot.completion.deadline = deadline
@@ -106,6 +108,7 @@ extension LoopExecutor {
     nonisolated(nonsending)
     public func yield() async {
         preconditionOnLoopThread("LoopExecutor.yield()")
+        noteSuspension("LoopExecutor.yield()")
         for _ in 0..<2 {
             // Ignoring cancellation, a due timer always fires on the next tick; a
             // `cancelAll()` that cancels it only ends the yield early.

@@ -63,6 +63,8 @@ nonisolated(nonsending)
 func suspendAsWaiter<Outcome: Sendable>(id: UInt64, in channel: some LoopCancellable, executor: LoopExecutor,
                                         cancelled: Outcome, suspendingIn what: StaticString,
                                         settleOrWait: (UnsafeContinuation<Outcome, Never>) -> Void) async -> Outcome {
+    // Here, before anything can suspend: see `LoopExecutor.noteSuspension`.
+    executor.noteSuspension(what)
     let ticket = CancelTicket(target: channel, id: id)
     return await withTaskCancellationHandler {
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Outcome, Never>) in
@@ -72,7 +74,6 @@ func suspendAsWaiter<Outcome: Sendable>(id: UInt64, in channel: some LoopCancell
                 continuation.resume(returning: cancelled)
                 return
             }
-            executor.noteSuspension(what)
             settleOrWait(continuation)
         }
     } onCancel: {

@@ -5,8 +5,8 @@ import EvLoop
 ///
 /// A job is one slice of a task: from where it was resumed to where it next suspended (or
 /// finished). The executor cannot see into a job, so the report says what EvAsync saw at
-/// its edges: how long it ran, its priority, and, when the job ended by suspending in one
-/// of EvAsync's awaits after running past the budget, the task's name and the await. Name
+/// its edges: how long it ran, its priority, and, when the job ended by entering one of
+/// EvAsync's awaits after running past the budget, the task's name and that await. Name
 /// the tasks you want to recognise here: `Task(name: "client \(peer)", executorPreference: executor) { ... }`
 /// (and `group.addTask(name:)`).
 public struct SlowJob: Sendable, CustomStringConvertible {
@@ -16,13 +16,14 @@ public struct SlowJob: Sendable, CustomStringConvertible {
     public let budget: Duration
     /// The priority the job ran at.
     public let priority: JobPriority
-    /// The name of the job's task (`Task(name:)`), when the job ended in one of EvAsync's
-    /// awaits and the task has a name; nil otherwise.
+    /// The name of the job's task (`Task(name:)`), when the job ended by entering one of
+    /// EvAsync's awaits and the task has a name; nil otherwise.
     public let taskName: String?
     /// Where the job ended, when that was one of EvAsync's awaits: the loop operation it
-    /// started ("recv", "timer", "accept", ...) or the call it suspended in
-    /// ("LoopChannel.receive()", "LoopExecutor.yield()"); nil when it finished, or
-    /// suspended on something else (another actor, a continuation of its own).
+    /// was about to start ("recv", "timer", "accept", ...) or the call it entered
+    /// ("LoopChannel.receive()", "LoopExecutor.yield()", "SignalWatcher.next(on:)"); nil
+    /// when it finished, or suspended on something else (another actor, a continuation of
+    /// its own).
     public let suspendedIn: String?
 
     public var description: String {
@@ -41,11 +42,17 @@ enum SuspensionPoint {
     case operation(OperationKind)
     /// A call of EvAsync that suspends without a loop operation of its own.
     case call(StaticString)
+    /// A watcher's own wait (`WatcherAwait`), named by the value it delivers.
+    case watcherWait(Any.Type)
 
     var description: String {
         switch self {
         case .operation(let kind): return "\(kind)"
         case .call(let name): return "\(name)"
+        case .watcherWait(let value):
+            if value == SignalInfo.self { return "SignalWatcher.next(on:)" }
+            if value == Subprocess.ExitStatus.self { return "Subprocess.exit(on:)" }
+            return "a watcher's wait for \(value)"
         }
     }
 }
@@ -84,12 +91,13 @@ final class SlowJobWatch {
         suspendedIn = nil
     }
 
-    /// Called inside the running job, as its task suspends in EvAsync: the one moment the
-    /// executor runs code in the task, where `Task.name` can be read. Only a job already
-    /// over budget pays for the name.
+    /// Called inside the running job, as its task enters one of EvAsync's awaits: the one
+    /// moment the executor runs code in the task, where `Task.name` can be read. Only a job
+    /// already over budget pays for the name; the first note of a job wins (the await the
+    /// task called, not the awaits that one is built on).
     @inline(never)
     func noteSuspension(_ point: SuspensionPoint) {
-        guard LoopInstant.now() - started > budget else { return }
+        guard suspendedIn == nil, LoopInstant.now() - started > budget else { return }
         taskName = Task.name
         suspendedIn = point.description
     }
@@ -132,8 +140,11 @@ extension LoopExecutor {
         slowJobs = nil
     }
 
-    /// Tells the slow-job report, if it is on, that the running job's task is suspending
-    /// at `point` (called by EvAsync's awaits, inside the job).
+    /// Tells the slow-job report, if it is on, that the running job's task is about to
+    /// suspend at `point`. EvAsync's awaits call it on entry, before anything that can
+    /// suspend: the job that did the long work ends at the first suspension point, which
+    /// may be earlier than the await's own (entering a cancellation handler can re-enqueue
+    /// the task on the loop), and only that job can report what it was about to await.
     @inline(__always)
     func noteSuspension(_ point: SuspensionPoint) {
         if let watch = slowJobs { watch.noteSuspension(point) }
