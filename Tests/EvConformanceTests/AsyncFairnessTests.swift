@@ -135,8 +135,9 @@ struct AsyncFairnessTests {
     }
 
     /// A task that computes in slices with `yield()` between them lets a concurrent read
-    /// (its data sent by another thread while the task works) complete in between: the
-    /// task sees the read done within a slice or two, long before its work is over.
+    /// (its data sent by another thread while the task works) complete in between: within
+    /// a few slices of the data's arrival, long before the work is over, and the task sees
+    /// it done at the end of that slice.
     @Test(arguments: conformanceBackends)
     func longWorkWithYieldsLetsIOThrough(backend: Backend) throws {
         try withAsyncLoop(backend) { _, executor, h in
@@ -145,6 +146,7 @@ struct AsyncFairnessTests {
             let socket = TCPSocket(fd: a)
             let slices = Locked<Int>(0)
             let slicesAtRead = Locked<Int>(-1)
+            let slicesAtSend = Locked<Int>(-1)
             let (total, seenAfter) = try runAsync(executor) { () async throws -> (Int, Int) in
                 let reader = Task(executorPreference: executor) {
                     let buffer = TestBuffer(16)
@@ -154,6 +156,7 @@ struct AsyncFairnessTests {
                 let writer = try TestThread {
                     usleep(20_000)
                     try? Sock.put(b, "data")
+                    slicesAtSend.withLock { $0 = slices.value }
                 }
                 defer { writer.join() }
                 // At most 3 s of work in 1 ms slices; stop two slices after the read is seen.
@@ -171,6 +174,10 @@ struct AsyncFairnessTests {
             #expect(slicesAtRead.value > 5, "the task was working while the data came")
             #expect(total < 3000, "the read completed while the task was still working")
             #expect(seenAfter >= 0 && seenAfter <= 1, "the read completed during a yield")
+            // Counted in slices, not in time, so that a slow machine cannot blur it: with
+            // `Task.yield()` the loop would poll only every few hundred slices.
+            #expect(slicesAtRead.value - slicesAtSend.value <= 3,
+                    "the read completed within a few slices of the data's arrival (\(slicesAtSend.value) -> \(slicesAtRead.value))")
         }
     }
 }
