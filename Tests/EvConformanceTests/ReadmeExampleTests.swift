@@ -76,4 +76,54 @@ import Glibc
         }
         #expect(try runUntil(loop) { accepted.count == 3 })
     }
+
+    /// The async/await recipe: the echo server over `connections` and `reads`, with two
+    /// clients; cancelling the server's task ends it (the connections sequence ends).
+    @Test(arguments: conformanceBackends)
+    func asyncEchoServerWithSequences(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, h in
+            let (listenFd, port) = try Sock.listener()
+            h.forLoop(listenFd)
+            let listener = TCPSocket(fd: listenFd)
+            let echoes = try runAsync(executor) { () async throws -> [[UInt8]] in
+                let server = Task(executorPreference: executor) {
+                    // The README's body of `executor.run { ... }`:
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await client in listener.connections(on: executor) {   // an EvError ends it
+                            group.addTask {
+                                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
+                                defer { buffer.deallocate() }
+                                do {
+                                    for try await chunk in client.reads(into: buffer, on: executor) {
+                                        try await client.writeAll(chunk, on: executor)
+                                    }
+                                } catch {}                                              // this connection failed
+                                try? await client.close(on: executor)
+                            }
+                        }
+                    }
+                }
+                let echoes = Locked<[[UInt8]]>([])
+                let clients = try TestThread {
+                    for text in ["hello", "world"] {
+                        guard let fd = try? Sock.tcp() else { return }
+                        defer { close(fd) }
+                        let address = try? Sock.loopback(ipv6: false, port: port)
+                        guard address?.withSockAddr({ connect(fd, $0, $1) }) == 0 else { return }
+                        try? Sock.put(fd, text)
+                        shutdown(fd, Int32(SHUT_WR))
+                        let echo = Sock.take(fd, 64)
+                        echoes.withLock { $0.append(echo) }
+                    }
+                }
+                while echoes.value.count < 2 { try await executor.sleep(for: .milliseconds(1)) }
+                clients.join()
+                server.cancel()
+                try await server.value
+                return echoes.value
+            }
+            #expect(echoes == [Array("hello".utf8), Array("world".utf8)])
+            #expect(Fds.socketsBound(toPort: port, except: listenFd).isEmpty)
+        }
+    }
 }
