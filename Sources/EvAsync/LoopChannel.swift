@@ -185,6 +185,17 @@ public final class LoopChannel<Element: Sendable>: AsyncSequence, LoopCancellabl
         }
     }
 
+    /// Takes the oldest buffered element without waiting; nil when there is none (the
+    /// channel is empty, closed or not). A waiting sender's element takes its place.
+    ///
+    /// For code that cannot suspend (a loop callback consuming what tasks produce), and for
+    /// closing what is left in a channel once the tasks that would have received it are
+    /// gone: `receive()` in a cancelled task throws instead of taking anything.
+    public func tryReceive() -> Element? {
+        executor.preconditionOnLoopThread("LoopChannel.tryReceive()")
+        return take()
+    }
+
     /// Takes the oldest buffered element; the first waiting sender's element takes its
     /// place (so order is kept), and that sender resumes.
     private func take() -> Element? {

@@ -48,9 +48,18 @@ import Synchronization
 /// **What does not run on the loop**: code isolated to `@MainActor` (top-level code in
 /// main.swift included), `Task.sleep` (a global-executor timer: the task resumes on the loop
 /// through the cross-thread path, and the sleep neither holds the loop nor is cancelled
-/// through it; use `sleep(for:)`), a plain `Task {}` or `Task.detached {}` without
-/// `executorPreference`, and actors whose executor is not this one. docs/ASYNC.md has the
+/// through it; use `sleep(for:)`), actors whose executor is not this one, and, the one
+/// that fails silently, **a plain `Task {}` or `Task.detached {}` without
+/// `executorPreference`**: written in main.swift's top-level code it is a main-actor task,
+/// which never runs while the main thread runs the loop; written in a task on the loop it
+/// does not inherit the preference (only child tasks do) and runs on the global pool.
+/// Write `Task(executorPreference: executor) { ... }`, or use a child task. (The executor
+/// cannot warn about the first case: such a task never reaches it.) docs/ASYNC.md has the
 /// details and how to keep a program on the loop.
+///
+/// **Fairness.** Every job runs on the loop thread, and the loop cannot interrupt one:
+/// long work should `yield()` now and then, and `reportSlowJobs(longerThan:_:)` names the
+/// jobs that held the thread too long.
 ///
 /// **Binding.** A loop runs on one thread; create its executor on that thread (the thread
 /// that will call `run`). The executor records it, and every entry point that touches the

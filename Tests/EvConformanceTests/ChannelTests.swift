@@ -89,6 +89,45 @@ struct ChannelTests {
         }
     }
 
+    /// `tryReceive()` takes a buffered element without waiting (and lets a waiting sender's
+    /// element take its place), returns nil on an empty channel, and works in a cancelled
+    /// task, where `receive()` throws: the way to close what is left after a shutdown.
+    @Test(arguments: conformanceBackends)
+    func tryReceiveTakesWithoutWaiting(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let log = try runAsync(executor) { () async throws -> [String] in
+                let channel = LoopChannel<Int>(capacity: 2, on: executor)
+                var log = ["empty \(channel.tryReceive() ?? -1)"]
+                try await channel.send(1)
+                try await channel.send(2)
+                let sender = Task(executorPreference: executor) { () async -> String in
+                    do {
+                        try await channel.send(3)
+                        return "sender resumed"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                await executor.yield()
+                log.append("took \(channel.tryReceive() ?? -1), count \(channel.count)")
+                log.append(await value(of: sender, on: executor) ?? "sender still waiting")
+                let drainer = Task(executorPreference: executor) { () async -> [String] in
+                    withUnsafeCurrentTask { $0?.cancel() }
+                    var log: [String] = []
+                    do { _ = try await channel.receive() } catch { log.append("receive: \(type(of: error))") }
+                    while let element = channel.tryReceive() { log.append("drained \(element)") }
+                    return log
+                }
+                log += await drainer.value
+                channel.close()
+                log.append("closed \(channel.tryReceive() ?? -1)")
+                return log
+            }
+            #expect(log == ["empty -1", "took 1, count 2", "sender resumed", "receive: CancellationError",
+                            "drained 2", "drained 3", "closed -1"])
+        }
+    }
+
     /// `close()` wakes every suspended sender (each throws `ChannelClosedError`) and every
     /// suspended receiver (each gets nil); the buffered element is still received, then nil;
     /// a send after the close throws at once.
