@@ -31,7 +31,8 @@ extension TCPSocket {
     ///   connection).
     ///
     /// Iterate on the loop's executor (a task that prefers it, or an actor bound to it);
-    /// elsewhere the first element stops the program with a precondition message.
+    /// elsewhere the first element stops the program with a precondition message. The
+    /// sequence never closes the listener (the caller owns it: docs/API.md, rule 6).
     public func connections(deadline: Deadline = .none, on executor: LoopExecutor) -> IncomingConnections {
         IncomingConnections(listener: self, deadline: deadline, executor: executor)
     }

@@ -49,6 +49,10 @@ import EvLoop
 ///   in the loop, so `run(.untilDone)` may return while it waits (see docs/ASYNC.md);
 ///   `executor.run { ... }` keeps the loop running until its body is done.
 ///
+/// **Ownership.** The channel holds no descriptor; elements still buffered when it goes
+/// away are released with it (a channel of sockets should be drained with `tryReceive()`
+/// and the sockets closed, see the DocC article "Sequences and channels").
+///
 /// **Thread.** Every method must be called on the loop's thread (from a task or actor on
 /// the loop's executor, or from a loop callback: `trySend(_:)` and `close()` do not
 /// suspend); anything else stops the program with a precondition message. The channel is

@@ -26,7 +26,8 @@ extension UDPSocket {
     ///   `deadline` passed first).
     /// - `deadline` applies to each receive.
     ///
-    /// Iterate on the loop's executor.
+    /// Iterate on the loop's executor. The sequence never closes the socket (the caller
+    /// owns it).
     public func datagrams(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
                           on executor: LoopExecutor) -> ReceivedDatagrams {
         ReceivedDatagrams(socket: self, buffer: buffer, deadline: deadline, executor: executor)

@@ -31,7 +31,8 @@ extension TCPSocket {
     /// - `deadline` applies to each read: `.within(.seconds(30))` is an idle timeout.
     ///
     /// Iterate on the loop's executor. One reader at a time: two iterations of reads over
-    /// one socket would split the stream between them unpredictably.
+    /// one socket would split the stream between them unpredictably. The sequence never
+    /// closes the socket, not even at the end of the stream (the caller owns it).
     public func reads(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
                       on executor: LoopExecutor) -> StreamReads {
         precondition(buffer.count > 0,
