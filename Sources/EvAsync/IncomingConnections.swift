@@ -49,23 +49,19 @@ public struct IncomingConnections: AsyncSequence, Sendable {
     public let deadline: Deadline
     let executor: LoopExecutor
 
-    public func makeAsyncIterator() -> Iterator {
-        Iterator(listener: listener, deadline: deadline, executor: executor)
-    }
+    public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
     /// Accepts one connection per `next()`; nil once the consuming task is cancelled.
     public struct Iterator: AsyncIteratorProtocol {
-        let listener: TCPSocket
-        let deadline: Deadline
-        let executor: LoopExecutor
+        let sequence: IncomingConnections
         var finished = false
 
         /// The next accepted connection; nil when the task has been cancelled.
         nonisolated(nonsending)
         public mutating func next() async throws(EvError) -> TCPSocket? {
-            let (listener, deadline, executor) = (self.listener, self.deadline, self.executor)
+            let s = sequence
             return try await sequenceStep(&finished) {
-                try await listener.accept(deadline: deadline, on: executor)
+                try await s.listener.accept(deadline: s.deadline, on: s.executor)
             }
         }
 

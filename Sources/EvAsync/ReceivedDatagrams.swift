@@ -59,25 +59,20 @@ public struct ReceivedDatagrams: AsyncSequence {
     let deadline: Deadline
     let executor: LoopExecutor
 
-    public func makeAsyncIterator() -> Iterator {
-        Iterator(socket: socket, buffer: buffer, deadline: deadline, executor: executor)
-    }
+    public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
     /// Receives one datagram per `next()`; nil once the consuming task is cancelled.
     public struct Iterator: AsyncIteratorProtocol {
-        let socket: UDPSocket
-        let buffer: UnsafeMutableRawBufferPointer
-        let deadline: Deadline
-        let executor: LoopExecutor
+        let sequence: ReceivedDatagrams
         var finished = false
 
         /// The next datagram; nil when the task has been cancelled.
         nonisolated(nonsending)
         public mutating func next() async throws(EvError) -> ReceivedDatagram? {
-            let (socket, buffer, deadline, executor) = (self.socket, self.buffer, self.deadline, self.executor)
+            let s = sequence
             return try await sequenceStep(&finished) {
-                let message = try await socket.receive(into: buffer, deadline: deadline, on: executor)
-                return ReceivedDatagram(bytes: UnsafeRawBufferPointer(rebasing: buffer[..<message.count]),
+                let message = try await s.socket.receive(into: s.buffer, deadline: s.deadline, on: s.executor)
+                return ReceivedDatagram(bytes: UnsafeRawBufferPointer(rebasing: s.buffer[..<message.count]),
                                         sender: message.address, truncated: message.truncated)
             }
         }

@@ -43,22 +43,19 @@ public struct ReceivedSignals: AsyncSequence {
     public let watcher: SignalWatcher
     let executor: LoopExecutor
 
-    public func makeAsyncIterator() -> Iterator {
-        Iterator(watcher: watcher, executor: executor)
-    }
+    public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
     /// Waits for one signal per `next()`; nil once the consuming task is cancelled.
     public struct Iterator: AsyncIteratorProtocol {
-        let watcher: SignalWatcher
-        let executor: LoopExecutor
+        let sequence: ReceivedSignals
         var finished = false
 
         /// The next signal; nil when the task has been cancelled.
         nonisolated(nonsending)
         public mutating func next() async throws(EvError) -> SignalInfo? {
-            let (watcher, executor) = (self.watcher, self.executor)
+            let s = sequence
             return try await sequenceStep(&finished) {
-                try await watcher.next(on: executor)
+                try await s.watcher.next(on: s.executor)
             }
         }
 

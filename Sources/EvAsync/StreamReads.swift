@@ -55,26 +55,21 @@ public struct StreamReads: AsyncSequence {
     let deadline: Deadline
     let executor: LoopExecutor
 
-    public func makeAsyncIterator() -> Iterator {
-        Iterator(socket: socket, buffer: buffer, deadline: deadline, executor: executor)
-    }
+    public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
     /// Reads one chunk per `next()`; nil at the end of the stream or once the consuming
     /// task is cancelled.
     public struct Iterator: AsyncIteratorProtocol {
-        let socket: TCPSocket
-        let buffer: UnsafeMutableRawBufferPointer
-        let deadline: Deadline
-        let executor: LoopExecutor
+        let sequence: StreamReads
         var finished = false
 
         /// The next chunk; nil at the end of the stream or when the task has been cancelled.
         nonisolated(nonsending)
         public mutating func next() async throws(EvError) -> UnsafeRawBufferPointer? {
-            let (socket, buffer, deadline, executor) = (self.socket, self.buffer, self.deadline, self.executor)
+            let s = sequence
             return try await sequenceStep(&finished) {
-                let n = try await socket.read(into: buffer, deadline: deadline, on: executor)
-                return n == 0 ? nil : UnsafeRawBufferPointer(rebasing: buffer[..<n])
+                let n = try await s.socket.read(into: s.buffer, deadline: s.deadline, on: s.executor)
+                return n == 0 ? nil : UnsafeRawBufferPointer(rebasing: s.buffer[..<n])
             }
         }
 

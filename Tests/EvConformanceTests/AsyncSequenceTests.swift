@@ -221,39 +221,15 @@ struct AsyncSequenceTests {
         try SignalWatcher.block([SIGUSR2])
         defer { try? SignalWatcher.unblock([SIGUSR2]) }
         try withAsyncLoop(backend) { loop, executor, h in
-            let (listenFd, port) = try Sock.listener()
-            h.forLoop(listenFd)
-            let listener = TCPSocket(fd: listenFd)
-            let (a, b) = try Sock.tcpPair()
-            h.forLoop(a); h.own(b)
-            let stream = TCPSocket(fd: a)
-            let udp = try UDPSocket.bound(to: try Sock.loopback(ipv6: false, port: 0), on: executor)
-            h.own(udp.fd)
+            let sources = try SequenceSources(executor, h)
             let baseline = loop.activeCount
             let outcomes = try runAsync(executor) {
-                var outcomes: [String] = []
-                for fromAnotherThread in [false, true] {
-                    outcomes.append(try await endsWhenCancelled(executor, fromAnotherThread: fromAnotherThread) {
-                        for try await connection in listener.connections(on: executor) { try? await connection.close(on: executor) }
-                    })
-                    outcomes.append(try await endsWhenCancelled(executor, fromAnotherThread: fromAnotherThread) {
-                        let buffer = TestBuffer(64)
-                        for try await _ in stream.reads(into: buffer.raw, on: executor) {}
-                    })
-                    outcomes.append(try await endsWhenCancelled(executor, fromAnotherThread: fromAnotherThread) {
-                        let buffer = TestBuffer(64)
-                        for try await _ in udp.datagrams(into: buffer.raw, on: executor) {}
-                    })
-                    outcomes.append(try await endsWhenCancelled(executor, fromAnotherThread: fromAnotherThread) {
-                        let watcher = try SignalWatcher(signals: [SIGUSR2])
-                        for try await _ in watcher.signals(on: executor) {}
-                    })
-                }
-                return outcomes
+                try await sources.cancelEveryConsumer(fromAnotherThread: false)
+                    + sources.cancelEveryConsumer(fromAnotherThread: true)
             }
-            #expect(outcomes == Array(repeating: "ended", count: 8))
+            #expect(outcomes == Array(repeating: "ended", count: 12))
             #expect(try runUntil(loop) { loop.activeCount == baseline }, "the cancelled operations left the loop")
-            #expect(Fds.socketsBound(toPort: port, except: listenFd).isEmpty)
+            #expect(Fds.socketsBound(toPort: sources.port, except: sources.listener.fd).isEmpty)
         }
     }
 
@@ -266,49 +242,75 @@ struct AsyncSequenceTests {
             try SignalWatcher.block([SIGUSR2])
             defer { try? SignalWatcher.unblock([SIGUSR2]) }
             try withAsyncLoop(backend) { loop, executor, h in
-                let (listenFd, _) = try Sock.listener()
-                h.forLoop(listenFd)
-                let listener = TCPSocket(fd: listenFd)
-                let (a, b) = try Sock.tcpPair()
-                h.forLoop(a); h.own(b)
-                let stream = TCPSocket(fd: a)
-                let udp = try UDPSocket.bound(to: try Sock.loopback(ipv6: false, port: 0), on: executor)
-                h.own(udp.fd)
-                let channel = LoopChannel<Int>(capacity: 1, on: executor)
-                let inbox = try LoopInbox<Int>(on: executor)
+                let sources = try SequenceSources(executor, h)
                 let fds = Fds.count()
                 let tableBefore = Fds.table()
                 let baseline = loop.activeCount
                 let outcomes = try runAsync(executor) {
-                    var outcomes: [String] = []
-                    outcomes.append(try await endsWhenCancelled(executor) {
-                        for try await connection in listener.connections(on: executor) { try? await connection.close(on: executor) }
-                    })
-                    outcomes.append(try await endsWhenCancelled(executor) {
-                        let buffer = TestBuffer(64)
-                        for try await _ in stream.reads(into: buffer.raw, on: executor) {}
-                    })
-                    outcomes.append(try await endsWhenCancelled(executor) {
-                        let buffer = TestBuffer(64)
-                        for try await _ in udp.datagrams(into: buffer.raw, on: executor) {}
-                    })
-                    outcomes.append(try await endsWhenCancelled(executor) {
-                        let watcher = try SignalWatcher(signals: [SIGUSR2])
-                        for try await _ in watcher.signals(on: executor) {}
-                    })
-                    outcomes.append(try await endsWhenCancelled(executor) {
-                        for await _ in channel {}
-                    })
-                    outcomes.append(try await endsWhenCancelled(executor) {
-                        for try await _ in inbox {}
-                    })
-                    return outcomes
+                    try await sources.cancelEveryConsumer(fromAnotherThread: false)
                 }
                 #expect(outcomes == Array(repeating: "ended", count: 6))
                 #expect(try runUntil(loop) { loop.activeCount == baseline }, "the cancelled operations left the loop")
                 #expect(Fds.count() == fds, "no descriptor was left open: \(Fds.table().filter { tableBefore[$0.key] == nil })")
-                _ = inbox
             }
         }
     }
+}
+
+/// One of everything that has a sequence, none of which will ever deliver an element: a
+/// listener nobody connects to, a connection nobody writes to, a UDP socket nobody sends
+/// to, SIGUSR2 (never raised), an empty channel and an empty inbox.
+struct SequenceSources: Sendable {
+    let executor: LoopExecutor
+    let listener: TCPSocket
+    let port: UInt16
+    let stream: TCPSocket
+    let udp: UDPSocket
+    let channel: LoopChannel<Int>
+    let inbox: LoopInbox<Int>
+
+    /// Creates them for `executor`'s loop; `h` owns the descriptors.
+    init(_ executor: LoopExecutor, _ h: Harness) throws {
+        self.executor = executor
+        let (listenFd, port) = try Sock.listener()
+        h.forLoop(listenFd)
+        listener = TCPSocket(fd: listenFd)
+        self.port = port
+        let (a, b) = try Sock.tcpPair()
+        h.forLoop(a); h.own(b)
+        stream = TCPSocket(fd: a)
+        udp = try UDPSocket.bound(to: try Sock.loopback(ipv6: false, port: 0), on: executor)
+        h.own(udp.fd)
+        channel = LoopChannel<Int>(capacity: 1, on: executor)
+        inbox = try LoopInbox<Int>(on: executor)
+    }
+
+    /// Starts a consumer of each sequence in turn and cancels it while it waits: the
+    /// outcome of each ("ended" when its loop ended without an error).
+    func cancelEveryConsumer(fromAnotherThread: Bool) async throws -> [String] {
+        let (executor, listener, stream, udp, channel, inbox) = (executor, listener, stream, udp, channel, inbox)
+        let consumers: [@Sendable () async throws -> Void] = [
+            { for try await connection in listener.connections(on: executor) { try? await connection.close(on: executor) } },
+            {
+                let buffer = TestBuffer(64)
+                for try await _ in stream.reads(into: buffer.raw, on: executor) {}
+            },
+            {
+                let buffer = TestBuffer(64)
+                for try await _ in udp.datagrams(into: buffer.raw, on: executor) {}
+            },
+            {
+                let watcher = try SignalWatcher(signals: [SIGUSR2])
+                for try await _ in watcher.signals(on: executor) {}
+            },
+            { for await _ in channel {} },
+            { for try await _ in inbox {} },
+        ]
+        var outcomes: [String] = []
+        for consume in consumers {
+            outcomes.append(try await endsWhenCancelled(executor, fromAnotherThread: fromAnotherThread, consume))
+        }
+        return outcomes
+    }
+
 }

@@ -100,13 +100,9 @@ struct ChannelTests {
                 var log = ["empty \(channel.tryReceive() ?? -1)"]
                 try await channel.send(1)
                 try await channel.send(2)
-                let sender = Task(executorPreference: executor) { () async -> String in
-                    do {
-                        try await channel.send(3)
-                        return "sender resumed"
-                    } catch {
-                        return "\(error)"
-                    }
+                let sender = outcomeTask(executor) {
+                    try await channel.send(3)
+                    return "sender resumed"
                 }
                 await executor.yield()
                 log.append("took \(channel.tryReceive() ?? -1), count \(channel.count)")
@@ -189,13 +185,9 @@ struct ChannelTests {
                 for fromAnotherThread in [false, true] {
                     let channel = LoopChannel<Int>(capacity: 1, on: executor)
                     try await channel.send(1)
-                    let sender = Task(executorPreference: executor) { () async -> String in
-                        do {
-                            try await channel.send(2)
-                            return "sent"
-                        } catch {
-                            return "\(type(of: error))"
-                        }
+                    let sender = outcomeTask(executor) {
+                        try await channel.send(2)
+                        return "sent"
                     }
                     await executor.yield()
                     try await cancel(sender, fromAnotherThread: fromAnotherThread)
@@ -205,12 +197,8 @@ struct ChannelTests {
                     outcomes.append("then trySend \(try channel.trySend(3))")   // room again: the 2 is gone
                     outcomes.append("then received \(try await channel.receive() ?? -1)")
 
-                    let receiver = Task(executorPreference: executor) { () async -> String in
-                        do {
-                            return "received \(try await channel.receive() ?? -1)"
-                        } catch {
-                            return "\(type(of: error))"
-                        }
+                    let receiver = outcomeTask(executor) {
+                        return "received \(try await channel.receive() ?? -1)"
                     }
                     await executor.yield()
                     try await cancel(receiver, fromAnotherThread: fromAnotherThread)
@@ -379,12 +367,8 @@ struct ChannelTests {
             let baseline = loop.activeCount
             let outcomes = try runAsync(executor) { () async throws -> [String] in
                 func receiver() -> Task<String, Never> {
-                    Task(executorPreference: executor) { () async -> String in
-                        do {
-                            return "received \(try await inbox.receive() ?? -1)"
-                        } catch {
-                            return "\(type(of: error))"
-                        }
+                    outcomeTask(executor) {
+                        return "received \(try await inbox.receive() ?? -1)"
                     }
                 }
                 var outcomes: [String] = []
@@ -459,6 +443,18 @@ func value<T: Sendable>(of task: Task<T, Never>, within limit: Duration = .secon
             let result = await task.value
             waiting.withLock { $0.take() }?.resume(returning: result)
             timer.value?.cancel()
+        }
+    }
+}
+
+/// A task on the loop that returns what `body` returns, or the name of the error's type
+/// when it throws ("CancellationError", "ChannelClosedError").
+func outcomeTask(_ executor: LoopExecutor, _ body: @escaping @Sendable () async throws -> String) -> Task<String, Never> {
+    Task(executorPreference: executor) {
+        do {
+            return try await body()
+        } catch {
+            return "\(type(of: error))"
         }
     }
 }
