@@ -20,6 +20,7 @@ private final class GroupLog: Sendable {
     let stopped = Locked<[Int]>([])
     let finished = Locked<[Int: Int]>([:])   // index -> activeCount when the finish handler ran
     let timerResults = Locked<[Int: [String]]>([:])
+    let waitResults = Locked<[Int: [String]]>([:])
 
     func note(timer index: Int, _ result: CompletionResult) {
         let text: String
@@ -38,7 +39,8 @@ struct LoopGroupTests {
     /// A group of three loops, stopped from another thread: `start` returns once every
     /// set-up ran (each on a thread of its own, none the caller's); `stop()` wakes every
     /// loop out of its kernel wait; each runs its stop handler (or, without one, cancels
-    /// what it has in flight), is drained and runs its finish handler with nothing active;
+    /// what it has in flight), is drained (background work the handler left included) and
+    /// runs its finish handler with nothing active;
     /// `join()` returns once every thread has finished, and again with the same outcome.
     @Test(arguments: conformanceBackends)
     func stopFromAnotherThreadAndJoin(backend: Backend) throws {
@@ -53,6 +55,16 @@ struct LoopGroupTests {
             let timer = Completion()
             try member.loop.timer(timer, after: .seconds(3600)) { _, result in
                 log.note(timer: i, result)
+                return .disarm
+            }
+            // Background work (it does not hold the loop open): the stop handler below
+            // leaves it alone, so the group's drain must cancel it. On io_uring its
+            // cancellation arrives after `run(.untilDone)` has returned.
+            let async = try Async()
+            let wait = Completion()
+            wait.keepsLoopAlive = false
+            try async.wait(loop: member.loop, completion: wait) { _, result in
+                log.waitResults.withLock { $0[i, default: []].append(result.errorValue == .canceled ? "canceled" : "\(result)") }
                 return .disarm
             }
             if i == 0 {
@@ -84,6 +96,7 @@ struct LoopGroupTests {
         #expect(log.stopped.value == [0])
         #expect(log.finished.value == [0: 0, 1: 0, 2: 0], "a loop was not drained before its finish handler")
         #expect(log.timerResults.value == [0: ["canceled"], 1: ["canceled"], 2: ["canceled"]])
+        #expect(log.waitResults.value == [0: ["canceled"], 1: ["canceled"], 2: ["canceled"]])
         // Joining again is harmless and reports the same (nothing).
         try group.join()
         #expect(throws: LoopGroupError.self) { try group.start() }
@@ -282,7 +295,7 @@ struct LoopGroupTests {
         try ProcessIsolation.run(Self.self, argument: "\(backend)") {
             _ = try makeTestLoop(backend)
             func cycle(_ round: Int) throws {
-                let group = try LoopGroup(loops: 3, backend: backend)
+                let group = try LoopGroup(loops: 4, backend: backend)
                 do {
                     try group.start { member in
                         let c = Completion()
@@ -296,13 +309,15 @@ struct LoopGroupTests {
                 group.stop()
                 try group.join()
             }
-            // One round first, so that lazily created process-wide state does not count.
-            try cycle(0)
+            // Threads are counted before anything ran: every thread of a group must be gone
+            // when its `join` returns. Descriptors after one round, so that lazily created
+            // process-wide state does not count.
             let threads = Pitfall.threadCount()
+            try cycle(0)
             let fds = Fds.count()
             for round in 1...20 { try cycle(round) }
             let threadsAfter = Pitfall.threadCount()
-            // The test runner's own threads may come and go; a leak would be 3 per round.
+            // The test runner's own threads may come and go; a leak would be 4 per round.
             #expect(threadsAfter <= threads + 2, "threads: \(threads) before, \(threadsAfter) after 20 groups")
             #expect(Fds.count() == fds, "descriptors: \(fds) before, \(Fds.count()) after 20 groups")
         }
