@@ -173,7 +173,10 @@ final class ClientConnection {
             message[i] = UInt8(truncatingIfNeeded: state)
         }
         request.buffer = UnsafeRawBufferPointer(message)
-        request.callback = { [unowned self] _, result in self.sent(result) }
+        request.callback = { [unowned self] _, result in
+            self.sent(result)
+            return .disarm
+        }
     }
 
     deinit {
@@ -228,7 +231,7 @@ final class ClientConnection {
         startedAt = Report.monotonicNanoseconds()
         do {
             // The send and the receive run at the same time (see LoadClient).
-            try queue.enqueue(request, loop: client.loop)
+            try queue.enqueue(loop: client.loop, request)
             if receiveConfigured {
                 receiveCompletion.operation = .recv(socket: socket.fd, buffer: echo)
                 try client.loop.add(receiveCompletion)

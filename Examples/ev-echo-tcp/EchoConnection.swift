@@ -63,7 +63,10 @@ final class EchoConnection {
         queue = WriteQueue(socket: socket)
         freeRequests.reserveCapacity(Self.requests)
         for _ in 0..<Self.requests {
-            freeRequests.append(WriteRequest { [unowned self] request, result in self.sent(request, result) })
+            freeRequests.append(WriteRequest { [unowned self] request, result in
+                self.sent(request, result)
+                return .disarm
+            })
         }
     }
 
@@ -129,7 +132,7 @@ final class EchoConnection {
             let request = freeRequests.removeLast()
             request.buffer = UnsafeRawBufferPointer(rebasing: ring[start..<(start + n)])
             do {
-                try queue.enqueue(request, loop: server.loop)
+                try queue.enqueue(loop: server.loop, request)
             } catch {
                 freeRequests.append(request)
                 fail(error)

@@ -121,8 +121,9 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
         let range = min(i * chunk, size)..<min((i + 1) * chunk, size)
         let request = WriteRequest(buffer: UnsafeRawBufferPointer(rebasing: payload[range])) { r, result in
             if case .success(let n) = result, n == r.buffer.count { completedWrites.append(i) }
+            return .disarm
         }
-        try queue.enqueue(request, loop: loop)
+        try queue.enqueue(loop: loop, request)
     }
     #expect(queue.count == 10 && queue.bytesQueued == size)
 
@@ -369,9 +370,10 @@ struct WatcherSocketTests {
                 if nextCallback != i { outOfOrder += 1 }
                 nextCallback = i + 1
                 if case .failure = result { failures += 1 }
+                return .disarm
             })
         }
-        for r in requests { try queue.enqueue(r, loop: loop) }
+        for r in requests { try queue.enqueue(loop: loop, r) }
         #expect(queue.count == count && queue.bytesQueued == total)
 
         // The slow reader: a 1 ms timer that takes at most 32 KiB each time.
@@ -416,11 +418,14 @@ struct WatcherSocketTests {
         var outcomes: [(Int, Result<Int, EvError>)] = []
         var requests: [WriteRequest] = []
         for i in 0..<3 {
-            let r = WriteRequest(buffer: UnsafeRawBufferPointer(big)) { _, result in outcomes.append((i, result)) }
+            let r = WriteRequest(buffer: UnsafeRawBufferPointer(big)) { _, result in
+                outcomes.append((i, result))
+                return .disarm
+            }
             requests.append(r)
-            try queue.enqueue(r, loop: loop)
+            try queue.enqueue(loop: loop, r)
         }
-        #expect(throws: EvError.completionActive) { try queue.enqueue(requests[0], loop: loop) }
+        #expect(throws: EvError.completionActive) { try queue.enqueue(loop: loop, requests[0]) }
         try runFor(loop, .milliseconds(20))   // the peer does not read: the first write stalls
         #expect(outcomes.isEmpty)
         #expect(queue.bytesQueued > 2 << 20)
@@ -437,8 +442,11 @@ struct WatcherSocketTests {
         let small = h.buffer(Array("after".utf8))
         var done: Result<Int, EvError>?
         requests[0].buffer = UnsafeRawBufferPointer(small)
-        requests[0].callback = { _, r in done = r }
-        try queue.enqueue(requests[0], loop: loop)
+        requests[0].callback = { _, r in
+            done = r
+            return .disarm
+        }
+        try queue.enqueue(loop: loop, requests[0])
         var tail: [UInt8] = []
         #expect(try runUntil(h.loop) {
             tail += Sock.take(reader, 65536, timeoutMs: 0)
