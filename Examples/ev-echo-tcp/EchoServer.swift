@@ -7,38 +7,31 @@ import Ev
 import EvExampleSupport
 
 /// One loop, one listening socket, and the connections it accepted: everything one server
-/// thread owns. With `--threads N` there are N of these, each on its own thread with its
-/// own SO_REUSEPORT socket, so the threads share nothing while serving.
-final class EchoServer {
+/// thread owns. With `--threads N` there are N of these, one per loop of a `LoopGroup`
+/// (`ServerThreads`), each with its own SO_REUSEPORT socket, so the threads share nothing
+/// while serving.
+final class EchoServer: LoopServer {
     let loop: LoopCore
     let listener: TCPSocket
     private let accept = Completion()
     private let backoff = Completion()
-    private let stopListener: StopListener
     private var connections: [EchoConnection] = []
     private var stopping = false
 
     /// What this thread did; the connections update it too.
     var stats = TCPEchoStatistics()
 
-    init(loop: LoopCore, listener: TCPSocket, stop: StopListener) {
+    init(loop: LoopCore, listener: TCPSocket) {
         self.loop = loop
         self.listener = listener
-        self.stopListener = stop
     }
 
-    /// Serves until asked to stop, then closes every connection and returns what it did.
-    func serve() -> TCPEchoStatistics {
-        do {
-            // One accept, rearmed for every connection (the watcher sets its callback once).
-            try listener.accept(loop: loop, completion: accept) { [unowned self] _, result in
-                self.accepted(result)
-            }
-        } catch {
-            Report.fail("ev-echo-tcp", "accept: \(error)")
+    /// Starts accepting; the loop group runs the loop until the server is stopped.
+    func start() throws(EvError) {
+        // One accept, rearmed for every connection (the watcher sets its callback once).
+        try listener.accept(loop: loop, completion: accept) { [unowned self] _, result in
+            self.accepted(result)
         }
-        stopListener.run(program: "ev-echo-tcp") { [unowned self] in self.stop() }
-        return stats
     }
 
     private func accepted(_ result: Result<TCPSocket, EvError>) -> CallbackAction {
@@ -81,15 +74,14 @@ final class EchoServer {
         }
     }
 
-    /// Stops accepting and closes every connection; `serve` returns once their callbacks
-    /// have all run.
+    /// Stops accepting and closes every connection (the group's stop handler, on the loop
+    /// thread); the loop finishes once their callbacks have all run.
     func stop() {
         guard !stopping else { return }
         stopping = true
         stats.openAtShutdown = UInt64(connections.count)
         if accept.state == .active { try? loop.cancel(accept, using: Completion()) }
         if backoff.state == .active { try? LoopTimer.cancel(loop: loop, completion: backoff, using: Completion()) }
-        stopListener.cancel()
         for c in connections { c.abort() }
     }
 

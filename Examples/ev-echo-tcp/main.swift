@@ -1,4 +1,4 @@
-// ev-echo-tcp: a TCP echo server on EvLoop, one loop per thread.
+// ev-echo-tcp: a TCP echo server on EvLoop, one loop per thread (a LoopGroup).
 //
 // Each thread owns a loop and its own listening socket bound to the same port with
 // SO_REUSEPORT, so the kernel spreads new connections across the threads and they share
@@ -42,18 +42,18 @@ let backlog = tool.validate { () throws(OptionError) in try options.parsed.int("
 let mainLoop = ExampleProcess.startServer(program: tool.name, backend: options.backend)
 
 // The sockets are made here, before the threads start, so that port 0 resolves to one
-// port that every thread's socket then binds. TCPSocket makes each close-on-exec and in the
-// blocking mode the backend wants (blocking for io_uring, non-blocking for epoll/poll).
-let (listeners, boundAddress) = tool.orFail("cannot listen on \(options.host):\(options.port)") { () throws(EvError) in
-    try makeReusePortSockets(
-        count: options.threads, address: SocketAddress(host: options.host, port: options.port),
-        make: { address throws(EvError) in try TCPSocket(for: address, loop: mainLoop) },
-        prepare: { socket throws(EvError) in try socket.listen(backlog: Int32(backlog)) })
+// port that every thread's socket then binds (close-on-exec; each loop's set-up puts its
+// own in the blocking mode its backend wants: blocking for io_uring, non-blocking for
+// epoll/poll).
+let listeners = tool.orFail("cannot listen on \(options.host):\(options.port)") { () throws(EvError) in
+    try ReusePortSockets.listeners(count: options.threads,
+                                   address: SocketAddress(host: options.host, port: options.port),
+                                   backlog: Int32(backlog))
 }
-Report.say("listening on \(boundAddress) (backend \(mainLoop.backend), threads \(options.threads), backlog \(backlog))")
+Report.say("listening on \(listeners.address) (backend \(mainLoop.backend), threads \(options.threads), backlog \(backlog))")
 
-let perThread = ServerThreads.run(program: tool.name, mainLoop: mainLoop, sockets: listeners) { loop, listener, stop in
-    EchoServer(loop: loop, listener: listener, stop: stop).serve()
+let perThread = ServerThreads.run(program: tool.name, backend: mainLoop.backend, sockets: listeners) { loop, listener in
+    EchoServer(loop: loop, listener: listener)
 }
 TCPEchoStatistics.printSummary(perThread)
 exit(0)
