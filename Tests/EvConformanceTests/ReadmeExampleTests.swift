@@ -76,4 +76,91 @@ import Glibc
         }
         #expect(try runUntil(loop) { accepted.count == 3 })
     }
+
+    /// "A server on a loop group" and "A slow reader" together: the README's group server
+    /// with its `Connection`, on two loops; a client that sends 8 MiB before it reads
+    /// anything gets every byte back, in order (the reader paused and resumed on the way).
+    @Test(arguments: conformanceBackends)
+    func loopGroupServerWithSlowReader(backend: Backend) throws {
+        _ = try makeTestLoop(backend)
+        let (group, selection) = try makeBestLoopGroup(loops: 2, backend: backend)
+        #expect(selection.backend == backend)
+        let listeners = try group.makeReusePortListeners(address: SocketAddress(ipv4: "127.0.0.1", port: 0))
+        try group.start { member in                    // on each loop's own thread
+            let listener = try listeners.socket(member.index, preparedFor: member.loop)
+            var connections: [ReadmeConnection] = []   // this loop's: the server keeps them
+            let accepting = Completion()
+            try listener.accept(loop: member.loop, completion: accepting) { _, result in
+                guard case .success(let client) = result else { return .disarm }
+                if let c = try? ReadmeConnection(client: client, loop: member.loop) { connections.append(c) }
+                return .rearm
+            }
+            member.onStop {
+                try? member.loop.cancel(accepting, using: Completion())
+                for c in connections where c.closing.state == .dead {
+                    try? c.client.close(loop: member.loop, completion: c.closing)
+                }
+            }
+        }
+        defer { listeners.closeAll() }
+
+        let client = try Sock.tcp()
+        defer { close(client) }
+        Sock.setInt(client, SOL_SOCKET, SO_RCVBUF, 16384)
+        #expect(listeners.address.withSockAddr { connect(client, $0, $1) } == 0)
+        Sock.setNonBlocking(client, true)
+        // More than the kernel's socket buffers hold (loopback TCP autotunes them to a few
+        // MiB), so the server's writes stall and its reader must pause.
+        let total = 8 << 20
+        let payload = (0..<total).map { patternByte($0, seed: 4) }
+        var sent = 0
+        var echoed: [UInt8] = []
+        let started = LoopInstant.now()
+        let deadline = started + .seconds(30)
+        while echoed.count < total && LoopInstant.now() < deadline {
+            while sent < total {   // as much as the kernel takes now
+                let n = payload.withUnsafeBytes {
+                    send(client, $0.baseAddress! + sent, min(65536, total - sent), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                }
+                guard n > 0 else { break }
+                sent += n
+            }
+            // Read nothing until everything is sent (or the server pushed back for 200 ms).
+            if sent == total || LoopInstant.now() - started > .milliseconds(200) {
+                echoed += Sock.take(client, total - echoed.count, timeoutMs: 1)
+            } else {
+                usleep(1000)
+            }
+        }
+        group.stop()
+        try group.join()
+        #expect(echoed.count == total)
+        #expect(firstDifference(echoed, payload) == nil, "the echo was damaged or reordered")
+    }
+}
+
+/// README.md, "A slow reader: water marks and pause/resume" (keep in step).
+private final class ReadmeConnection {                     // the server keeps it while the socket is open
+    let client: TCPSocket
+    let reader: StreamReader
+    let replies: WriteQueue
+    let closing = Completion()
+
+    init(client: TCPSocket, loop: some EventLoop) throws(EvError) {
+        self.client = client
+        reader = try StreamReader(socket: client)
+        replies = WriteQueue(socket: client)
+        replies.setWaterMark(try WriteBufferWaterMark(low: 16 << 10, high: 64 << 10)) { [unowned self] _, writable in
+            if writable { try? self.reader.resume(loop: loop) } else { try? self.reader.pause(loop: loop) }
+            return .rearm                        // keep listening for the next change
+        }
+        try reader.start(loop: loop) { [unowned self] _, result in
+            guard case .success(let bytes) = result else {        // end of file, or an error
+                try? self.client.close(loop: loop, completion: self.closing)
+                return .disarm
+            }
+            try? self.replies.enqueue(loop: loop, copying: bytes)  // the queue keeps its own copy
+            return .rearm
+        }
+    }
 }
