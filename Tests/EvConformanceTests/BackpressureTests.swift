@@ -331,6 +331,64 @@ struct BackpressureTests {
         }
     }
 
+    /// A reader whose callback answers `.disarm` stops (and can be started again, with
+    /// data sent meanwhile delivered then); a close through the loop ends a reading reader
+    /// with one `.canceled`, and a paused reader with nothing delivered at all.
+    @Test(arguments: conformanceBackends)
+    func readerStopsRestartsAndEndsOnClose(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, peerA) = try Sock.socketPair()
+        let (b, peerB) = try Sock.socketPair()
+        h.forLoop(a); h.forLoop(b); h.own(peerA); h.own(peerB)
+
+        let reader = try StreamReader(fd: a, capacity: 64)
+        var got: [String] = []
+        try reader.start(loop: loop) { _, result in
+            if case .success(let bytes) = result { got.append(String(decoding: bytes, as: UTF8.self)) }
+            return .disarm
+        }
+        #expect(throws: EvError.completionActive) { try reader.start(loop: loop) { _, _ in .disarm } }
+        try Sock.put(peerA, "one")
+        #expect(try runUntil(h.loop) { got == ["one"] })
+        #expect(!reader.isStarted && reader.completion.state == .dead)
+        try Sock.put(peerA, "two")
+        try runFor(loop, .milliseconds(20))
+        #expect(got == ["one"], "a stopped reader read")
+        var results: [String] = []
+        try reader.start(loop: loop) { _, result in
+            switch result {
+            case .success(let bytes):
+                results.append(String(decoding: bytes, as: UTF8.self))
+                return .rearm
+            case .failure(let e):
+                results.append("\(e)")
+                return .disarm   // `.rearm` would read the closed descriptor again
+            }
+        }
+        #expect(try runUntil(h.loop) { results == ["two"] })
+        // Closed through the loop while reading: one cancellation, then nothing.
+        h.forget(a)
+        try TCPSocket(fd: a).close(loop: loop, completion: Completion())
+        #expect(try runUntil(h.loop) { results.count == 2 })
+        try runFor(loop, .milliseconds(20))
+        #expect(results == ["two", "\(EvError.canceled)"])
+
+        // Paused, then closed: nothing armed, nothing delivered.
+        let paused = try StreamReader(fd: b, capacity: 64)
+        var pausedResults = 0
+        try paused.start(loop: loop) { _, _ in pausedResults += 1; return .rearm }
+        try paused.pause(loop: loop)
+        #expect(try runUntil(h.loop) { paused.completion.state == .dead })
+        h.forget(b)
+        var closed = false
+        try TCPSocket(fd: b).close(loop: loop, completion: Completion()) { _, _ in closed = true; return .disarm }
+        #expect(try runUntil(h.loop) { closed })
+        try runFor(loop, .milliseconds(20))
+        #expect(pausedResults == 0 && loop.activeCount == 0)
+    }
+
     /// The server side of backpressure end to end: an echo with a `StreamReader` and a
     /// `WriteQueue` whose writability pauses and resumes the reader. A client that sends
     /// 2 MiB without reading makes the queue unwritable and the reader pause (so the

@@ -70,8 +70,9 @@ public final class LoopGroup<Loop: EventLoop & SendableMetatype>: Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let state = Mutex<State>(State())
     /// Held by `join` while it joins the threads (never by a loop thread, which may need
-    /// `state` meanwhile), so two `join`s cannot join one thread twice.
-    private let joining = Mutex<Bool>(false)
+    /// `state` meanwhile), so two `join`s cannot join one thread twice. It guards no value
+    /// of its own: `State.joinOutcome` says whether the threads were joined.
+    private let joining = Mutex<Void>(())
 
     private enum Phase: Sendable { case idle, starting, running, finished }
 
@@ -198,18 +199,19 @@ public final class LoopGroup<Loop: EventLoop & SendableMetatype>: Sendable {
         case .idle, .starting: throw .notStarted
         case .running, .finished: break
         }
-        let failures = joining.withLock { joined -> [LoopGroupFailure] in
-            if !joined {
-                let threads = state.withLock { $0.threads }
-                for t in threads { t.join() }
-                state.withLock { s in
-                    s.joinOutcome = s.failures.sorted { $0.index < $1.index }
-                    s.failures.removeAll()
-                    s.phase = .finished
-                }
-                joined = true
+        let failures = joining.withLock { _ -> [LoopGroupFailure] in
+            // Joined already (by an earlier `join`, or by a `start` that failed): a thread
+            // must never be joined twice, so only the outcome is handed out again.
+            if let outcome = state.withLock({ $0.joinOutcome }) { return outcome }
+            let threads = state.withLock { $0.threads }
+            for t in threads { t.join() }
+            return state.withLock { s in
+                let outcome = s.failures.sorted { $0.index < $1.index }
+                s.joinOutcome = outcome
+                s.failures.removeAll()
+                s.phase = .finished
+                return outcome
             }
-            return state.withLock { $0.joinOutcome ?? [] }
         }
         if !failures.isEmpty { throw .loopsFailed(failures) }
     }

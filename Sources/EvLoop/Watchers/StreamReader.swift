@@ -20,7 +20,8 @@
 /// - The read callback gets the bytes read (valid until it returns: the buffer is reused),
 ///   `.failure(.endOfFile)` when the peer closed its side, or another error. `.rearm` reads
 ///   again (unless the reader was paused meanwhile), `.disarm` stops the reader (`start`
-///   arms it again).
+///   arms it again). After the end of file or an error, answer `.disarm`: a rearmed read
+///   would only report it again.
 /// - To end for good, close the stream through the loop: the close cancels the read, whose
 ///   callback then gets `.failure(.canceled)` (unless the reader is paused: then nothing is
 ///   armed and nothing is delivered).
@@ -117,12 +118,17 @@ public final class StreamReader {
             guard let self else { return .disarm }
             return self.readFinished(result.countResult, buffer)
         }
-        cancelCompletion.operation = .cancel(target: completion)
-        // Unowned: the callback only runs inside `loop.run`, so the loop is alive, and a
-        // strong capture would make loop -> completion -> callback -> loop a cycle.
-        cancelCompletion.callback = { [weak self, unowned loop] _, _ in
-            self?.cancelFinished(loop: loop)
-            return .disarm
+        // A pause's cancel from before a restart may still be on its way: an active
+        // completion keeps its operation and callback (both still right: same target,
+        // same loop, since a reader works with one loop).
+        if cancelCompletion.state == .dead {
+            cancelCompletion.operation = .cancel(target: completion)
+            // Unowned: the callback only runs inside `loop.run`, so the loop is alive, and a
+            // strong capture would make loop -> completion -> callback -> loop a cycle.
+            cancelCompletion.callback = { [weak self, unowned loop] _, _ in
+                self?.cancelFinished(loop: loop)
+                return .disarm
+            }
         }
         isStarted = true
         if isPaused { return }

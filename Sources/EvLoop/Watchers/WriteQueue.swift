@@ -73,6 +73,9 @@ public final class WriteQueue {
     public private(set) var isWritable = true
 
     private var writabilityCallback: WritabilityCallback?
+    /// Counts `setWaterMark` calls, so that a writability callback that installs a new one
+    /// and then answers `.disarm` removes only itself.
+    private var writabilityGeneration = 0
     private var head: WriteRequest?
     private unowned(unsafe) var tail: WriteRequest?
     /// Spare requests for owned-bytes writes, linked through `next`.
@@ -136,7 +139,9 @@ public final class WriteQueue {
     /// Appends a write of `bytes`, which the queue keeps alive until they are written (the
     /// caller may drop its copy at once). Uses a request from the queue's pool, so nothing is
     /// allocated once the pool covers the backlog. `callback`, if given, hears the outcome
-    /// like a request's callback (`.rearm` writes the same bytes again).
+    /// like a request's callback (`.rearm` writes the same bytes again); the request it is
+    /// handed belongs to the queue and goes back to the pool when the callback disarms it,
+    /// so do not keep it.
     public func enqueue(loop: some EventLoop, bytes: OwnedBytes,
                         callback: WriteRequest.Callback? = nil) throws(EvError) {
         let request: WriteRequest
@@ -193,6 +198,7 @@ public final class WriteQueue {
     public func setWaterMark(_ mark: WriteBufferWaterMark, callback: @escaping WritabilityCallback) {
         waterMark = mark
         writabilityCallback = callback
+        writabilityGeneration &+= 1
         updateWritability()
     }
 
@@ -216,9 +222,10 @@ public final class WriteQueue {
             writable = true
         }
         isWritable = writable
+        let generation = writabilityGeneration
         if let callback = writabilityCallback, callback(self, writable) == .disarm {
             // Only if the callback did not install another one meanwhile.
-            if waterMark == mark { writabilityCallback = nil }
+            if writabilityGeneration == generation { writabilityCallback = nil }
         }
     }
 
