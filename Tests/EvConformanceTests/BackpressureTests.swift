@@ -31,6 +31,18 @@ private func scribbleOverFreedMemory(sizes: [Int], fill: UInt8) -> Int {
     return total
 }
 
+/// A stream socketpair for a backpressure test: `writer` is the loop's (in the mode the
+/// loop prefers, its send buffer shrunk to `sendBuffer` so that writes stall as soon as the
+/// peer stops reading), `reader` the test's own (non-blocking); the harness owns both.
+private func slowStream(_ h: Harness, sendBuffer: Int32) throws -> (writer: Int32, reader: Int32) {
+    let (writer, reader) = try Sock.socketPair()
+    h.forLoop(writer)
+    h.own(reader)
+    Sock.setInt(writer, SOL_SOCKET, SO_SNDBUF, sendBuffer)
+    Sock.setNonBlocking(reader, true)
+    return (writer, reader)
+}
+
 @Suite("Backpressure: water marks, owned bytes, pause and resume")
 struct BackpressureTests {
 
@@ -43,11 +55,7 @@ struct BackpressureTests {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let (writer, reader) = try Sock.socketPair()
-        h.forLoop(writer)
-        h.own(reader)
-        Sock.setInt(writer, SOL_SOCKET, SO_SNDBUF, 4096)
-        Sock.setNonBlocking(reader, true)
+        let (writer, reader) = try slowStream(h, sendBuffer: 4096)
 
         let queue = WriteQueue(fd: writer)
         let marks = try WriteBufferWaterMark(low: 16 * 1024, high: 64 * 1024)
@@ -126,11 +134,7 @@ struct BackpressureTests {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let (writer, reader) = try Sock.socketPair()
-        h.forLoop(writer)
-        h.own(reader)
-        Sock.setInt(writer, SOL_SOCKET, SO_SNDBUF, 8192)
-        Sock.setNonBlocking(reader, true)
+        let (writer, reader) = try slowStream(h, sendBuffer: 8192)
         let queue = WriteQueue(fd: writer)
 
         var rng = SeededRandom(seed: 0x0B17E5)
@@ -217,11 +221,7 @@ struct BackpressureTests {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let (writer, reader) = try Sock.socketPair()
-        h.forLoop(writer)
-        h.own(reader)
-        Sock.setInt(writer, SOL_SOCKET, SO_SNDBUF, 4096)
-        Sock.setNonBlocking(reader, true)
+        let (writer, reader) = try slowStream(h, sendBuffer: 4096)
         let queue = WriteQueue(fd: writer)
         var order: [Int] = []
         var total = 0
@@ -399,12 +399,8 @@ struct BackpressureTests {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let (server, client) = try Sock.socketPair()
-        h.forLoop(server)
-        h.own(client)
-        Sock.setInt(server, SOL_SOCKET, SO_SNDBUF, 8192)
+        let (server, client) = try slowStream(h, sendBuffer: 8192)
         Sock.setInt(client, SOL_SOCKET, SO_RCVBUF, 8192)
-        Sock.setNonBlocking(client, true)
 
         let reader = try StreamReader(fd: server, capacity: 4096)
         let replies = WriteQueue(fd: server)
