@@ -20,7 +20,7 @@ struct WatcherProcessTests {
                              sourceLocation: SourceLocation = #_sourceLocation) throws -> Result<Subprocess.ExitStatus, EvError>? {
         var result: Result<Subprocess.ExitStatus, EvError>?
         let c = Completion()
-        try child.wait(loop: loop, completion: c) { _, r in result = r }
+        try child.wait(loop: loop, completion: c) { _, r in result = r; return .disarm }
         #expect(try runUntil(loop, timeout: .seconds(10)) { result != nil }, "no exit reported", sourceLocation: sourceLocation)
         return result
     }
@@ -49,7 +49,7 @@ struct WatcherProcessTests {
         let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
         var result: Result<Subprocess.ExitStatus, EvError>?
         let c = Completion()
-        try child.wait(loop: loop, completion: c) { _, r in result = r }
+        try child.wait(loop: loop, completion: c) { _, r in result = r; return .disarm }
         try loop.run(.noWait)
         #expect(result == nil, "sleep 10 reported as exited at once")
         try child.signal(SIGKILL)
@@ -87,7 +87,7 @@ struct WatcherProcessTests {
         let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
         var result: Result<Subprocess.ExitStatus, EvError>?
         let c = Completion()
-        try child.wait(loop: loop, completion: c) { _, r in result = r }
+        try child.wait(loop: loop, completion: c) { _, r in result = r; return .disarm }
         try loop.run(.noWait)
         try loop.cancel(c, using: Completion())
         #expect(try runUntil(loop) { result != nil })
@@ -223,9 +223,10 @@ struct WatcherProcessTests {
         #expect(ignored.map { $0 & 0x7fff_ffff } == 0, "\(output)")
     }
 
-    /// A program that does not exist is reported by spawn, not as an exit status.
+    /// A program that does not exist is reported by spawn, not as an exit status, and as
+    /// a missing file (`.noSuchFile`), never as the cancel's `.notFound`.
     @Test func spawnOfAMissingProgramThrows() throws {
-        #expect(throws: EvError.errno(ENOENT)) {
+        #expect(throws: EvError.noSuchFile) {
             _ = try Subprocess.spawn(path: "/nonexistent/evloop-no-such-program")
         }
     }
@@ -257,7 +258,7 @@ struct WatcherProcessTests {
             for method in [ExitWatchMethod.pidfd, .waiterThread] {
                 let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
                 children.append(child)
-                try child.wait(loop: loop, completion: Completion()) { _, r in exits.append(r) }
+                try child.wait(loop: loop, completion: Completion()) { _, r in exits.append(r); return .disarm }
             }
             defer { for c in children { try? c.signal(SIGKILL) } }
 
@@ -344,7 +345,7 @@ struct WatcherProcessTests {
         for _ in 0..<3 {
             let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 6"], stdin: .null, exitWatch: method)
             var result: Result<Subprocess.ExitStatus, EvError>?
-            try child.wait(loop: loop, completion: Completion()) { _, r in result = r }
+            try child.wait(loop: loop, completion: Completion()) { _, r in result = r; return .disarm }
             #expect(try runUntil(loop, timeout: .seconds(10)) { result != nil })
             #expect(result == .success(.exited(6)))
         }
