@@ -10,7 +10,7 @@ import Glibc
 
 /// Reads `stream` through the loop until end of file, collecting the bytes (or the first
 /// error other than end of file).
-private final class StreamCollector {
+final class StreamCollector {
     var bytes: [UInt8] = []
     var ended = false
     var error: EvError?
@@ -36,7 +36,7 @@ private final class StreamCollector {
 }
 
 /// Closes `streams` through the loop and waits for every close.
-private func closeThroughLoop(_ streams: [ByteStream], loop: LoopCore, harness h: Harness,
+func closeThroughLoop(_ streams: [ByteStream], loop: LoopCore, harness h: Harness,
                               sourceLocation: SourceLocation = #_sourceLocation) throws {
     var closed = 0
     for s in streams {

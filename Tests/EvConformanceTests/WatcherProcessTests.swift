@@ -78,6 +78,34 @@ struct WatcherProcessTests {
         #expect(try waitForExit(child, on: loop) == .success(.exited(7)))
     }
 
+    /// The wait's callback follows the one callback shape (docs/API.md): after the exit,
+    /// `.rearm` reports the same status again on the next tick (the child is reaped once,
+    /// never polled again), until the callback answers `.disarm`; after a cancel, `.rearm`
+    /// waits for the exit again.
+    @Test(arguments: processCases)
+    func rearmedWaitReportsTheStatusAgain(backend: Backend, method: ExitWatchMethod) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
+        var results: [Result<Subprocess.ExitStatus, EvError>] = []
+        let c = Completion()
+        try child.wait(loop: loop, completion: c) { _, r in
+            results.append(r)
+            return results.count < 4 ? .rearm : .disarm
+        }
+        try loop.run(.noWait)
+        try loop.cancel(c, using: Completion())
+        #expect(try runUntil(loop) { results.count == 1 })
+        #expect(results == [.failure(.canceled)])
+        #expect(c.state == .active, "a rearm after the cancel waits again")
+        try child.signal(SIGKILL)
+        #expect(try runUntil(loop, timeout: .seconds(10)) { c.state == .dead })
+        let killed = Result<Subprocess.ExitStatus, EvError>.success(.signaled(SIGKILL, coreDumped: false))
+        #expect(results == [.failure(.canceled), killed, killed, killed])
+        #expect(kill(child.pid, 0) != 0, "reaped")
+    }
+
     /// A cancelled wait reports `.canceled` and leaves the child running and waitable.
     @Test(arguments: processCases)
     func cancelledWaitCanBeRepeated(backend: Backend, method: ExitWatchMethod) throws {
