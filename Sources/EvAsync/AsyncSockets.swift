@@ -115,17 +115,14 @@ extension UDPSocket {
     /// off because the buffer was too small.
     nonisolated(nonsending)
     public func receive(into buffer: UnsafeMutableRawBufferPointer, on executor: LoopExecutor) async throws -> ReceivedMessage {
-        let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer))
-        guard case .recvmsg(let r) = result else { unexpected(result) }
-        return try r.get()
+        try await receiveDatagram(fd, into: buffer, on: executor)
     }
 
     /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
     /// bytes sent.
     nonisolated(nonsending)
     public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, on executor: LoopExecutor) async throws -> Int {
-        let result = try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address))
-        return try writeCount(result)
+        try await sendDatagram(fd, buffer, to: address, on: executor)
     }
 
     /// Closes the socket through the loop (pending receives are cancelled first).
@@ -161,6 +158,23 @@ func writeEverything(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor
         let rest = UnsafeRawBufferPointer(rebasing: buffer[offset...])
         offset += try writeCount(try await executor.perform(operation(rest)))
     }
+}
+
+/// recvmsg(2) of one datagram on `fd` through the loop (UDPSocket's and UnixSocket's
+/// `receive`).
+nonisolated(nonsending)
+func receiveDatagram(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer,
+                     on executor: LoopExecutor) async throws -> ReceivedMessage {
+    let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer))
+    guard case .recvmsg(let r) = result else { unexpected(result) }
+    return try r.get()
+}
+
+/// sendmsg(2) of one datagram on `fd` through the loop (UDPSocket's and UnixSocket's `send`).
+nonisolated(nonsending)
+func sendDatagram(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, to address: SocketAddress?,
+                  on executor: LoopExecutor) async throws -> Int {
+    try writeCount(try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address)))
 }
 
 /// shutdown(2) of `fd` through the loop.

@@ -23,16 +23,14 @@ extension UnixSocket {
     /// was too small.
     nonisolated(nonsending)
     public func receive(into buffer: UnsafeMutableRawBufferPointer, on executor: LoopExecutor) async throws -> ReceivedMessage {
-        let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer))
-        guard case .recvmsg(let r) = result else { unexpected(result) }
-        return try r.get()
+        try await receiveDatagram(fd, into: buffer, on: executor)
     }
 
     /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
     /// bytes sent.
     nonisolated(nonsending)
     public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, on executor: LoopExecutor) async throws -> Int {
-        try writeCount(try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address)))
+        try await sendDatagram(fd, buffer, to: address, on: executor)
     }
 }
 

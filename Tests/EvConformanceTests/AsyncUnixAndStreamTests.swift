@@ -28,13 +28,7 @@ struct AsyncUnixAndStreamTests {
                     group.addTask {
                         let conn = try await listener.accept(on: executor)
                         let pid = try conn.peerCredentials().pid
-                        let buffer = TestBuffer(4096)
-                        var received: [UInt8] = []
-                        while true {
-                            let n = try await conn.read(into: buffer.raw, on: executor)
-                            if n == 0 { break }
-                            received += buffer.raw[..<n]
-                        }
+                        let received = try await readToEnd { try await conn.read(into: $0, on: executor) }
                         let out = TestBuffer(received)
                         try await conn.writeAll(UnsafeRawBufferPointer(out.raw), on: executor)
                         try await conn.close(on: executor)
@@ -126,18 +120,25 @@ struct AsyncUnixAndStreamTests {
                 let line = TestBuffer(Array("stressed\n".utf8))
                 try await input.writeAll(UnsafeRawBufferPointer(line.raw), on: executor)
                 try await input.close(on: executor)
-                let buffer = TestBuffer(256)
-                var bytes: [UInt8] = []
-                while true {
-                    let n = try await output.read(into: buffer.raw, on: executor)
-                    if n == 0 { break }
-                    bytes += buffer.raw[..<n]
-                }
+                let bytes = try await readToEnd { try await output.read(into: $0, on: executor) }
                 try await output.close(on: executor)
                 return (String(decoding: bytes, as: UTF8.self), try await child.exit(on: executor))
             }
             #expect(text == "desserts\n")
             #expect(status == .exited(2))
         }
+    }
+}
+
+/// Everything `read` delivers until it returns 0 (the end of the stream), read in chunks
+/// of 4 KiB.
+nonisolated(nonsending)
+private func readToEnd(_ read: (UnsafeMutableRawBufferPointer) async throws -> Int) async throws -> [UInt8] {
+    let buffer = TestBuffer(4096)
+    var bytes: [UInt8] = []
+    while true {
+        let n = try await read(buffer.raw)
+        if n == 0 { return bytes }
+        bytes += buffer.raw[..<n]
     }
 }

@@ -100,14 +100,16 @@ public struct ByteStream: Hashable, Sendable {
     /// everything written has been read.
     public func read(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
                      callback: @escaping CountCallback) throws(EvError) {
-        try completion.start(readOperation(into: buffer), on: loop, counting: callback)
+        try completion.start(readOperation(into: buffer), on: loop,
+                             viewing: { $0.countResult }, callback: callback)
     }
 
     /// Writes up to `buffer.count` bytes; the count written may be short (a pipe holds 64 KiB
     /// by default). To write everything, in order, use `WriteQueue(stream:)`.
     public func write(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
                       callback: @escaping CountCallback) throws(EvError) {
-        try completion.start(writeOperation(from: buffer), on: loop, counting: callback)
+        try completion.start(writeOperation(from: buffer), on: loop,
+                             viewing: { $0.countResult }, callback: callback)
     }
 
     /// The read as the loop performs it: recv on a socket, read(2) otherwise (shared with
@@ -128,7 +130,8 @@ public struct ByteStream: Hashable, Sendable {
     /// not a socket this reports `.errno(ENOTSOCK)`, from the kernel, like any other error.
     public func shutdown(loop: some EventLoop, completion: Completion, how: ShutdownHow = .write,
                          callback: @escaping VoidCallback) throws(EvError) {
-        try completion.start(.shutdown(socket: fd, how: how), on: loop, reporting: callback)
+        try completion.start(.shutdown(socket: fd, how: how), on: loop,
+                             viewing: { $0.voidResult }, callback: callback)
     }
 
     /// Closes the descriptor through the loop: operations still waiting on it are cancelled
@@ -136,7 +139,7 @@ public struct ByteStream: Hashable, Sendable {
     /// end of stream (or a broken pipe) at once.
     public func close(loop: some EventLoop, completion: Completion,
                       callback: @escaping VoidCallback = { _, _ in .disarm }) throws(EvError) {
-        try completion.start(.close(fd: fd), on: loop, reporting: callback)
+        try completion.start(.close(fd: fd), on: loop, viewing: { $0.voidResult }, callback: callback)
     }
 }
 

@@ -69,27 +69,31 @@ extension ConnectionSocket {
     /// Unix socket path that does not exist, `.noSuchFile`.
     public func connect(loop: some EventLoop, completion: Completion, to address: SocketAddress,
                         callback: @escaping (Completion, Result<Void, EvError>) -> CallbackAction) throws(EvError) {
-        try completion.start(.connect(socket: fd, address: address), on: loop, reporting: callback)
+        try completion.start(.connect(socket: fd, address: address), on: loop,
+                             viewing: { $0.voidResult }, callback: callback)
     }
 
     /// Reads up to `buffer.count` bytes. The buffer is the kernel's until the callback runs,
     /// even after a cancel. `.failure(.endOfFile)` when the peer closed its side.
     public func read(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
                      callback: @escaping (Completion, Result<Int, EvError>) -> CallbackAction) throws(EvError) {
-        try completion.start(.recv(socket: fd, buffer: buffer), on: loop, counting: callback)
+        try completion.start(.recv(socket: fd, buffer: buffer), on: loop,
+                             viewing: { $0.countResult }, callback: callback)
     }
 
     /// Writes (sends) up to `buffer.count` bytes; the count written may be short. To write
     /// everything, in order, use `WriteQueue`.
     public func write(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
                       callback: @escaping (Completion, Result<Int, EvError>) -> CallbackAction) throws(EvError) {
-        try completion.start(.send(socket: fd, buffer: buffer), on: loop, counting: callback)
+        try completion.start(.send(socket: fd, buffer: buffer), on: loop,
+                             viewing: { $0.countResult }, callback: callback)
     }
 
     /// Shuts down one or both directions (`.write` sends FIN after queued data, so the peer
     /// reads end of file). `.notConnected` on a socket that is not connected.
     public func shutdown(loop: some EventLoop, completion: Completion, how: ShutdownHow = .write,
                          callback: @escaping (Completion, Result<Void, EvError>) -> CallbackAction) throws(EvError) {
-        try completion.start(.shutdown(socket: fd, how: how), on: loop, reporting: callback)
+        try completion.start(.shutdown(socket: fd, how: how), on: loop,
+                             viewing: { $0.voidResult }, callback: callback)
     }
 }

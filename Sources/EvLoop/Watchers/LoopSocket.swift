@@ -71,6 +71,6 @@ extension LoopSocket {
     public func close(loop: some EventLoop, completion: Completion,
                       callback: @escaping (Completion, Result<Void, EvError>) -> CallbackAction = { _, _ in .disarm })
         throws(EvError) {
-        try completion.start(.close(fd: fd), on: loop, reporting: callback)
+        try completion.start(.close(fd: fd), on: loop, viewing: { $0.voidResult }, callback: callback)
     }
 }

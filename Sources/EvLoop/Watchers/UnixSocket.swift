@@ -148,7 +148,8 @@ public struct UnixSocket: ConnectionSocket, Hashable {
     /// The sender of a datagram from a socket that never bound a name has no address.
     public func receive(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
                         callback: @escaping MessageCallback) throws(EvError) {
-        try completion.start(.recvmsg(socket: fd, buffer: buffer), on: loop, receiving: callback)
+        try completion.start(.recvmsg(socket: fd, buffer: buffer), on: loop,
+                             viewing: { $0.messageResult }, callback: callback)
     }
 
     /// Sends `buffer` as one datagram to `address` (nil: to the connected peer). The
@@ -157,6 +158,7 @@ public struct UnixSocket: ConnectionSocket, Hashable {
     /// file); a receiver whose queue is full makes the send wait.
     public func send(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
                      to address: SocketAddress?, callback: @escaping CountCallback) throws(EvError) {
-        try completion.start(.sendmsg(socket: fd, buffer: buffer, address: address), on: loop, counting: callback)
+        try completion.start(.sendmsg(socket: fd, buffer: buffer, address: address), on: loop,
+                             viewing: { $0.countResult }, callback: callback)
     }
 }

@@ -55,33 +55,14 @@ extension CompletionResult {
 
 extension Completion {
     /// Configures this completion with `operation` and a callback that hands `callback`
-    /// the operation's byte count, then adds it to `loop`: the body of every watcher
-    /// operation that reports a count (reads, writes, sends).
+    /// the result as `view` types it (`countResult`, `voidResult`, `messageResult`), then
+    /// adds it to `loop`: the body of every watcher operation.
     @inline(__always)
-    func start(_ operation: Operation, on loop: some EventLoop,
-               counting callback: @escaping (Completion, Result<Int, EvError>) -> CallbackAction) throws(EvError) {
+    func start<Value>(_ operation: Operation, on loop: some EventLoop,
+                      viewing view: @escaping (CompletionResult) -> Result<Value, EvError>,
+                      callback: @escaping (Completion, Result<Value, EvError>) -> CallbackAction) throws(EvError) {
         self.operation = operation
-        self.callback = { c, result in callback(c, result.countResult) }
-        try loop.add(self)
-    }
-
-    /// `start(_:on:counting:)` for operations that report only success or an error
-    /// (connect, shutdown, close).
-    @inline(__always)
-    func start(_ operation: Operation, on loop: some EventLoop,
-               reporting callback: @escaping (Completion, Result<Void, EvError>) -> CallbackAction) throws(EvError) {
-        self.operation = operation
-        self.callback = { c, result in callback(c, result.voidResult) }
-        try loop.add(self)
-    }
-
-    /// `start(_:on:counting:)` for recvmsg, which reports the message (its size, its
-    /// sender, whether it was truncated).
-    @inline(__always)
-    func start(_ operation: Operation, on loop: some EventLoop,
-               receiving callback: @escaping (Completion, Result<ReceivedMessage, EvError>) -> CallbackAction) throws(EvError) {
-        self.operation = operation
-        self.callback = { c, result in callback(c, result.messageResult) }
+        self.callback = { c, result in callback(c, view(result)) }
         try loop.add(self)
     }
 }
