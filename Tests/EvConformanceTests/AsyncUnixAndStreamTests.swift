@@ -38,16 +38,10 @@ struct AsyncUnixAndStreamTests {
                     let out = TestBuffer(message)
                     try await client.writeAll(UnsafeRawBufferPointer(out.raw), on: executor)
                     try await client.shutdown(.write, on: executor)
-                    let buffer = TestBuffer(message.count + 16)
-                    var got = 0
-                    while true {
-                        let n = try await client.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.raw[got...]), on: executor)
-                        if n == 0 { break }
-                        got += n
-                    }
+                    let echoed = try await readToEnd { try await client.read(into: $0, on: executor) }
                     try await client.close(on: executor)
                     let (pid, serverThread) = try await group.next() ?? (0, 0)
-                    return (Array(buffer.raw[..<got]), pid, [serverThread, currentThreadID()])
+                    return (echoed, pid, [serverThread, currentThreadID()])
                 }
             }
             #expect(echoed == message)
