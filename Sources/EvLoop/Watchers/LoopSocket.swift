@@ -24,6 +24,13 @@ public protocol LoopSocket: Sendable {
 }
 
 extension LoopSocket {
+    /// Puts the descriptor in the blocking mode `loop` prefers, for a socket made elsewhere
+    /// (inherited from a service manager, accepted by other code): io_uring waits in the
+    /// kernel and wants blocking sockets, the readiness loops need non-blocking ones.
+    public func prepare(for loop: some EventLoop) throws(EvError) {
+        try SocketCalls.setBlocking(fd, loop.prefersBlockingDescriptors)
+    }
+
     /// SO_REUSEADDR: a restarted server can bind its port while old connections linger in
     /// TIME_WAIT. Set it before `bind`.
     public func setReuseAddress(_ on: Bool) throws(EvError) {

@@ -66,11 +66,6 @@ public struct TCPSocket: ConnectionSocket, Hashable {
         try self.init(family: address.family, loop: loop)
     }
 
-    /// Puts the descriptor in the blocking mode `loop` prefers (for sockets made elsewhere).
-    public func prepare(for loop: some EventLoop) throws(EvError) {
-        try SocketCalls.setBlocking(fd, loop.prefersBlockingDescriptors)
-    }
-
     // MARK: Options servers need
 
     /// TCP_NODELAY: send small writes at once instead of waiting to coalesce them (Nagle),

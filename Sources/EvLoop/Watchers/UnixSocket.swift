@@ -124,11 +124,6 @@ public struct UnixSocket: ConnectionSocket, Hashable {
         return (UnixSocket(fd: a), UnixSocket(fd: b))
     }
 
-    /// Puts the descriptor in the blocking mode `loop` prefers (for sockets made elsewhere).
-    public func prepare(for loop: some EventLoop) throws(EvError) {
-        try SocketCalls.setBlocking(fd, loop.prefersBlockingDescriptors)
-    }
-
     /// The connected peer's process, user and group ids (SO_PEERCRED). `.notConnected` on
     /// a socket that is neither connected nor one end of a pair.
     public func peerCredentials() throws(EvError) -> PeerCredentials {
