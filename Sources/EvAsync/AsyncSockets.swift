@@ -22,7 +22,9 @@ import EvLoop
 // the loop but deliver data in an unspecified order between them.
 //
 // Cancellation: cancelling the awaiting task cancels the operation; the method then throws
-// `CancellationError` (see `LoopExecutor.perform` for the race with completion). Closing a
+// `CancellationError` (see `LoopExecutor.perform` for the race with completion).
+// Deadlines: the operations that can wait take a `deadline` (`Deadline`, as in the callback
+// forms' `Completion.deadline`); on expiry they throw `EvError.timedOut`. Closing a
 // descriptor ignores cancellation: a close always happens.
 
 extension ConnectionSocket {
@@ -32,8 +34,8 @@ extension ConnectionSocket {
     /// An accept that completes at the same moment the task is cancelled returns its
     /// connection (nothing leaks); the next await in the task throws `CancellationError`.
     nonisolated(nonsending)
-    public func accept(on executor: LoopExecutor) async throws -> Self {
-        let result = try await executor.perform(.accept(socket: fd))
+    public func accept(deadline: Deadline = .none, on executor: LoopExecutor) async throws -> Self {
+        let result = try await executor.perform(.accept(socket: fd), deadline: deadline)
         guard case .accept(let r) = result else { unexpected(result) }
         return Self(fd: try r.get())
     }
@@ -41,8 +43,8 @@ extension ConnectionSocket {
     /// Connects this socket to `address` (`.connectionRefused` when nothing listens there;
     /// `.noSuchFile` for a Unix socket path that does not exist).
     nonisolated(nonsending)
-    public func connect(to address: SocketAddress, on executor: LoopExecutor) async throws {
-        let result = try await executor.perform(.connect(socket: fd, address: address))
+    public func connect(to address: SocketAddress, deadline: Deadline = .none, on executor: LoopExecutor) async throws {
+        let result = try await executor.perform(.connect(socket: fd, address: address), deadline: deadline)
         guard case .connect(let r) = result else { unexpected(result) }
         try r.get()
     }
@@ -53,16 +55,18 @@ extension ConnectionSocket {
     /// The buffer only needs to stay valid for the duration of the call: the method returns
     /// after the loop (and the kernel) are done with it, cancellation included.
     nonisolated(nonsending)
-    public func read(into buffer: UnsafeMutableRawBufferPointer, on executor: LoopExecutor) async throws -> Int {
-        let result = try await executor.perform(.recv(socket: fd, buffer: buffer))
+    public func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
+                     on executor: LoopExecutor) async throws -> Int {
+        let result = try await executor.perform(.recv(socket: fd, buffer: buffer), deadline: deadline)
         return try readCount(result)
     }
 
     /// Writes up to `buffer.count` bytes; returns how many were written (possibly fewer).
     /// `.brokenPipe` or `.connectionReset` when the peer has gone (never SIGPIPE).
     nonisolated(nonsending)
-    public func write(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor) async throws -> Int {
-        let result = try await executor.perform(.send(socket: fd, buffer: buffer))
+    public func write(_ buffer: UnsafeRawBufferPointer, deadline: Deadline = .none,
+                      on executor: LoopExecutor) async throws -> Int {
+        let result = try await executor.perform(.send(socket: fd, buffer: buffer), deadline: deadline)
         return try writeCount(result)
     }
 
@@ -92,8 +96,9 @@ extension TCPSocket {
     /// Creates a socket for `address` (in the mode the executor's loop prefers), connects
     /// it, and returns it. On failure or cancellation the socket is closed before this throws.
     nonisolated(nonsending)
-    public static func connect(to address: SocketAddress, on executor: LoopExecutor) async throws -> TCPSocket {
-        try await connected(TCPSocket(for: address, loop: executor.loop), to: address, on: executor)
+    public static func connect(to address: SocketAddress, deadline: Deadline = .none,
+                               on executor: LoopExecutor) async throws -> TCPSocket {
+        try await connected(TCPSocket(for: address, loop: executor.loop), to: address, deadline: deadline, on: executor)
     }
 }
 
@@ -114,8 +119,9 @@ extension UDPSocket {
     /// Receives one datagram into `buffer`: its size, sender and whether its tail was cut
     /// off because the buffer was too small.
     nonisolated(nonsending)
-    public func receive(into buffer: UnsafeMutableRawBufferPointer, on executor: LoopExecutor) async throws -> ReceivedMessage {
-        try await receiveDatagram(fd, into: buffer, on: executor)
+    public func receive(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
+                        on executor: LoopExecutor) async throws -> ReceivedMessage {
+        try await receiveDatagram(fd, into: buffer, deadline: deadline, on: executor)
     }
 
     /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
@@ -138,9 +144,10 @@ extension UDPSocket {
 /// `address` and returns it; on failure or cancellation closes it before rethrowing, so a
 /// failed connect leaks nothing.
 nonisolated(nonsending)
-func connected<S: ConnectionSocket>(_ socket: S, to address: SocketAddress, on executor: LoopExecutor) async throws -> S {
+func connected<S: ConnectionSocket>(_ socket: S, to address: SocketAddress, deadline: Deadline,
+                                    on executor: LoopExecutor) async throws -> S {
     do {
-        try await socket.connect(to: address, on: executor)
+        try await socket.connect(to: address, deadline: deadline, on: executor)
     } catch {
         try? await socket.close(on: executor)
         throw error
@@ -163,9 +170,9 @@ func writeEverything(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor
 /// recvmsg(2) of one datagram on `fd` through the loop (UDPSocket's and UnixSocket's
 /// `receive`).
 nonisolated(nonsending)
-func receiveDatagram(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer,
+func receiveDatagram(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline,
                      on executor: LoopExecutor) async throws -> ReceivedMessage {
-    let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer))
+    let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer), deadline: deadline)
     guard case .recvmsg(let r) = result else { unexpected(result) }
     return try r.get()
 }
