@@ -100,6 +100,50 @@ struct AsyncUnixAndStreamTests {
         }
     }
 
+    /// Deadlines reach the new watchers in both forms: an awaited read of a pipe nobody
+    /// writes and an awaited datagram receive with a deadline throw `.timedOut`, and a
+    /// callback-form Unix stream read with `Completion.deadline` reports it; the streams
+    /// stay usable afterwards.
+    @Test(arguments: conformanceBackends)
+    func deadlinesOnPipesAndUnixSockets(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, h in
+            let (readEnd, writeEnd) = try ByteStream.pipe(loop: loop)
+            h.own(readEnd.fd)
+            h.own(writeEnd.fd)
+            let datagrams = try UnixSocket(kind: .datagram, loop: loop)
+            h.own(datagrams.fd)
+            try datagrams.bind(to: SocketAddress(abstractUnixName: UnixNames.abstract("deadline")))
+            let outcomes = try runAsync(executor) { () -> [String] in
+                let buffer = TestBuffer(16)
+                var seen: [String] = []
+                for attempt in 0..<2 {
+                    do {
+                        if attempt == 0 {
+                            _ = try await readEnd.read(into: buffer.raw, deadline: .within(.milliseconds(20)), on: executor)
+                        } else {
+                            _ = try await datagrams.receive(into: buffer.raw, deadline: .within(.milliseconds(20)), on: executor)
+                        }
+                        seen.append("completed")
+                    } catch {
+                        seen.append("\(error)")
+                    }
+                }
+                return seen
+            }
+            #expect(outcomes == ["\(EvError.timedOut)", "\(EvError.timedOut)"])
+
+            let (a, b) = try UnixSocket.pair(loop: loop)
+            h.own(a.fd)
+            h.own(b.fd)
+            let reading = Completion()
+            reading.deadline = .within(.milliseconds(20))
+            var result: Result<Int, EvError>?
+            try a.read(loop: loop, completion: reading, buffer: h.buffer(16)) { _, r in result = r; return .disarm }
+            #expect(try runUntil(loop) { result != nil })
+            #expect(result?.errorValue == .timedOut)
+        }
+    }
+
     /// A child's output read with the awaitable ByteStream operations: `read(into:on:)`
     /// until 0, the exit through `exit(on:)`, and stdin written with `writeAll` and closed.
     @Test(arguments: conformanceBackends)
