@@ -1,5 +1,5 @@
-/// Keeps one read armed on a stream (a TCP or Unix socket, a pipe) and delivers what it
-/// reads, with `pause` and `resume`: the read side of backpressure.
+/// Keeps one read armed on a stream (a TCP or Unix socket, a pipe: any `ByteStream`) and
+/// delivers what it reads, with `pause` and `resume`: the read side of backpressure.
 ///
 /// Why: a server must be able to stop reading from a client whose replies it cannot send
 /// (the client does not read them: its `WriteQueue` is above the high water mark), or the
@@ -99,9 +99,15 @@ public final class StreamReader {
         buffer = Buffer(capacity)
     }
 
-    /// A reader of a TCP socket.
-    public convenience init(socket: TCPSocket, capacity: Int = 64 * 1024) throws(EvError) {
+    /// A reader of a connected stream socket (`TCPSocket`, a stream `UnixSocket`).
+    public convenience init(socket: some ConnectionSocket, capacity: Int = 64 * 1024) throws(EvError) {
         try self.init(fd: socket.fd, isSocket: true, capacity: capacity)
+    }
+
+    /// A reader of any stream (a pipe, a pty, a socket), reading as the stream does
+    /// (read(2) or recv).
+    public convenience init(stream: ByteStream, capacity: Int = 64 * 1024) throws(EvError) {
+        try self.init(fd: stream.fd, isSocket: stream.isSocket, capacity: capacity)
     }
 
     /// Arms the read; `callback` runs with each read's bytes (see the type's comment). A
