@@ -389,6 +389,36 @@ struct BackpressureTests {
         #expect(pausedResults == 0 && loop.activeCount == 0)
     }
 
+    /// The read completion's deadline is the reader's idle timeout: it does not run while
+    /// the reader is paused, and after a resume it fires once, as `.timedOut`.
+    @Test(arguments: conformanceBackends)
+    func idleTimeoutDoesNotRunWhilePaused(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (local, peer) = try Sock.socketPair()
+        h.forLoop(local)
+        h.own(peer)
+        let reader = try StreamReader(fd: local, capacity: 64)
+        reader.completion.deadline = .within(.milliseconds(60))
+        var results: [Result<Int, EvError>] = []
+        try reader.start(loop: loop) { _, result in
+            results.append(result.map(\.count))
+            if case .success = result { return .rearm }
+            return .disarm
+        }
+        try reader.pause(loop: loop)
+        try runFor(loop, .milliseconds(200))
+        #expect(results.isEmpty, "a paused reader timed out: \(results)")
+        try reader.resume(loop: loop)
+        let resumed = LoopInstant.now()
+        #expect(try runUntil(h.loop) { !results.isEmpty })
+        #expect(results.count == 1 && results.first?.errorValue == .timedOut)
+        #expect(LoopInstant.now() - resumed >= .milliseconds(60))
+        try runFor(loop, .milliseconds(100))
+        #expect(results.count == 1)
+    }
+
     /// The server side of backpressure end to end: an echo with a `StreamReader` and a
     /// `WriteQueue` whose writability pauses and resumes the reader. A client that sends
     /// 2 MiB without reading makes the queue unwritable and the reader pause (so the

@@ -22,6 +22,10 @@
 ///   again (unless the reader was paused meanwhile), `.disarm` stops the reader (`start`
 ///   arms it again). After the end of file or an error, answer `.disarm`: a rearmed read
 ///   would only report it again.
+/// - An idle timeout is the read completion's deadline (`completion.deadline =
+///   .within(.seconds(30))`, docs/API.md §5): it restarts with every read and delivers
+///   `.failure(.timedOut)` once; it does not run while the reader is paused (nothing is
+///   armed then), so a paused client is not timed out for the server's own backpressure.
 /// - To end for good, close the stream through the loop: the close cancels the read, whose
 ///   callback then gets `.failure(.canceled)` (unless the reader is paused: then nothing is
 ///   armed and nothing is delivered).
