@@ -28,6 +28,7 @@ public enum LoopGroupError: Error, Sendable, CustomStringConvertible {
     /// kernel could write into freed memory); this is the error of its `.drain` failure.
     case loopNotDrained(activeCount: Int)
 
+    /// One line per failure, for logs and exit messages.
     public var description: String {
         switch self {
         case .invalidLoopCount(let n):
@@ -74,11 +75,14 @@ public struct LoopGroupFailure: Error, Sendable, CustomStringConvertible {
     /// `LoopGroupError.loopNotDrained`.
     public var error: any Error
 
+    /// A failure of loop `index` at `stage` (the group makes these; public for tests and
+    /// for code that reports failures of its own the same way).
     public init(index: Int, stage: Stage, error: any Error) {
         self.index = index
         self.stage = stage
         self.error = error
     }
 
+    /// "loop 2: set-up failed: ...".
     public var description: String { "loop \(index): \(stage.rawValue) failed: \(error)" }
 }

@@ -67,9 +67,12 @@ public struct OwnedBytes: Sendable, RandomAccessCollection {
     /// The number of bytes.
     public var count: Int { storage.header }
 
+    /// Always 0: the bytes are indexed from the start of their own storage.
     public var startIndex: Int { 0 }
+    /// `count`.
     public var endIndex: Int { count }
 
+    /// The byte at `position` (a collection, so `Array(bytes)` and comparisons work).
     public subscript(position: Int) -> UInt8 {
         precondition(position >= 0 && position < count, "EvLoop: OwnedBytes index out of range")
         return storage.withUnsafeMutablePointerToElements { $0[position] }

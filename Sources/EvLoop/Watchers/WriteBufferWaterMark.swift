@@ -31,5 +31,6 @@ public struct WriteBufferWaterMark: Sendable, Hashable, CustomStringConvertible 
         self.high = high
     }
 
+    /// "WriteBufferWaterMark(low: 16384, high: 65536)".
     public var description: String { "WriteBufferWaterMark(low: \(low), high: \(high))" }
 }
