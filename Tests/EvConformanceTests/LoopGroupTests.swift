@@ -111,7 +111,23 @@ struct LoopGroupTests {
         let finishedEarly = Locked(0)
         early.stop()
         try early.start { member in member.onFinish { finishedEarly.withLock { $0 += 1 } } }
+        // A watchdog: if the early stop was lost, the loops would run for ever; it stops
+        // them again after 5 s, so the test fails instead of hanging.
+        let joined = Atomic<Bool>(false)
+        let lost = Atomic<Bool>(false)
+        let watchdog = try TestThread {
+            let deadline = LoopInstant.now() + .seconds(5)
+            while !joined.load(ordering: .acquiring) && LoopInstant.now() < deadline { usleep(1000) }
+            if !joined.load(ordering: .acquiring) {
+                lost.store(true, ordering: .releasing)
+                early.stop()
+            }
+        }
         try early.join()
+        joined.store(true, ordering: .releasing)
+        watchdog.join()
+        let stopWasLost = lost.load(ordering: .acquiring)
+        #expect(!stopWasLost, "a stop requested before start was lost")
         #expect(finishedEarly.value == 2)
 
         let group = try LoopGroup(loops: 2, backend: backend)
