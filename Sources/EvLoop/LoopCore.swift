@@ -66,6 +66,10 @@ open class LoopCore: EventLoop {
         return r
     }
 
+    /// `.work` in flight and the inbox its results come back through (see `LoopWork`);
+    /// created by the first `.work` the loop starts.
+    final var work: LoopWork?
+
     /// The backend's hooks (see `AttachableBackendHooks`): a strong, immutable reference, so calling
     /// through it costs no retain.
     private let hooks: any AttachableBackendHooks
@@ -146,6 +150,8 @@ open class LoopCore: EventLoop {
 
     public final func cancelAll() {
         for t in timers.removeAll() { complete(t, raw: -Int(ECANCELED)) }
+        // Pool work that has not started; running work delivers its real result.
+        work?.cancelAll()
         hooks.backendCancelAll()
     }
 
@@ -178,6 +184,8 @@ open class LoopCore: EventLoop {
             timers.insert(c, deadline: c.deadlineNanoseconds)
         case .cancel:
             startCancel(c, target: c.cancelTarget!)
+        case .work:
+            startWork(c)
         default:
             hooks.backendSubmit(c)
         }
@@ -209,6 +217,8 @@ open class LoopCore: EventLoop {
             }
         case .nop:
             complete(c, raw: -Int(ENOENT))
+        case .work:
+            cancelWork(c, target: target)
         default:
             hooks.backendCancel(c, target: target)
         }

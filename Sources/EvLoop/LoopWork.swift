@@ -1,0 +1,176 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A loop's side of `.work`: the activations in flight on pools, and the background wait
+/// through which their results come back.
+///
+/// Why the core handles `.work`, like nop, timer and cancel, and no backend does: a closure
+/// on a thread is the same on io_uring, epoll and poll, and so are its rules (one callback
+/// per activation, cancellable until it starts, `activeCount` and `run(.untilDone)` honest,
+/// `cancelAll()` withdraws what is queued). Written once here, they cannot drift apart.
+///
+/// How a result comes back: the pool's worker posts the job to the loop's `WorkInbox`,
+/// which signals an eventfd; a `.poll` of that eventfd (an ordinary operation on every
+/// backend; never an io_uring read of an eventfd, which Linux 6.15.4 broke) takes what was
+/// posted and completes each job's completion with `complete(_:raw:)`, so its callback runs
+/// on the loop thread on the next tick. The poll is armed only while work is in flight, and
+/// does not hold the loop open itself (`keepsLoopAlive == false`): the work completions
+/// do, and when the last one is delivered the poll ends, so an idle loop has no completion
+/// of its own active.
+///
+/// Created on the first `.work` a loop starts (a loop that never uses a pool opens no
+/// eventfd); lives as long as the loop. Loop thread only.
+package final class LoopWork {
+    /// The loop is the owner of this object, so it outlives it.
+    private unowned(unsafe) let loop: LoopCore
+    let inbox: WorkInbox
+    /// The background wait on the inbox's eventfd.
+    private let poll = Completion()
+    /// Active `.work` completions whose job is queued, running or posted (linked through
+    /// `waiterNext`/`waiterPrev`, which no backend uses for work: the core keeps them).
+    private var inFlight = IntrusiveList()
+
+    init(loop: LoopCore) throws(EvError) {
+        self.loop = loop
+        inbox = try WorkInbox()
+        poll.operation = .poll(fd: inbox.eventFD.descriptor, events: .readable)
+        poll.keepsLoopAlive = false
+        // Unowned: the callback runs only inside `loop.run`, while the loop (which owns
+        // this object) is alive; a strong capture would be a cycle.
+        poll.callback = { [unowned(unsafe) self] _, result in
+            self.inboxReadable(result)
+        }
+    }
+
+    /// Activations in flight (for tests and for the poll's rearm decision).
+    var count: Int { inFlight.count }
+
+    /// Hands `c`'s job to its pool.
+    func submit(_ c: Completion, job: WorkPool.Job) {
+        switch job.threads.submit(job, to: inbox) {
+        case .queued:
+            // Set after the submission, yet before the worker can be delivered: delivery
+            // happens on this thread, later.
+            job.completion = Unmanaged.passUnretained(c)
+            inFlight.append(c)
+            armPoll()
+        case .stopped:
+            loop.complete(c, raw: -Int(ECANCELED))
+        case .busy:
+            // The job belongs to the activation that submitted it (its completion link is
+            // left alone); this one fails.
+            loop.complete(c, raw: -Int(EINVAL))
+        case .noThread:
+            // pthread_create's EAGAIN is reported as out of resources: EAGAIN itself never
+            // reaches a callback.
+            loop.complete(c, raw: -Int(ENOMEM))
+        }
+    }
+
+    /// Cancels `target`'s work on behalf of `cancel` (both active, the target without a
+    /// result yet; the core checked).
+    func cancel(_ cancel: Completion, target: Completion) {
+        if withdraw(target) {
+            loop.complete(cancel, raw: 0)
+        } else {
+            // Running (or finished and posted): the real result is on its way.
+            loop.complete(cancel, raw: -Int(EALREADY))
+        }
+    }
+
+    /// Withdraws every job that has not started and abandons the running ones that allow
+    /// it; the others deliver their real results (see `LoopCore.cancelAll`).
+    func cancelAll() {
+        var p = inFlight.head
+        while let c = p {
+            p = c.waiterNext
+            _ = withdraw(c)
+        }
+    }
+
+    /// Ends `c`'s activation with `.canceled` if its job has not started (or runs and may
+    /// be abandoned). False when the real result will come.
+    private func withdraw(_ c: Completion) -> Bool {
+        guard let job = c.workJob, job.completion?.toOpaque() == Unmanaged.passUnretained(c).toOpaque() else {
+            return false
+        }
+        switch job.threads.withdraw(job) {
+        case .withdrawn:
+            job.completion = nil
+        case .abandoned:
+            job.completion = nil
+            // The worker still holds the abandoned job; a rearm must not wait for it.
+            c.replaceWorkJob(with: job.makeReplacement())
+        case .tooLate:
+            return false
+        }
+        inFlight.remove(c)
+        loop.complete(c, raw: -Int(ECANCELED))
+        return true
+    }
+
+    private func armPoll() {
+        guard poll.state == .dead else { return }
+        do {
+            try loop.add(poll)
+        } catch {
+            preconditionFailure("EvLoop: could not arm the work inbox's poll: \(error)")
+        }
+    }
+
+    private func inboxReadable(_ result: CompletionResult) -> CallbackAction {
+        switch result {
+        case .poll(.success), .poll(.failure(.canceled)):
+            // Cancelled: `cancelAll()` withdrew the wait. Results already posted are
+            // delivered all the same, and the wait goes on while jobs still run.
+            deliverPosted()
+        default:
+            preconditionFailure("EvLoop: the work inbox's eventfd poll failed: \(result)")
+        }
+        return inFlight.isEmpty ? .disarm : .rearm
+    }
+
+    /// Completes the completion of every job posted so far; their callbacks run on the
+    /// next tick.
+    private func deliverPosted() {
+        inbox.takeAll { job in
+            guard let u = job.completion else { return }
+            job.completion = nil
+            job.threads.markDelivered(job)
+            let c = u.takeUnretainedValue()
+            inFlight.remove(c)
+            loop.complete(c, raw: 0)
+        }
+    }
+}
+
+extension LoopCore {
+    /// Starts a `.work` activation (see `LoopWork`).
+    func startWork(_ c: Completion) {
+        guard let job = c.workJob else {
+            complete(c, raw: -Int(EINVAL))
+            return
+        }
+        if work == nil {
+            do {
+                work = try LoopWork(loop: self)
+            } catch {
+                complete(c, raw: -Int(error.errnoValue ?? EMFILE))
+                return
+            }
+        }
+        work.unsafelyUnwrapped.submit(c, job: job)
+    }
+
+    /// Cancels the `.work` activation `target` (active, no result yet).
+    func cancelWork(_ cancel: Completion, target: Completion) {
+        guard let work else {
+            complete(cancel, raw: -Int(ENOENT))
+            return
+        }
+        work.cancel(cancel, target: target)
+    }
+}
