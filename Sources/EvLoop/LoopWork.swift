@@ -29,6 +29,8 @@ package final class LoopWork {
     let inbox: WorkInbox
     /// The background wait on the inbox's eventfd.
     private let poll = Completion()
+    /// Withdraws the wait when the last job in flight was withdrawn rather than delivered.
+    private let pollCancel = Completion()
     /// Active `.work` completions whose job is queued, running or posted (linked through
     /// `waiterNext`/`waiterPrev`, which no backend uses for work: the core keeps them).
     private var inFlight = IntrusiveList()
@@ -74,6 +76,7 @@ package final class LoopWork {
     /// result yet; the core checked).
     func cancel(_ cancel: Completion, target: Completion) {
         if withdraw(target) {
+            if inFlight.isEmpty { retirePoll() }
             loop.complete(cancel, raw: 0)
         } else {
             // Running (or finished and posted): the real result is on its way.
@@ -82,7 +85,8 @@ package final class LoopWork {
     }
 
     /// Withdraws every job that has not started and abandons the running ones that allow
-    /// it; the others deliver their real results (see `LoopCore.cancelAll`).
+    /// it; the others deliver their real results (see `LoopCore.cancelAll`, whose
+    /// `backendCancelAll` then withdraws the inbox's wait; it goes on if jobs still run).
     func cancelAll() {
         var p = inFlight.head
         while let c = p {
@@ -110,6 +114,18 @@ package final class LoopWork {
         inFlight.remove(c)
         loop.complete(c, raw: -Int(ECANCELED))
         return true
+    }
+
+    /// Withdraws the inbox's wait once nothing is in flight, so that an idle loop has no
+    /// completion of its own active. (A wait whose result is already in sees the empty
+    /// list in its callback and ends there; one being withdrawn ends in its callback too.)
+    private func retirePoll() {
+        guard poll.state == .active, !poll.resultReady, pollCancel.state == .dead else { return }
+        do {
+            try loop.cancel(poll, using: pollCancel)
+        } catch {
+            preconditionFailure("EvLoop: could not withdraw the work inbox's poll: \(error)")
+        }
     }
 
     private func armPoll() {

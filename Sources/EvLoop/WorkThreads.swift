@@ -165,6 +165,13 @@ package final class WorkThreads: @unchecked Sendable {
         return queued + running
     }
 
+    /// Jobs a worker is running (abandoned ones included, until they return).
+    package var jobsRunning: Int {
+        lock()
+        defer { unlock() }
+        return running
+    }
+
     /// Threads started and not yet joined.
     package var threadCount: Int {
         lock()
