@@ -13,20 +13,25 @@ import Musl
 /// `cancelAll()` withdraws what is queued). Written once here, they cannot drift apart.
 ///
 /// How a result comes back: the pool's worker posts the job to the loop's `WorkInbox`,
-/// which signals an eventfd; a `.poll` of that eventfd (an ordinary operation on every
-/// backend; never an io_uring read of an eventfd, which Linux 6.15.4 broke) takes what was
-/// posted and completes each job's completion with `complete(_:raw:)`, so its callback runs
-/// on the loop thread on the next tick. The poll is armed only while work is in flight, and
+/// which signals the eventfd of an `AsyncNotifier`; a `.poll` of that eventfd (an ordinary
+/// operation on every backend; never an io_uring read of an eventfd, which Linux 6.15.4
+/// broke) resets it, takes what was posted and completes each job's completion with
+/// `complete(_:raw:)`, so its callback runs on the loop thread on the next tick. The poll is armed only while work is in flight, and
 /// does not hold the loop open itself (`keepsLoopAlive == false`): the work completions
 /// do, and when the last one is delivered the poll ends, so an idle loop has no completion
 /// of its own active.
 ///
 /// Created on the first `.work` a loop starts (a loop that never uses a pool opens no
-/// eventfd); lives as long as the loop. Loop thread only.
+/// eventfd); lives as long as the loop. Loop thread only. The notifier closes its eventfd
+/// when the last reference goes: the loop's, and the inbox's, which jobs in flight hold.
+/// (The readiness backends' file pool posts to an inbox of its own, which their engine
+/// drains inside its wait: see `BlockingPool`.)
 package final class LoopWork {
     /// The loop is the owner of this object, so it outlives it.
     private unowned(unsafe) let loop: LoopCore
     let inbox: WorkInbox
+    /// The eventfd the inbox signals and the poll waits on.
+    private let notifier: AsyncNotifier
     /// The background wait on the inbox's eventfd.
     private let poll = Completion()
     /// Withdraws the wait when the last job in flight was withdrawn rather than delivered.
@@ -37,8 +42,10 @@ package final class LoopWork {
 
     init(loop: LoopCore) throws(EvError) {
         self.loop = loop
-        inbox = try WorkInbox()
-        poll.operation = .poll(fd: inbox.eventFD.descriptor, events: .readable)
+        let notifier = try AsyncNotifier()
+        self.notifier = notifier
+        inbox = WorkInbox(wake: { notifier.notify() })
+        poll.operation = .poll(fd: notifier.fd, events: .readable)
         poll.keepsLoopAlive = false
         // Unowned: the callback runs only inside `loop.run`, while the loop (which owns
         // this object) is alive; a strong capture would be a cycle.
@@ -152,6 +159,9 @@ package final class LoopWork {
     /// Completes the completion of every job posted so far; their callbacks run on the
     /// next tick.
     private func deliverPosted() {
+        // First the reset, then the take (see `WorkInbox`). A failed reset (EAGAIN: nothing
+        // to reset) is a wake-up whose jobs an earlier take got.
+        _ = notifier.consume()
         inbox.takeAll { job in
             guard let u = job.completion else { return }
             job.completion = nil

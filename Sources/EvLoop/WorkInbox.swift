@@ -1,7 +1,8 @@
 import Synchronization
 
 /// Where pool threads hand finished jobs back to one loop: a lock-free list that many
-/// threads push onto and the loop takes whole, and an eventfd that wakes the loop.
+/// threads push onto and the loop takes whole, and a wake-up (an eventfd's signal) that
+/// tells the loop to look.
 ///
 /// Why lock-free: a worker posts once per job, the loop takes everything posted in one
 /// exchange, and neither side ever waits for the other (a worker never blocks on a loop
@@ -9,24 +10,26 @@ import Synchronization
 /// through `Job.inboxNext`; the loop reverses what it takes, so jobs are delivered in the
 /// order they were posted.
 ///
-/// Why no wake-up is lost, and why bursts cost one eventfd write: a post signals the
-/// eventfd only when it finds the list empty. The loop first resets the eventfd, then takes
-/// the list: a post that lands before the take is taken with it (and found the list
-/// non-empty, or signalled after the reset), and a post after the take finds the list empty
-/// and signals again. At worst the loop wakes once more and finds nothing.
+/// Why no wake-up is lost, and why bursts cost one wake-up: a post calls `wake` only when
+/// it finds the list empty. The loop first resets its eventfd, then takes the list: a post
+/// that lands before the take is taken with it (and found the list non-empty, or woke the
+/// loop after the reset), and a post after the take finds the list empty and wakes the loop
+/// again. At worst the loop wakes once more and finds nothing.
 ///
-/// Ownership: the inbox creates its eventfd and closes it in `deinit`, when the last
-/// reference goes: the loop's (`LoopWork`) and those of the jobs in flight, so a worker
-/// that posts late never writes to a closed (or reused) descriptor number.
+/// Two loops' worth of users: `LoopWork` (a loop's `.work`, woken through an
+/// `AsyncNotifier`) and `BlockingPool` (the readiness backends' file I/O, woken through the
+/// readiness loop's own eventfd). The inbox owns no descriptor: `wake` keeps alive whatever
+/// it signals (the notifier closes its eventfd when the last reference goes, so a worker
+/// that posts late never writes to a closed descriptor number).
 package final class WorkInbox: @unchecked Sendable {
-    // @unchecked Sendable: `head` is atomic, `eventFD` immutable; the jobs' `inboxNext`
-    // links are ordered by `head`'s release and acquire (see `WorkPool.Job`).
-    package let eventFD: EventFD
+    // @unchecked Sendable: `head` is atomic, `wake` immutable; the jobs' `inboxNext` links
+    // are ordered by `head`'s release and acquire (see `WorkPool.Job`).
     private let head = Atomic<UnsafeMutableRawPointer?>(nil)
+    private let wake: @Sendable () -> Void
 
-    /// Creates the eventfd (EFD_CLOEXEC | EFD_NONBLOCK). Throws when out of descriptors.
-    package init() throws(EvError) {
-        eventFD = try EventFD()
+    /// `wake` is called (on the posting thread) when a post finds the list empty.
+    package init(wake: @escaping @Sendable () -> Void) {
+        self.wake = wake
     }
 
     deinit {
@@ -38,11 +41,10 @@ package final class WorkInbox: @unchecked Sendable {
             p = job.inboxNext
             job.inboxNext = nil
         }
-        eventFD.close()
     }
 
     /// Hands a finished job to the loop (any thread).
-    func post(_ job: WorkPool.Job) {
+    package func post(_ job: WorkPool.Job) {
         let raw = Unmanaged.passRetained(job).toOpaque()
         var old = head.load(ordering: .relaxed)
         while true {
@@ -52,14 +54,12 @@ package final class WorkInbox: @unchecked Sendable {
             if exchanged { break }
             old = current
         }
-        if old == nil { eventFD.signal() }
+        if old == nil { wake() }
     }
 
-    /// Resets the eventfd, then calls `body` with every job posted so far, oldest first
-    /// (loop thread).
-    func takeAll(_ body: (WorkPool.Job) -> Void) {
-        // EAGAIN (nothing to reset) is fine: a wake-up whose jobs an earlier take got.
-        eventFD.drain()
+    /// Calls `body` with every job posted so far, oldest first (loop thread). Reset the
+    /// eventfd `wake` signals *before* calling this (see the type's comment).
+    package func takeAll(_ body: (WorkPool.Job) -> Void) {
         var p = head.exchange(nil, ordering: .acquiring)
         // Newest first as taken: reverse the links.
         var oldestFirst: UnsafeMutableRawPointer? = nil
