@@ -88,10 +88,13 @@ public final class Resolver: Sendable {
     /// with its addresses, each with `port`.
     ///
     /// - Parameters:
+    ///   - loop: the loop whose thread gets the result.
+    ///   - completion: the caller's completion for the lookup (active until the callback).
     ///   - host: a name ("example.com", "localhost") or a numeric address ("127.0.0.1",
     ///     "::1", "[::1]").
     ///   - port: the port every address gets (host byte order).
     ///   - family: `AF_UNSPEC` (every address), `AF_INET` or `AF_INET6`.
+    ///   - callback: gets the addresses, or the error, on the loop thread.
     ///
     /// Throws `.completionActive` while `completion` is in flight, and `.invalidArgument`
     /// (before anything starts) for an empty host, a host containing a NUL byte, or another
