@@ -384,9 +384,19 @@ struct WorkPoolTests {
             #expect(ids.count == 3, "the six jobs ran on \(ids.count) threads")
             func alive(_ tid: Int32) -> Bool { access("/proc/self/task/\(tid)", F_OK) == 0 }
             #expect(ids.allSatisfy(alive), "idle threads stay until shutdown")
+            // Shut down while a job still runs: shutdown() waits for it, then for its thread.
+            var last: Result<Int, EvError>?
+            try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> Int in
+                usleep(200_000)
+                return 1
+            }) { _, r in last = r; return .disarm }
+            let deadline = LoopInstant.now() + .seconds(5)
+            while pool.threads.jobsRunning == 0 && LoopInstant.now() < deadline { usleep(500) }
             pool.shutdown()
             #expect(pool.threads.threadCount == 0)
             #expect(!ids.contains(where: alive), "shutdown() returned before its threads exited")
+            #expect(try runUntilDone(loop))
+            #expect(last == .success(1), "the job running at shutdown delivers its result")
         }
     }
 
