@@ -132,12 +132,9 @@ struct AsyncServiceTests {
         try withAsyncLoop(backend) { _, executor, h in
             let resolver = try Resolver()
             defer { resolver.shutdown() }
-            let (listener, port) = try Sock.listener()
-            h.own(listener)
-            let (holder, closedPort) = try Sock.boundNotListening()
-            h.own(holder)
-            let listening = try Sock.loopback(ipv6: false, port: port)
-            let refusing = try Sock.loopback(ipv6: false, port: closedPort)
+            let targets = try LoopbackTargets(h)
+            let (listening, refusing) = (targets.listening, targets.refusing)
+            let (port, closedPort) = (listening.port, refusing.port)
             let (peer, fromList, refused) = try runAsync(executor) {
                 let socket = try await TCPSocket.connect(host: "localhost", port: port, resolver: resolver,
                                                          family: AF_INET, timeout: .seconds(10), on: executor)

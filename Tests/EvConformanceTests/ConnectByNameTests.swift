@@ -120,12 +120,8 @@ struct ConnectByNameTests {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let (holder, closedPort) = try Sock.boundNotListening()
-        h.own(holder)
-        let (listener, port) = try Sock.listener()
-        h.own(listener)
-        let refusing = try Sock.loopback(ipv6: false, port: closedPort)
-        let listening = try Sock.loopback(ipv6: false, port: port)
+        let targets = try LoopbackTargets(h)
+        let (listening, refusing) = (targets.listening, targets.refusing)
         var result: Result<TCPSocket, EvError>?
         try TCPSocket.connect(loop: loop, completion: Completion(), to: [refusing, refusing, listening]) { _, r in
             result = r
@@ -279,10 +275,8 @@ struct ConnectByNameTests {
             defer { h.finish() }
             let resolver = try Resolver()
             defer { resolver.shutdown() }
-            let (listener, port) = try Sock.listener()
-            h.own(listener)
-            let (holder, closedPort) = try Sock.boundNotListening()
-            h.own(holder)
+            let targets = try LoopbackTargets(h)
+            let (listener, port, closedPort) = (targets.listener, targets.listening.port, targets.refusing.port)
             let silent = try UnresponsiveListener()
             // The loop's work eventfd exists from the first lookup on.
             _ = try connect(loop, host: "127.0.0.1", port: closedPort, resolver: resolver)

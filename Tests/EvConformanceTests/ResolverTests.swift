@@ -170,8 +170,7 @@ struct ResolverTests {
         weak let abandoned = job
         _ = consume job
         // Wait (without the loop: nothing would wake it) until the lookup runs.
-        let deadline = LoopInstant.now() + .seconds(5)
-        while resolver.pool.threads.jobsRunning == 0 && LoopInstant.now() < deadline { usleep(1000) }
+        spinUntil { resolver.pool.threads.jobsRunning > 0 }
         #expect(resolver.pool.threads.jobsRunning == 1)
         let cancelledAt = LoopInstant.now()
         var cancelResult: CompletionResult?
@@ -189,8 +188,7 @@ struct ResolverTests {
         #expect(try runUntil(loop) { results.count == 2 })
         #expect(results.last == .success([try SocketAddress(ipv4: "127.0.0.1", port: 9)]))
         // By now the abandoned lookup has returned (one thread, and the new one ran after it).
-        let freedBy = LoopInstant.now() + .seconds(5)
-        while abandoned != nil && LoopInstant.now() < freedBy { usleep(1000) }
+        spinUntil { abandoned == nil }
         #expect(abandoned == nil, "the abandoned job leaked")
         #expect(resolver.pool.threads.jobsInFlight == 0)
         #expect(results.count == 2, "the late result reached a callback")
@@ -212,8 +210,7 @@ struct ResolverTests {
         for _ in 0..<4 {
             try resolver.resolve(loop: loop, completion: Completion(), host: "127.0.0.1") { _, r in lookups.append(r); return .disarm }
         }
-        let deadline = LoopInstant.now() + .seconds(5)
-        while resolver.pool.threads.jobsRunning < 2 && LoopInstant.now() < deadline { usleep(1000) }
+        spinUntil { resolver.pool.threads.jobsRunning == 2 }
         let started = LoopInstant.now()
         let fd = h.own(try makeTempFile())
         var block = [UInt8](repeating: 0x33, count: 4096)

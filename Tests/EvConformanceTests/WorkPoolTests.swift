@@ -7,44 +7,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// A flag a test opens and pool closures wait for, so that a job is known to be running
-/// (or a pool thread known to be busy) while the test does something. The wait is bounded,
-/// so a test that forgets to open it fails instead of hanging the suite.
-final class Gate: Sendable {
-    private let opened = Atomic<Bool>(false)
-    /// Set by `wait()` once it has started: the closure that waits is running.
-    private let reached = Atomic<Int>(0)
-
-    func open() { opened.store(true, ordering: .releasing) }
-
-    var isOpen: Bool { opened.load(ordering: .acquiring) }
-
-    /// How many closures have reached `wait()`.
-    var waiters: Int { reached.load(ordering: .acquiring) }
-
-    /// Waits (on the test's thread, without running the loop: nothing would wake it) until
-    /// `count` closures have reached `wait()`; false after `timeout`.
-    func awaitWaiters(_ count: Int, timeout: Duration = .seconds(5)) -> Bool {
-        let deadline = LoopInstant.now() + timeout
-        while waiters < count && LoopInstant.now() < deadline { usleep(200) }
-        return waiters >= count
-    }
-
-    /// Waits (on a pool thread) until the gate is opened, at most `timeout`.
-    func wait(timeout: Duration = .seconds(10)) {
-        reached.add(1, ordering: .acquiringAndReleasing)
-        let deadline = LoopInstant.now() + timeout
-        while !opened.load(ordering: .acquiring) && LoopInstant.now() < deadline { usleep(1000) }
-    }
-}
-
-/// Counts events from pool threads (closures that ran).
-final class Counter: Sendable {
-    private let value = Atomic<Int>(0)
-    func add() { value.add(1, ordering: .relaxed) }
-    var count: Int { value.load(ordering: .relaxed) }
-}
-
 @Suite("Service: WorkPool")
 struct WorkPoolTests {
 
@@ -135,29 +97,19 @@ struct WorkPoolTests {
         defer { h.finish() }
         let pool = try WorkPool(threads: 1)
         defer { pool.shutdown() }
-        let gate = Gate()
-        let ran = Counter()
-        var blockerResult: Result<Int, EvError>?
-        try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> Int in
-            gate.wait()
-            return 1
-        }) { _, r in blockerResult = r; return .disarm }
+        let gate = Gate(), ran = Counter()
+        let blocker = Outcomes<Int>(), queuedResults = Outcomes<Int>()
+        try pool.runHeld(loop: loop, by: gate, returning: 1, into: blocker)
         // The only thread is busy: this one waits in the queue.
         let queued = Completion()
-        var queuedResults: [Result<Int, EvError>] = []
-        try pool.run(loop: loop, completion: queued, { () throws(EvError) -> Int in
-            ran.add()
-            return 2
-        }) { _, r in queuedResults.append(r); return .disarm }
+        try pool.runCounted(loop: loop, completion: queued, ran: ran, returning: 2, into: queuedResults)
         #expect(gate.awaitWaiters(1))
-        var cancelResult: CompletionResult?
-        try loop.cancel(queued, using: Completion()) { _, r in cancelResult = r; return .disarm }
-        #expect(try runUntil(loop) { cancelResult != nil && !queuedResults.isEmpty })
-        #expect(queuedResults == [.failure(.canceled)])
+        let cancelResult = try cancelAndRun(queued, on: loop) { queuedResults.count > 0 }
+        #expect(queuedResults.all == [.failure(.canceled)])
         #expect(cancelResult?.error == nil, "the cancel reported \(String(describing: cancelResult))")
         gate.open()
         #expect(try runUntilDone(loop))
-        #expect(blockerResult == .success(1))
+        #expect(blocker.all == [.success(1)])
         #expect(ran.count == 0, "the withdrawn closure ran")
         #expect(queuedResults.count == 1)
     }
@@ -173,20 +125,15 @@ struct WorkPoolTests {
         defer { pool.shutdown() }
         let gate = Gate()
         let c = Completion()
-        var results: [Result<String, EvError>] = []
-        try pool.run(loop: loop, completion: c, { () throws(EvError) -> String in
-            gate.wait()
-            return "done"
-        }) { _, r in results.append(r); return .disarm }
+        let results = Outcomes<String>()
+        try pool.runHeld(loop: loop, completion: c, by: gate, returning: "done", into: results)
         #expect(gate.awaitWaiters(1))
-        var cancelResult: CompletionResult?
-        try loop.cancel(c, using: Completion()) { _, r in cancelResult = r; return .disarm }
-        #expect(try runUntil(loop) { cancelResult != nil })
+        let cancelResult = try cancelAndRun(c, on: loop)
         #expect(cancelResult?.error == .inProgress)
-        #expect(results.isEmpty && c.state == .active, "the running job was reported before it finished")
+        #expect(results.count == 0 && c.state == .active, "the running job was reported before it finished")
         gate.open()
-        #expect(try runUntil(loop) { !results.isEmpty })
-        #expect(results == [.success("done")])
+        #expect(try runUntil(loop) { results.count > 0 })
+        #expect(results.all == [.success("done")])
         #expect(try runUntilDone(loop))
         #expect(results.count == 1)
     }
@@ -200,28 +147,20 @@ struct WorkPoolTests {
         defer { h.finish() }
         let pool = try WorkPool(threads: 1)
         defer { pool.shutdown() }
-        let gate = Gate()
-        let ran = Counter()
-        var running: Result<Int, EvError>?
-        try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> Int in
-            gate.wait()
-            return 7
-        }) { _, r in running = r; return .disarm }
-        var queuedResults: [Result<Int, EvError>] = []
+        let gate = Gate(), ran = Counter()
+        let running = Outcomes<Int>(), queuedResults = Outcomes<Int>()
+        try pool.runHeld(loop: loop, by: gate, returning: 7, into: running)
         for i in 0..<10 {
-            try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> Int in
-                ran.add()
-                return i
-            }) { _, r in queuedResults.append(r); return .disarm }
+            try pool.runCounted(loop: loop, ran: ran, returning: i, into: queuedResults)
         }
         #expect(gate.awaitWaiters(1))
         loop.cancelAll()
         #expect(try runUntil(loop) { queuedResults.count == 10 })
-        #expect(queuedResults.allSatisfy { $0 == .failure(.canceled) }, "\(queuedResults)")
-        #expect(running == nil && loop.activeCount >= 1, "the running job is still in flight")
+        #expect(queuedResults.all.allSatisfy { $0 == .failure(.canceled) }, "\(queuedResults.all)")
+        #expect(running.count == 0 && loop.activeCount >= 1, "the running job is still in flight")
         gate.open()
         #expect(try runUntilDone(loop))
-        #expect(running == .success(7))
+        #expect(running.all == [.success(7)])
         #expect(ran.count == 0)
         #expect(loop.activeCount == 0)
     }
@@ -283,11 +222,8 @@ struct WorkPoolTests {
         defer { pool.shutdown() }
         let gate = Gate()
         let c = Completion()
-        var first: Result<Int, EvError>?
-        try pool.run(loop: loop, completion: c, { () throws(EvError) -> Int in
-            gate.wait()
-            return 1
-        }) { _, r in first = r; return .disarm }
+        let first = Outcomes<Int>()
+        try pool.runHeld(loop: loop, completion: c, by: gate, returning: 1, into: first)
         #expect(throws: EvError.completionActive) {
             try pool.run(loop: loop, completion: c, { () throws(EvError) -> Int in 2 }) { _, _ in .disarm }
         }
@@ -299,7 +235,7 @@ struct WorkPoolTests {
         #expect(copyResult?.error == .invalidArgument, "\(String(describing: copyResult))")
         gate.open()
         #expect(try runUntilDone(loop))
-        #expect(first == .success(1))
+        #expect(first.all == [.success(1)])
     }
 
     /// Shutdown cancels what is queued (delivered as `.canceled` on the loop), lets the
@@ -310,19 +246,11 @@ struct WorkPoolTests {
         let h = Harness(loop)
         defer { h.finish() }
         let pool = try WorkPool(threads: 1)
-        let gate = Gate()
-        let ran = Counter()
-        var running: Result<Int, EvError>?
-        try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> Int in
-            gate.wait()
-            return 9
-        }) { _, r in running = r; return .disarm }
-        var queued: [Result<Int, EvError>] = []
+        let gate = Gate(), ran = Counter()
+        let running = Outcomes<Int>(), queued = Outcomes<Int>()
+        try pool.runHeld(loop: loop, by: gate, returning: 9, into: running)
         for i in 0..<3 {
-            try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> Int in
-                ran.add()
-                return i
-            }) { _, r in queued.append(r); return .disarm }
+            try pool.runCounted(loop: loop, ran: ran, returning: i, into: queued)
         }
         #expect(gate.awaitWaiters(1))
         // shutdown() joins, and the running job waits for the gate: call it elsewhere.
@@ -332,21 +260,18 @@ struct WorkPoolTests {
             joined.open()
         }
         #expect(try runUntil(loop) { queued.count == 3 })
-        #expect(queued.allSatisfy { $0 == .failure(.canceled) }, "\(queued)")
+        #expect(queued.all.allSatisfy { $0 == .failure(.canceled) }, "\(queued.all)")
         #expect(!joined.isOpen, "shutdown returned while a job was running")
         gate.open()
-        #expect(try runUntil(loop) { running != nil })
-        #expect(running == .success(9))
+        #expect(try runUntil(loop) { running.count > 0 })
+        #expect(running.all == [.success(9)])
         shutter.join()
         #expect(joined.isOpen)
         #expect(ran.count == 0)
-        var late: Result<Int, EvError>?
-        try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> Int in
-            ran.add()
-            return 0
-        }) { _, r in late = r; return .disarm }
-        #expect(try runUntil(loop) { late != nil })
-        #expect(late == .failure(.canceled))
+        let late = Outcomes<Int>()
+        try pool.runCounted(loop: loop, ran: ran, returning: 0, into: late)
+        #expect(try runUntil(loop) { late.count > 0 })
+        #expect(late.all == [.failure(.canceled)])
         #expect(ran.count == 0)
         #expect(try runUntilDone(loop))
         #expect(loop.activeCount == 0)
@@ -390,8 +315,7 @@ struct WorkPoolTests {
                 usleep(200_000)
                 return 1
             }) { _, r in last = r; return .disarm }
-            let deadline = LoopInstant.now() + .seconds(5)
-            while pool.threads.jobsRunning == 0 && LoopInstant.now() < deadline { usleep(500) }
+            spinUntil { pool.threads.jobsRunning > 0 }
             pool.shutdown()
             #expect(pool.threads.threadCount == 0)
             #expect(!ids.contains(where: alive), "shutdown() returned before its threads exited")
