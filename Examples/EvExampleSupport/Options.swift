@@ -40,6 +40,8 @@ public enum OptionError: Error, Sendable, CustomStringConvertible {
     case unexpectedValue(String)
     case unexpectedArgument(String)
     case invalidValue(option: String, value: String, expected: String)
+    /// A program that runs a command (`CommandLineTool.command`) was given none.
+    case missingCommand(String)
 
     public var description: String {
         switch self {
@@ -48,6 +50,7 @@ public enum OptionError: Error, Sendable, CustomStringConvertible {
         case .unexpectedValue(let o): return "option '--\(o)' takes no value"
         case .unexpectedArgument(let a): return "unexpected argument '\(a)'"
         case .invalidValue(let o, let v, let e): return "invalid value '\(v)' for --\(o): expected \(e)"
+        case .missingCommand(let c): return "missing \(c)"
         }
     }
 }
@@ -61,10 +64,14 @@ public enum OptionError: Error, Sendable, CustomStringConvertible {
 public struct ParsedOptions: Sendable {
     public private(set) var values: [String: String]
     public private(set) var flags: Set<String>
+    /// The command after the options, for a tool that takes one (`CommandLineTool.command`):
+    /// everything from the first argument that is not an option, or after `--`.
+    public private(set) var command: [String]
 
-    init(values: [String: String], flags: Set<String>) {
+    init(values: [String: String], flags: Set<String>, command: [String] = []) {
         self.values = values
         self.flags = flags
+        self.command = command
     }
 
     /// Whether a value-less flag such as `--help` was given.
@@ -188,17 +195,25 @@ public struct CommandLineTool: Sendable {
     public var options: [OptionSpec]
     /// Example invocations shown at the end of the help text.
     public var examples: [String]
+    /// For a program that runs a command ("COMMAND [ARGUMENT...]", as the usage line shows
+    /// it): the options end at the first argument that is not an option, or at `--`, and
+    /// the rest is the command (`ParsedOptions.command`), so that the command's own options
+    /// are never taken for the program's. Nil: every argument must be an option.
+    public var command: String?
 
-    public init(name: String, summary: String, options: [OptionSpec], examples: [String] = []) {
+    public init(name: String, summary: String, options: [OptionSpec], examples: [String] = [],
+                command: String? = nil) {
         self.name = name
         self.summary = summary
         self.options = options + [OptionSpec("help", help: "show this help and exit")]
         self.examples = examples
+        self.command = command
     }
 
     /// The text `--help` prints.
     public var helpText: String {
-        var s = "USAGE: \(name) [options]\n\n\(summary)\n\nOPTIONS:\n"
+        let usage = "USAGE: \(name) [options]" + (command.map { " [--] \($0)" } ?? "")
+        var s = "\(usage)\n\n\(summary)\n\nOPTIONS:\n"
         let left = options.map { o in "  --\(o.name)" + (o.valueName.map { " \($0)" } ?? "") }
         let width = (left.map(\.count).max() ?? 0) + 2
         for (o, l) in zip(options, left) {
@@ -225,6 +240,11 @@ public struct CommandLineTool: Sendable {
             let arg = arguments[i]
             i += 1
             if arg == "-h" { flags.insert("help"); continue }
+            if command != nil, arg == "--" || !arg.hasPrefix("-") {
+                // The command starts here: nothing after it is parsed as an option.
+                let first = arg == "--" ? i : i - 1
+                return ParsedOptions(values: values, flags: flags, command: Array(arguments[first...]))
+            }
             guard arg.hasPrefix("--"), arg.count > 2 else { throw .unexpectedArgument(arg) }
             var name = String(arg.dropFirst(2))
             var inline: String? = nil

@@ -14,6 +14,10 @@ import EvLoop
 // started is withdrawn and the method throws `CancellationError`; a lookup in mid-flight is
 // abandoned the same way; a job that has started cannot be stopped, so its real result is
 // returned and the next await in the task throws `CancellationError`.
+//
+// Deadlines: each takes a `deadline` (`Deadline`, the callback forms' `Completion.deadline`);
+// when it passes first, the method throws `EvError.timedOut` (a running job excepted, which
+// returns its real result).
 
 extension WorkPool {
     /// Runs `work` on a pool thread and returns its value (or throws the `EvError` it
@@ -22,10 +26,12 @@ extension WorkPool {
     /// `work` must not touch the loop (Swift's `@Sendable` checks what it captures). A task
     /// cancelled before the job started throws `CancellationError` and the closure never
     /// runs; after it started, the job runs to the end and its result is returned.
+    /// `deadline` withdraws a job still queued when it passes (`EvError.timedOut`).
     nonisolated(nonsending)
     public func run<Value: Sendable>(_ work: @escaping @Sendable () throws(EvError) -> Value,
-                                     on executor: LoopExecutor) async throws -> Value {
+                                     deadline: Deadline = .none, on executor: LoopExecutor) async throws -> Value {
         try await WatcherAwait<Value>(executor: executor).run { completion, deliver throws(EvError) in
+            completion.deadline = deadline
             try self.run(loop: executor.loopUnchecked, completion: completion, work) { _, result in
                 deliver(result)
                 return .disarm
@@ -39,12 +45,13 @@ extension Resolver {
     /// `port` (see `resolve(loop:completion:host:port:family:callback:)` for the order,
     /// the family filter and the typed errors: `.unknownHost`, `.nameResolutionFailed`).
     ///
-    /// Cancelling the task ends the await at once (`CancellationError`), even in
-    /// mid-resolution: the lookup is abandoned and its late result dropped.
+    /// Cancelling the task, or `deadline` passing (`EvError.timedOut`), ends the await at
+    /// once, even in mid-resolution: the lookup is abandoned and its late result dropped.
     nonisolated(nonsending)
-    public func resolve(host: String, port: UInt16 = 0, family: Int32 = AF_UNSPEC,
+    public func resolve(host: String, port: UInt16 = 0, family: Int32 = AF_UNSPEC, deadline: Deadline = .none,
                         on executor: LoopExecutor) async throws -> [SocketAddress] {
         try await WatcherAwait<[SocketAddress]>(executor: executor).run { completion, deliver throws(EvError) in
+            completion.deadline = deadline
             try self.resolve(loop: executor.loopUnchecked, completion: completion, host: host, port: port,
                              family: family) { _, result in
                 deliver(result)
@@ -56,16 +63,17 @@ extension Resolver {
 
 extension TCPSocket {
     /// Connects to `host` by name: resolves it with `resolver`, tries each address in turn
-    /// within one overall `timeout`, and returns the connected socket (close it with
-    /// `close(on:)`). Throws the resolver's error, the last attempt's error (such as
-    /// `.connectionRefused`), `.timedOut`, or `CancellationError` when the task is
-    /// cancelled; every socket not returned is closed.
+    /// within one overall `deadline` (over the lookup and every attempt), and returns the
+    /// connected socket (close it with `close(on:)`). Throws the resolver's error, the last
+    /// attempt's error (such as `.connectionRefused`), `.timedOut`, or `CancellationError`
+    /// when the task is cancelled; every socket not returned is closed.
     nonisolated(nonsending)
     public static func connect(host: String, port: UInt16, resolver: Resolver, family: Int32 = AF_UNSPEC,
-                               timeout: Duration? = nil, on executor: LoopExecutor) async throws -> TCPSocket {
+                               deadline: Deadline = .none, on executor: LoopExecutor) async throws -> TCPSocket {
         try await WatcherAwait<TCPSocket>(executor: executor).run { completion, deliver throws(EvError) in
+            completion.deadline = deadline
             try TCPSocket.connect(loop: executor.loopUnchecked, completion: completion, host: host, port: port,
-                                  resolver: resolver, family: family, timeout: timeout) { _, result in
+                                  resolver: resolver, family: family) { _, result in
                 deliver(result)
                 return .disarm
             }
@@ -73,13 +81,13 @@ extension TCPSocket {
     }
 
     /// Connects to the first of `addresses` that accepts, in order, within one overall
-    /// `timeout` (the second half of the connect by name); same errors.
+    /// `deadline` (the second half of the connect by name); same errors.
     nonisolated(nonsending)
-    public static func connect(to addresses: [SocketAddress], timeout: Duration? = nil,
+    public static func connect(to addresses: [SocketAddress], deadline: Deadline = .none,
                                on executor: LoopExecutor) async throws -> TCPSocket {
         try await WatcherAwait<TCPSocket>(executor: executor).run { completion, deliver throws(EvError) in
-            try TCPSocket.connect(loop: executor.loopUnchecked, completion: completion, to: addresses,
-                                  timeout: timeout) { _, result in
+            completion.deadline = deadline
+            try TCPSocket.connect(loop: executor.loopUnchecked, completion: completion, to: addresses) { _, result in
                 deliver(result)
                 return .disarm
             }

@@ -26,21 +26,26 @@ extension LoopExecutor {
     /// Buffers named by `operation` need only outlive this call: it returns after the
     /// callback, when neither the kernel nor the loop will touch them again.
     ///
+    /// **Deadline.** `deadline` is the operation's (`Completion.deadline`): when it passes
+    /// first, the result is `.timedOut` (and the operation did nothing).
+    ///
     /// Allocation: none in steady state (the completion comes from the executor's pool of
     /// slots; the continuation lives in the task's frame).
     nonisolated(nonsending)
-    public func perform(_ operation: Operation) async throws -> CompletionResult {
+    public func perform(_ operation: Operation, deadline: Deadline = .none) async throws -> CompletionResult {
         preconditionOnLoopThread("an awaited loop operation")
         try Task.checkCancellation()
-        return try await performChecked(operation, cancellable: true)
+        return try await performChecked(operation, cancellable: true, deadline: deadline)
     }
 
     /// `perform` after the thread check. With `cancellable == false` task cancellation is
     /// ignored (for operations that must happen, such as closing a descriptor).
     nonisolated(nonsending)
-    func performChecked(_ operation: Operation, cancellable: Bool) async throws -> CompletionResult {
+    func performChecked(_ operation: Operation, cancellable: Bool,
+                        deadline: Deadline = .none) async throws -> CompletionResult {
         let slot = takeSlot()
         defer { putSlot(slot) }
+        slot.completion.deadline = deadline
         let outcome = cancellable ? await slot.perform(operation) : await slot.performIgnoringCancellation(operation)
         guard let result = outcome else { throw CancellationError() }
         if result.error == .canceled, Task.isCancelled { throw CancellationError() }

@@ -129,6 +129,9 @@ struct UringActivation {
         /// cancel in the same batch must then report "not found" (see `cancelFinished`).
         /// Cleared when the completion is added again.
         static let cancelSucceeded = Flags(rawValue: 1 << 3)
+        /// The activation's linked timeout fired (its CQE said -ETIME): the kernel
+        /// cancelled the operation for its deadline, and the hand-off reports -ETIMEDOUT.
+        static let deadlineFired = Flags(rawValue: 1 << 4)
     }
 
     var bits: Int

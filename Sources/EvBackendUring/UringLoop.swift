@@ -232,6 +232,8 @@ public final class UringLoop: LoopCore, LoopBackend {
     private static let kindCloseCancel: UInt64 = 1
     /// An internal cancel aimed at the completion (cancelAll, close without CANCEL_FD).
     private static let kindKill: UInt64 = 2
+    /// The IORING_OP_LINK_TIMEOUT linked to an operation with a deadline.
+    private static let kindDeadline: UInt64 = 3
     private static let kindMask: UInt64 = 0x7
     private static let pointerMask: UInt64 = 0x0000_FFFF_FFFF_FFF8
 
@@ -268,6 +270,9 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// Writes the SQE for `step` of `c` (its operation, or the poll it waits on after an
     /// EAGAIN or a non-blocking connect). False when the submission queue is full.
     private func issue(_ c: Completion, _ step: UringActivation.Step) -> Bool {
+        let linked = c.hasActiveDeadline
+        // A deadline is a second SQE linked to this one: both, or neither.
+        if linked && io_uring_sq_space_left(ring) < 2 { return false }
         guard let sqe = io_uring_get_sqe(ring) else { return false }
         if step == .operation {
             prepare(sqe, c)
@@ -278,10 +283,35 @@ public final class UringLoop: LoopCore, LoopBackend {
         }
         sqe.pointee.user_data = Self.userData(c, kind: Self.kindMain)
         c.uring.sqes += 1
+        if linked { linkDeadline(to: sqe, of: c) }
         if !c.uring.phase.isTracked { track(c) }
         c.uring.phase = step.inFlight
         return true
     }
+
+    /// Links an IORING_OP_LINK_TIMEOUT to `sqe` (the operation, or the readiness poll it
+    /// waits on after an EAGAIN), firing at the activation's deadline: an absolute
+    /// CLOCK_MONOTONIC time, so a resubmission keeps the original deadline. When it fires
+    /// the kernel cancels the operation (-ECANCELED) and posts -ETIME for the timeout,
+    /// which marks the activation `deadlineFired` (`handleCQE`); the hand-off then reports
+    /// -ETIMEDOUT. When the operation finishes first, its result stands and the timeout
+    /// ends with -ECANCELED (or -ENOENT, liburing#1208), which only releases the
+    /// completion. A read that moved bytes reports them: the kernel never cancels a request
+    /// that has produced a result (PITFALLS D5). The kernel copies the time when it
+    /// takes the SQE, so the scratch memory may change after the tick's submit.
+    private func linkDeadline(to sqe: UnsafeMutablePointer<io_uring_sqe>, of c: Completion) {
+        io_uring_sqe_set_flags(sqe, UInt32(sqe.pointee.flags) | Self.ioSqeIoLink)
+        let timeout = io_uring_get_sqe(ring)!   // room for two was checked by the caller
+        let time = CompletionScratch.linkTimeoutPointer(c.scratchMemory(), deadline: c.activeDeadline)
+        io_uring_prep_link_timeout(timeout, time.assumingMemoryBound(to: __kernel_timespec.self),
+                                   UInt32(IORING_TIMEOUT_ABS))
+        timeout.pointee.user_data = Self.userData(c, kind: Self.kindDeadline)
+        c.uring.sqes += 1
+        countSQE(.timer)   // the only kernel timer this loop submits
+    }
+
+    /// IOSQE_IO_LINK (1 << IOSQE_IO_LINK_BIT; the macro does not import).
+    private static let ioSqeIoLink = UInt32(1) << 2
 
     @inline(__always)
     private func countSQE(_ kind: OperationKind) {
@@ -563,6 +593,9 @@ public final class UringLoop: LoopCore, LoopBackend {
         assert(u.phase == .stored && u.sqes == 0, "EvLoop: io_uring hand-off of an activation in phase \(u.phase) with \(u.sqes) SQEs")
         untrack(c)   // stored is a tracked phase
         if u.flags.contains(.killQueued) { _ = st.pointee.killQueue.remove(c) }
+        // -ETIME on the linked timeout means the timeout cancelled the operation (the
+        // kernel cancels a request once: a user's cancel then found nothing).
+        if u.flags.contains(.deadlineFired) && c.rawResult == -Int(ECANCELED) { c.rawResult = -Int(ETIMEDOUT) }
         // Back to idle; only `cancelSucceeded` outlives the hand-off (see its comment).
         c.uring = u.handedOff
         complete(c, raw: c.rawResult)
@@ -598,7 +631,12 @@ public final class UringLoop: LoopCore, LoopBackend {
         }
         c.uring.sqes -= 1
         if ud & Self.kindMask != Self.kindMain {
-            // An internal cancel's or a close's linked cancel: it only releases `c`.
+            // A deadline that fired: the operation's -ECANCELED (its own CQE, before or
+            // after this one) becomes -ETIMEDOUT at the hand-off.
+            if ud & Self.kindMask == Self.kindDeadline && res == -ETIME {
+                c.uring.flags.insert(.deadlineFired)
+            }
+            // An internal cancel's, a close's linked cancel or a deadline: it only releases `c`.
             if c.uring.sqes == 0 && c.uring.phase == .stored { handOff(c) }
             return
         }

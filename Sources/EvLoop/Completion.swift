@@ -177,11 +177,70 @@ public final class Completion {
     @inlinable package var scratch: UnsafeMutablePointer<CompletionScratch>? { _scratch }
     @exclusivity(unchecked) @usableFromInline package var _scratch: UnsafeMutablePointer<CompletionScratch>? = nil
 
+    // MARK: The deadline (see `Deadline`)
+
+    /// When the operation must have finished, for every activation until changed. Set it
+    /// before the operation starts (changing it while the completion is active affects the
+    /// next activation only). Kinds that never wait ignore it (see `Deadline`).
+    public var deadline: Deadline {
+        get {
+            guard _flags & Completion.hasDeadlineFlag != 0 else { return .none }
+            if _flags & Completion.relativeDeadlineFlag != 0 {
+                return .within(.nanoseconds(Int64(clamping: _deadline)))
+            }
+            return .at(LoopInstant(nanoseconds: _deadline))
+        }
+        set {
+            switch newValue {
+            case .none:
+                setFlag(Completion.hasDeadlineFlag, false)
+                _deadline = 0
+            case .at(let instant):
+                setFlag(Completion.hasDeadlineFlag, true)
+                setFlag(Completion.relativeDeadlineFlag, false)
+                _deadline = instant.nanoseconds
+            case .within(let duration):
+                setFlag(Completion.hasDeadlineFlag, true)
+                setFlag(Completion.relativeDeadlineFlag, true)
+                _deadline = UInt64(max(0, duration.nanosecondsSaturating))
+            }
+        }
+    }
+    /// The configured deadline: an instant, or for `.within` a duration (ns).
+    @exclusivity(unchecked) @usableFromInline package var _deadline: UInt64 = 0
+    /// The current activation's deadline (absolute CLOCK_MONOTONIC ns), valid while
+    /// `hasActiveDeadline`.
+    @exclusivity(unchecked) @usableFromInline package var _activeDeadline: UInt64 = 0
+
+    /// Whether this activation has a deadline (the core sets it when the operation starts,
+    /// for kinds that take one); a backend that keeps deadlines natively reads it at submit.
+    @inlinable package var hasActiveDeadline: Bool { _flags & Completion.deadlineActiveFlag != 0 }
+    /// The current activation's deadline in CLOCK_MONOTONIC nanoseconds.
+    @inlinable package var activeDeadline: UInt64 { _activeDeadline }
+    /// Whether a deadline is configured (`deadline != .none`).
+    @inlinable package var hasDeadline: Bool { _flags & Completion.hasDeadlineFlag != 0 }
+
+    /// Starts this activation's deadline, if it has one: `now` plus the duration for
+    /// `.within`, the instant for `.at`. Returns whether there is one.
+    @inlinable
+    package func startDeadline(now: UInt64) -> Bool {
+        guard _flags & Completion.hasDeadlineFlag != 0, _kind.takesDeadline else { return false }
+        if _flags & Completion.relativeDeadlineFlag != 0 {
+            let (sum, overflow) = now.addingReportingOverflow(_deadline)
+            _activeDeadline = overflow ? .max : sum
+        } else {
+            _activeDeadline = _deadline
+        }
+        _flags |= Completion.deadlineActiveFlag
+        return true
+    }
+
     // MARK: Small fields, last: stored properties are laid out in declaration order, so
     // the 4-byte and 1-byte fields go together at the end, without padding between them.
-    // With the four Bools in one byte and a cancel's target and generation kept in the
-    // operation's buffer and argument fields, a completion is 127 bytes: a 144-byte
-    // malloc chunk (it was 150, a 160-byte chunk: 16 MB more for a million timers).
+    // With the Bools in one byte and a cancel's target and generation kept in the
+    // operation's buffer and argument fields, a completion is 143 bytes: a 144-byte
+    // malloc chunk (it was 150, a 160-byte chunk: 16 MB more for a million timers; the
+    // two deadline words fill what the chunk had spare).
 
     @exclusivity(unchecked) @usableFromInline package var _generation: UInt32 = 0
     @exclusivity(unchecked) @usableFromInline package var _fd: Int32 = -1
@@ -190,13 +249,20 @@ public final class Completion {
     package var heapIndex: Int32 = -1
     @exclusivity(unchecked) @usableFromInline package var _state: State = .dead
     @exclusivity(unchecked) @usableFromInline package var _kind: OperationKind = .nop
-    /// `keepsLoopAlive`, `isQueued`, `activatedInBackground` and `resultReady`, one bit each.
+    /// `keepsLoopAlive`, `isQueued`, `activatedInBackground`, `resultReady` and the three
+    /// deadline bits, one bit each.
     @exclusivity(unchecked) @usableFromInline package var _flags: UInt8 = Completion.keepsLoopAliveFlag
 
     @usableFromInline static let keepsLoopAliveFlag: UInt8 = 1
     @usableFromInline static let queuedFlag: UInt8 = 2
     @usableFromInline static let backgroundFlag: UInt8 = 4
     @usableFromInline static let resultReadyFlag: UInt8 = 8
+    /// `deadline` is not `.none`.
+    @usableFromInline static let hasDeadlineFlag: UInt8 = 16
+    /// `deadline` is `.within` (`_deadline` is a duration).
+    @usableFromInline static let relativeDeadlineFlag: UInt8 = 32
+    /// The current activation has a deadline (`_activeDeadline`).
+    @usableFromInline static let deadlineActiveFlag: UInt8 = 64
 
     @inlinable
     func setFlag(_ bit: UInt8, _ on: Bool) {
@@ -375,6 +441,9 @@ package struct CompletionScratch {
     package var addressLength = socklen_t(0)
     package var message = msghdr()
     package var iov = iovec()
+    /// A deadline as the kernel reads it (io_uring's linked timeout, absolute
+    /// CLOCK_MONOTONIC): `timespec` has `__kernel_timespec`'s layout on 64-bit Linux.
+    package var linkTimeout = timespec()
     package init() {}
 
     /// Points `message` at one buffer and, when `withAddress`, at `address`
@@ -421,6 +490,12 @@ package struct CompletionScratch {
     package static func addressLengthPointer(_ s: UnsafeMutablePointer<CompletionScratch>) -> UnsafeMutablePointer<socklen_t> {
         (UnsafeMutableRawPointer(s) + MemoryLayout<CompletionScratch>.offset(of: \.addressLength)!)
             .assumingMemoryBound(to: socklen_t.self)
+    }
+
+    /// Pointer to the linked timeout's time, after storing `deadline` (ns) in it.
+    package static func linkTimeoutPointer(_ s: UnsafeMutablePointer<CompletionScratch>, deadline: UInt64) -> UnsafeMutableRawPointer {
+        s.pointee.linkTimeout = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        return UnsafeMutableRawPointer(s) + MemoryLayout<CompletionScratch>.offset(of: \.linkTimeout)!
     }
 
     package static func messagePointer(_ s: UnsafeMutablePointer<CompletionScratch>) -> UnsafeMutablePointer<msghdr> {

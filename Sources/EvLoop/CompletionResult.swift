@@ -87,6 +87,10 @@ extension Completion {
         case .timer:
             return raw < 0 ? .timer(.failure(err())) : .timer(.success(()))
         case .cancel:
+            // The one place ENOENT means "nothing to cancel" (every backend and the core
+            // report a cancel that found no target as -ENOENT); from any other operation
+            // it is a missing path, `.noSuchFile` (EvError(errno:)).
+            if raw == -Int(ENOENT) { return .cancel(.failure(.notFound)) }
             return raw < 0 ? .cancel(.failure(err())) : .cancel(.success(()))
         case .accept:
             return raw < 0 ? .accept(.failure(err())) : .accept(.success(Int32(truncatingIfNeeded: raw)))

@@ -50,3 +50,16 @@ package protocol AttachableBackendHooks: LoopBackend {
     /// Called once, from `LoopCore.init`, with the loop being created.
     func attach(_ loop: LoopCore)
 }
+
+/// What a backend implements when it leaves operation deadlines to the core (epoll and
+/// poll): the core keeps each active deadline in its timer heap, next to the timers, and
+/// calls `backendExpire` when one passes. A backend that keeps deadlines itself (io_uring
+/// links a kernel timeout to the operation's SQE) does not conform, and the core never
+/// puts an operation's deadline in the heap for it. The hooks object passed to
+/// `LoopCore.init` conforms to both protocols or to `AttachableBackendHooks` alone.
+package protocol DeadlineExpiring: AnyObject {
+    /// The deadline of `target` (an active I/O operation, no result yet) has passed:
+    /// withdraw it and complete it with `-ETIMEDOUT`. An operation that can no longer be
+    /// withdrawn (a pool thread is running it) completes later with its real result.
+    func backendExpire(_ target: Completion)
+}

@@ -73,6 +73,9 @@ open class LoopCore: EventLoop {
     /// The backend's hooks (see `AttachableBackendHooks`): a strong, immutable reference, so calling
     /// through it costs no retain.
     private let hooks: any AttachableBackendHooks
+    /// The same hooks, when the backend leaves deadlines to the core's timer heap (epoll,
+    /// poll); nil when it keeps them itself (io_uring's linked timeouts).
+    private let expiry: (any DeadlineExpiring)?
 
     /// True when descriptors used with this loop work best in blocking mode (io_uring
     /// waits inside the kernel); false for readiness backends, which need O_NONBLOCK.
@@ -85,6 +88,7 @@ open class LoopCore: EventLoop {
         self.prefersBlockingDescriptors = prefersBlockingDescriptors
         self.now = .now()
         self.hooks = hooks
+        self.expiry = hooks as? any DeadlineExpiring
         hooks.attach(self)
     }
 
@@ -149,7 +153,9 @@ open class LoopCore: EventLoop {
     }
 
     public final func cancelAll() {
-        for t in timers.removeAll() { complete(t, raw: -Int(ECANCELED)) }
+        // The heap also holds the deadlines of waiting operations (epoll, poll): those
+        // only leave it here; the backend cancels the operations themselves.
+        for t in timers.removeAll() where t.kind == .timer { complete(t, raw: -Int(ECANCELED)) }
         // Pool work that has not started; running work delivers its real result.
         work?.cancelAll()
         hooks.backendCancelAll()
@@ -163,6 +169,9 @@ open class LoopCore: EventLoop {
         precondition(c.state == .active && !c.resultReady, "EvLoop: completing a completion that is not in flight")
         c.rawResult = raw
         c.resultReady = true
+        // An operation that finished before its deadline leaves the heap (epoll, poll).
+        // Timers have left it already, so this is one compare on the hot path.
+        if c.heapIndex >= 0 { timers.remove(c) }
         if rearming { rearmFinishedAtOnce = true }
         completed.push(c)
     }
@@ -171,6 +180,7 @@ open class LoopCore: EventLoop {
         c.state = .active
         c.resultReady = false
         c.generation &+= 1
+        c._flags &= ~Completion.deadlineActiveFlag
         activeCount += 1
         c.activatedInBackground = !c.keepsLoopAlive
         if c.activatedInBackground { backgroundCount += 1 }
@@ -187,6 +197,10 @@ open class LoopCore: EventLoop {
         case .work:
             startWork(c)
         default:
+            if c.hasDeadline, c.startDeadline(now: now.nanoseconds), expiry != nil {
+                // Kept in the heap; `expireTimers` hands it to the backend to withdraw.
+                timers.insert(c, deadline: c.activeDeadline)
+            }
             hooks.backendSubmit(c)
         }
     }
@@ -227,7 +241,17 @@ open class LoopCore: EventLoop {
     private func expireTimers() {
         let t = now.nanoseconds
         while let c = timers.popExpired(now: t) {
-            complete(c, raw: 0)
+            if c.kind == .timer {
+                complete(c, raw: 0)
+            } else if c.kind == .work {
+                // Pool work keeps its deadline here on every backend (the core runs it).
+                expireWork(c)
+            } else {
+                // An operation's deadline (only backends that keep deadlines in the heap
+                // put one there): it completes with -ETIMEDOUT unless it can no longer
+                // be withdrawn, and then reports its real result (see `Deadline`).
+                expiry.unsafelyUnwrapped.backendExpire(c)
+            }
         }
     }
 

@@ -66,6 +66,10 @@ package final class LoopWork {
             job.completion = Unmanaged.passUnretained(c)
             inFlight.append(c)
             armPoll()
+            if c.hasDeadline, c.startDeadline(now: loop.now.nanoseconds) {
+                // In the core's heap on every backend; `expire` withdraws the job.
+                loop.timers.insert(c, deadline: c.activeDeadline)
+            }
         case .stopped:
             loop.complete(c, raw: -Int(ECANCELED))
         case .busy:
@@ -82,8 +86,7 @@ package final class LoopWork {
     /// Cancels `target`'s work on behalf of `cancel` (both active, the target without a
     /// result yet; the core checked).
     func cancel(_ cancel: Completion, target: Completion) {
-        if withdraw(target) {
-            if inFlight.isEmpty { retirePoll() }
+        if withdraw(target, raw: -Int(ECANCELED)) {
             loop.complete(cancel, raw: 0)
         } else {
             // Running (or finished and posted): the real result is on its way.
@@ -98,13 +101,21 @@ package final class LoopWork {
         var p = inFlight.head
         while let c = p {
             p = c.waiterNext
-            _ = withdraw(c)
+            _ = withdraw(c, raw: -Int(ECANCELED), retiringPoll: false)
         }
     }
 
-    /// Ends `c`'s activation with `.canceled` if its job has not started (or runs and may
-    /// be abandoned). False when the real result will come.
-    private func withdraw(_ c: Completion) -> Bool {
+    /// `c`'s deadline passed: it completes with `.timedOut` if its job can still be
+    /// withdrawn (or abandoned); a running closure reports its real result instead.
+    func expire(_ c: Completion) {
+        _ = withdraw(c, raw: -Int(ETIMEDOUT))
+    }
+
+    /// Ends `c`'s activation with `raw` (`-ECANCELED`, `-ETIMEDOUT`) if its job has not
+    /// started (or runs and may be abandoned). False when the real result will come. The
+    /// last job in flight withdrawn, the inbox's wait is withdrawn too, unless `cancelAll`
+    /// (which withdraws it itself) is the caller.
+    private func withdraw(_ c: Completion, raw: Int, retiringPoll: Bool = true) -> Bool {
         guard let job = c.workJob, job.completion?.toOpaque() == Unmanaged.passUnretained(c).toOpaque() else {
             return false
         }
@@ -119,7 +130,8 @@ package final class LoopWork {
             return false
         }
         inFlight.remove(c)
-        loop.complete(c, raw: -Int(ECANCELED))
+        loop.complete(c, raw: raw)
+        if retiringPoll && inFlight.isEmpty { retirePoll() }
         return true
     }
 
@@ -189,6 +201,11 @@ extension LoopCore {
             }
         }
         work.unsafelyUnwrapped.submit(c, job: job)
+    }
+
+    /// A `.work` activation's deadline passed (see `LoopWork.expire`).
+    func expireWork(_ c: Completion) {
+        work.unsafelyUnwrapped.expire(c)
     }
 
     /// Cancels the `.work` activation `target` (active, no result yet).

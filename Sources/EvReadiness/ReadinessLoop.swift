@@ -312,8 +312,9 @@ open class ReadinessLoop: LoopCore, LoopBackend {
 }
 
 /// How the core reaches this backend's hooks: forwards each to the loop, unretained
-/// (see `AttachableBackendHooks` for why).
-final class ReadinessHooks: AttachableBackendHooks {
+/// (see `AttachableBackendHooks` for why). Deadlines live in the core's timer heap
+/// (`DeadlineExpiring`): a readiness wait has no kernel timer of its own.
+final class ReadinessHooks: AttachableBackendHooks, DeadlineExpiring {
     @exclusivity(unchecked) private var loop: Unmanaged<ReadinessLoop>? = nil
 
     func attach(_ loop: LoopCore) { self.loop = Unmanaged.passUnretained(unsafeDowncast(loop, to: ReadinessLoop.self)) }
@@ -329,4 +330,6 @@ final class ReadinessHooks: AttachableBackendHooks {
     }
 
     func backendCancelAll() { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancelAll() } }
+
+    func backendExpire(_ target: Completion) { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendExpire(target) } }
 }

@@ -18,13 +18,14 @@ extension ReadinessLoop {
         pool.submit(job)
     }
 
-    /// Withdraws pool job `j` if no worker has taken it yet: it completes with `.canceled`.
-    /// False when a worker is running it (it reports its real result when done).
-    func withdrawPoolJob(_ j: Completion) -> Bool {
+    /// Withdraws pool job `j` if no worker has taken it yet: it completes with `raw`
+    /// (`.canceled`, or `.timedOut` for a deadline). False when a worker is running it (it
+    /// reports its real result when done).
+    func withdrawPoolJob(_ j: Completion, raw: Int = -Int(ECANCELED)) -> Bool {
         guard pool.cancel(id: jobID(j)) else { return false }
         poolJobs.remove(j)
         j.backendState = 0
-        complete(j, raw: -Int(ECANCELED))
+        complete(j, raw: raw)
         return true
     }
 

@@ -137,7 +137,7 @@ struct AsyncServiceTests {
             let (port, closedPort) = (listening.port, refusing.port)
             let (peer, fromList, refused) = try runAsync(executor) {
                 let socket = try await TCPSocket.connect(host: "localhost", port: port, resolver: resolver,
-                                                         family: AF_INET, timeout: .seconds(10), on: executor)
+                                                         family: AF_INET, deadline: .within(.seconds(10)), on: executor)
                 let peer = try socket.peerAddress()
                 try await socket.close(on: executor)
                 let second = try await TCPSocket.connect(to: [refusing, listening], on: executor)
@@ -153,6 +153,39 @@ struct AsyncServiceTests {
             }
             #expect(peer == listening && fromList == listening)
             #expect(refused == .connectionRefused)
+        }
+    }
+
+    /// The awaited services take a deadline: a slow lookup and a connect that hangs throw
+    /// `.timedOut` when it passes, without waiting for the lookup or the connect.
+    @Test(arguments: conformanceBackends)
+    func awaitedDeadlines(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let resolver = try Resolver(threads: 1)
+            defer { resolver.shutdown() }
+            resolver.lookupDelayForTesting = .seconds(2)
+            let silent = try UnresponsiveListener()
+            let hanging = silent.address
+            let started = LoopInstant.now()
+            let errors = try runAsync(executor) {
+                var errors: [EvError?] = []
+                do {
+                    _ = try await resolver.resolve(host: "127.0.0.1", deadline: .within(.milliseconds(50)), on: executor)
+                    errors.append(nil)
+                } catch let e as EvError {
+                    errors.append(e)
+                }
+                do {
+                    _ = try await TCPSocket.connect(to: [hanging], deadline: .within(.milliseconds(50)), on: executor)
+                    errors.append(nil)
+                } catch let e as EvError {
+                    errors.append(e)
+                }
+                return errors
+            }
+            #expect(errors == [.timedOut, .timedOut])
+            #expect(LoopInstant.now() - started < .seconds(1), "a deadline waited for the lookup or the connect")
+            withExtendedLifetime(silent) {}
         }
     }
 }

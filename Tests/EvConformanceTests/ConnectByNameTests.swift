@@ -45,11 +45,12 @@ struct ConnectByNameTests {
 
     /// Connects `TCPSocket.connect(host:...)` and runs the loop until its callback.
     private func connect(_ loop: LoopCore, host: String, port: UInt16, resolver: Resolver, family: Int32 = AF_UNSPEC,
-                         timeout: Duration? = nil, completion: Completion = Completion(),
+                         deadline: Deadline = .none, completion: Completion = Completion(),
                          sourceLocation: SourceLocation = #_sourceLocation) throws -> Result<TCPSocket, EvError>? {
         var result: Result<TCPSocket, EvError>?
+        completion.deadline = deadline
         try TCPSocket.connect(loop: loop, completion: completion, host: host, port: port, resolver: resolver,
-                              family: family, timeout: timeout) { _, r in
+                              family: family) { _, r in
             result = r
             return .disarm
         }
@@ -77,7 +78,7 @@ struct ConnectByNameTests {
         let (listener, port) = try Sock.listener()
         h.own(listener)
         for host in ["localhost", "127.0.0.1"] {
-            let result = try connect(loop, host: host, port: port, resolver: resolver, timeout: .seconds(10))
+            let result = try connect(loop, host: host, port: port, resolver: resolver, deadline: .within(.seconds(10)))
             guard case .success(let socket)? = result else {
                 Issue.record("\(host): \(String(describing: result))")
                 continue
@@ -181,7 +182,10 @@ struct ConnectByNameTests {
         let silent = try UnresponsiveListener()
         let started = LoopInstant.now()
         var result: Result<TCPSocket, EvError>?
-        try TCPSocket.connect(loop: loop, completion: Completion(), to: [silent.address], timeout: .milliseconds(200)) { _, r in
+        let connecting = Completion()
+        loop.updateNow()
+        connecting.deadline = .at(loop.now + .milliseconds(200))   // an instant works as well as .within
+        try TCPSocket.connect(loop: loop, completion: connecting, to: [silent.address]) { _, r in
             result = r
             return .disarm
         }
@@ -196,7 +200,7 @@ struct ConnectByNameTests {
         defer { resolver.shutdown() }
         resolver.lookupDelayForTesting = .seconds(2)
         let lookupStarted = LoopInstant.now()
-        let slow = try connect(loop, host: "127.0.0.1", port: 1, resolver: resolver, timeout: .milliseconds(100))
+        let slow = try connect(loop, host: "127.0.0.1", port: 1, resolver: resolver, deadline: .within(.milliseconds(100)))
         #expect(slow == .failure(.timedOut))
         #expect(LoopInstant.now() - lookupStarted < .seconds(1), "the deadline waited for the lookup")
         #expect(try runUntilDone(loop, timeout: .seconds(1)), "something waited for the abandoned lookup")
@@ -253,8 +257,10 @@ struct ConnectByNameTests {
         let (listener, port) = try Sock.listener()
         h.own(listener)
         var sockets: [TCPSocket] = []
-        try TCPSocket.connect(loop: loop, completion: Completion(), host: "localhost", port: port, resolver: resolver,
-                              family: AF_INET, timeout: .seconds(10)) { _, r in
+        let connecting = Completion()
+        connecting.deadline = .within(.seconds(10))
+        try TCPSocket.connect(loop: loop, completion: connecting, host: "localhost", port: port, resolver: resolver,
+                              family: AF_INET) { _, r in
             guard case .success(let s) = r else { return .disarm }
             sockets.append(s)
             return sockets.count < 3 ? .rearm : .disarm
@@ -293,7 +299,9 @@ struct ConnectByNameTests {
                 #expect(try connect(loop, host: "127.0.0.1", port: closedPort, resolver: resolver) == .failure(.connectionRefused))
                 #expect(try connect(loop, host: "::1", port: port, resolver: resolver, family: AF_INET) == .failure(.unknownHost))
                 var timedOut: Result<TCPSocket, EvError>?
-                try TCPSocket.connect(loop: loop, completion: Completion(), to: [silent.address], timeout: .milliseconds(20)) { _, r in
+                let connecting = Completion()
+                connecting.deadline = .within(.milliseconds(20))
+                try TCPSocket.connect(loop: loop, completion: connecting, to: [silent.address]) { _, r in
                     timedOut = r
                     return .disarm
                 }

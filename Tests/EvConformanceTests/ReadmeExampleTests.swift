@@ -115,8 +115,9 @@ import Glibc
 
         let resolver = try Resolver()
         let connecting = Completion()
+        connecting.deadline = .within(.seconds(5))   // one deadline over the lookup and every attempt
         try TCPSocket.connect(loop: loop, completion: connecting, host: "localhost", port: port,
-                              resolver: resolver, timeout: .seconds(5)) { _, result in
+                              resolver: resolver) { _, result in
             switch result {
             case .success(let socket): startEchoing(socket)
             case .failure(.unknownHost): print("no such host")
@@ -127,5 +128,82 @@ import Glibc
         #expect(try runUntilDone(loop, timeout: .seconds(10)))
         #expect(try connected?.peerAddress().port == port)
         resolver.shutdown()
+    }
+
+    /// README, "Recipe: a Unix socket echo": an abstract-name server accepts with the
+    /// peer's credentials, and a client connects; a client of a missing path gets
+    /// `.noSuchFile`.
+    @Test(arguments: conformanceBackends)
+    func unixSocketRecipe(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let harness = Harness(loop)
+        defer { harness.finish() }
+        let name = UnixNames.abstract("readme")
+        let address = try SocketAddress(abstractUnixName: name)   // prints "unix:@evloop-echo"
+        #expect(address.description == "unix:@" + name)
+        let server = try UnixSocket(kind: .stream, loop: loop)
+        harness.own(server.fd)
+        try server.bind(to: address)
+        try server.listen()
+        var who: UnixSocket.PeerCredentials?
+        let accepting = Completion()
+        try server.accept(loop: loop, completion: accepting) { _, result in
+            guard case .success(let client) = result else { return .disarm }
+            harness.own(client.fd)
+            who = try? client.peerCredentials()    // the peer's pid, uid and gid, from the kernel
+            return .rearm
+        }
+        let client = try UnixSocket(kind: .stream, loop: loop)
+        harness.own(client.fd)
+        var connected: Result<Void, EvError>?
+        let connecting = Completion()
+        try client.connect(loop: loop, completion: connecting, to: address) { _, result in
+            connected = result
+            return .disarm
+        }
+        #expect(try runUntil(loop) { connected != nil && who != nil })
+        #expect(who?.pid == getpid())
+        let lost = try UnixSocket(kind: .stream, loop: loop)
+        harness.own(lost.fd)
+        var missing: Result<Void, EvError>?
+        try lost.connect(loop: loop, completion: Completion(), to: SocketAddress(unixPath: UnixNames.path("readme"))) { _, r in
+            missing = r
+            return .disarm
+        }
+        #expect(try runUntil(loop) { missing != nil })
+        #expect(missing?.errorValue == .noSuchFile)
+    }
+
+    /// README, "Recipe: reading a child's output": `stdout: .pipe`, the parent's end read
+    /// until end of file and closed, the exit reported.
+    @Test(arguments: conformanceBackends)
+    func childOutputRecipe(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let harness = Harness(loop)
+        defer { harness.finish() }
+        let buffer = harness.buffer(4096)
+        let child = try Subprocess.spawn(path: "/bin/ls", arguments: ["-d", "/"], stdout: .pipe, loop: loop)
+        let output = child.standardOutput!           // the parent's read end
+        harness.own(output.fd)
+        var printed = ""
+        var closed = false
+        var exitStatus: Result<Subprocess.ExitStatus, EvError>?
+        let reading = Completion(), closing = Completion(), exited = Completion()
+        try output.read(loop: loop, completion: reading, buffer: buffer) { _, result in
+            if case .success(let n) = result {
+                printed += String(decoding: buffer[..<n], as: UTF8.self)
+                return .rearm                        // read the next chunk
+            }
+            try? output.close(loop: loop, completion: closing) { _, _ in closed = true; return .disarm }
+            return .disarm
+        }
+        try child.wait(loop: loop, completion: exited) { _, status in
+            exitStatus = status
+            return .disarm
+        }
+        #expect(try runUntilDone(loop))
+        harness.forget(output.fd)
+        #expect(printed == "/\n" && closed)
+        #expect(exitStatus == .success(.exited(0)))
     }
 }

@@ -7,18 +7,18 @@ import CEvSys
 import Glibc
 #endif
 
-/// The server side of a TCP echo, built only from the watchers: read, write back what was
-/// read (resuming short writes), read again; close on end of file.
-private final class EchoConnection<L: EventLoop> {
+/// The server side of a stream echo (TCP or Unix), built only from the watchers: read,
+/// write back what was read (resuming short writes), read again; close on end of file.
+final class EchoConnection<L: EventLoop, S: ConnectionSocket> {
     let loop: L
-    let socket: TCPSocket
+    let socket: S
     let buffer: UnsafeMutableRawBufferPointer
     let reading = Completion(), writing = Completion(), closing = Completion()
     var echoed = 0
     var closed = false
     var error: EvError?
 
-    init(loop: L, socket: TCPSocket, buffer: UnsafeMutableRawBufferPointer) {
+    init(loop: L, socket: S, buffer: UnsafeMutableRawBufferPointer) {
         self.loop = loop
         self.socket = socket
         self.buffer = buffer
@@ -65,9 +65,7 @@ private final class EchoConnection<L: EventLoop> {
     }
 }
 
-/// A TCP echo through the watchers on `loop`: a listener accepts one client, the client
-/// sends `size` bytes through a `WriteQueue` in 10 requests while reading the echo, then
-/// shuts down its write side; the server closes on end of file and the client sees it.
+/// A TCP echo through the watchers on `loop` (see `streamEcho`), over IPv4 or IPv6.
 /// Returns the bytes the client received.
 private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size: Int,
                                    sourceLocation: SourceLocation = #_sourceLocation) throws -> [UInt8] {
@@ -79,16 +77,39 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
     try listener.listen(backlog: 16)
     let serverAddress = try listener.localAddress()
     #expect(serverAddress.family == family)
+    let client = try TCPSocket(for: serverAddress, loop: loop)
+    h.own(client.fd)
+    try client.setNoDelay(true)
+    #expect(try client.option(level: Int32(IPPROTO_TCP), name: TCP_NODELAY) != 0)
+    return try streamEcho(loop: loop, harness: h, listener: listener, client: client, size: size,
+                          seed: ipv6 ? 1 : 0, sourceLocation: sourceLocation)
+}
+
+/// A stream echo through the watchers on `loop`: `listener` (bound, listening, owned by
+/// `h`) accepts one connection from `client` (unconnected, owned by `h`); the client sends
+/// `size` bytes through a `WriteQueue` in 10 requests while reading the echo, then shuts
+/// down its write side; the server closes on end of file and the client sees it. Both
+/// sockets and the listener are closed through the loop at the end. Returns the bytes the
+/// client received.
+func streamEcho<L: EventLoop, S: ConnectionSocket>(loop: L, harness h: Harness, listener: S, client: S,
+                                                   size: Int, seed: Int = 0,
+                                                   sourceLocation: SourceLocation = #_sourceLocation) throws -> [UInt8] {
+    let serverAddress = try listener.localAddress()
     #expect(fcntl(listener.fd, F_GETFD) & FD_CLOEXEC != 0, sourceLocation: sourceLocation)
     #expect((fcntl(listener.fd, F_GETFL) & O_NONBLOCK != 0) == !loop.prefersBlockingDescriptors,
             sourceLocation: sourceLocation)
 
-    var server: EchoConnection<L>?
+    var server: EchoConnection<L, S>?
+    // What each descriptor refers to while it is open ("socket:[inode]"), to check at the
+    // end that none of them is open any more (descriptor numbers are reused at once by
+    // tests running in parallel; inodes are not).
+    var links = [listener.fd, client.fd].compactMap { Fds.link($0) }
     let accepting = Completion()
     try listener.accept(loop: loop, completion: accepting) { _, result in
         switch result {
         case .success(let socket):
             h.own(socket.fd)   // closed through the loop below; owned in case the test fails
+            links += [Fds.link(socket.fd)].compactMap { $0 }
             let conn = EchoConnection(loop: loop, socket: socket, buffer: h.buffer(16 * 1024))
             server = conn
             do { try conn.start() } catch { Issue.record("server read: \(error)") }
@@ -98,10 +119,6 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
         return .disarm
     }
 
-    let client = try TCPSocket(for: serverAddress, loop: loop)
-    h.own(client.fd)
-    try client.setNoDelay(true)
-    #expect(try client.option(level: Int32(IPPROTO_TCP), name: TCP_NODELAY) != 0)
     var connected: Result<Void, EvError>?
     let connecting = Completion()
     try client.connect(loop: loop, completion: connecting, to: serverAddress) { _, r in connected = r; return .disarm }
@@ -110,11 +127,11 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
         Issue.record("connect: \(String(describing: connected))", sourceLocation: sourceLocation)
         return []
     }
-    #expect(try client.peerAddress() == serverAddress)
+    #expect(try client.peerAddress() == serverAddress, sourceLocation: sourceLocation)
 
     // Send through a write queue, 10 requests.
-    let payload = h.buffer((0..<size).map { patternByte($0, seed: ipv6 ? 1 : 0) })
-    let queue = WriteQueue(socket: client)
+    let payload = h.buffer((0..<size).map { patternByte($0, seed: seed) })
+    let queue = WriteQueue(fd: client.fd, isSocket: true)
     var completedWrites: [Int] = []
     let chunk = (size + 9) / 10
     for i in 0..<10 {
@@ -124,7 +141,7 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
         }
         try queue.enqueue(request, loop: loop)
     }
-    #expect(queue.count == 10 && queue.bytesQueued == size)
+    #expect(queue.count == 10 && queue.bytesQueued == size, sourceLocation: sourceLocation)
 
     // Read the echo.
     var received: [UInt8] = []
@@ -174,6 +191,9 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
     #expect(try runUntil(h.loop) { closes == 2 }, sourceLocation: sourceLocation)
     h.forget(client.fd)
     h.forget(listener.fd)
+    let stillOpen = Set(Fds.table().values)
+    #expect(links.count == 3 && links.allSatisfy { !stillOpen.contains($0) },
+            "a descriptor of the echo is still open: \(links.filter { stillOpen.contains($0) })", sourceLocation: sourceLocation)
     return received
 }
 

@@ -165,6 +165,50 @@ struct WorkPoolTests {
         #expect(loop.activeCount == 0)
     }
 
+    /// A deadline on pool work (kept in the core's heap on every backend): a job still
+    /// queued when it passes is withdrawn with `.timedOut` and never runs; a running one
+    /// cannot be stopped and reports its real result; a lookup is abandoned at once.
+    @Test(arguments: conformanceBackends)
+    func aDeadlineWithdrawsWorkThatHasNotStarted(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let pool = try WorkPool(threads: 1)
+        defer { pool.shutdown() }
+        let gate = Gate(), ran = Counter()
+        let running = Outcomes<Int>(), queued = Outcomes<Int>()
+        let held = Completion()
+        held.deadline = .within(.milliseconds(20))
+        try pool.runHeld(loop: loop, completion: held, by: gate, returning: 1, into: running)
+        #expect(gate.awaitWaiters(1))
+        let late = Completion()
+        late.deadline = .within(.milliseconds(50))
+        let started = LoopInstant.now()
+        try pool.runCounted(loop: loop, completion: late, ran: ran, returning: 2, into: queued)
+        #expect(try runUntil(loop) { queued.count > 0 })
+        #expect(queued.all == [.failure(.timedOut)])
+        #expect(LoopInstant.now() - started >= .milliseconds(45))
+        #expect(running.count == 0, "the running job's deadline passed, but it cannot be stopped")
+        gate.open()
+        #expect(try runUntilDone(loop))
+        #expect(running.all == [.success(1)])
+        #expect(ran.count == 0, "the withdrawn closure ran")
+
+        let resolver = try Resolver(threads: 1)
+        defer { resolver.shutdown() }
+        resolver.lookupDelayForTesting = .seconds(2)
+        let lookup = Completion()
+        lookup.deadline = .within(.milliseconds(50))
+        let addresses = Outcomes<[SocketAddress]>()
+        let lookupStarted = LoopInstant.now()
+        try resolver.resolve(loop: loop, completion: lookup, host: "127.0.0.1", callback: addresses.record)
+        #expect(try runUntil(loop) { addresses.count > 0 })
+        #expect(addresses.all == [.failure(.timedOut)])
+        #expect(LoopInstant.now() - lookupStarted < .seconds(1), "the deadline waited for the lookup")
+        #expect(try runUntilDone(loop, timeout: .seconds(1)))
+        #expect(loop.activeCount == 0)
+    }
+
     /// `run(.untilDone)` does not return while a job is in flight (the inbox's own wait
     /// does not hold the loop, the work does).
     @Test(arguments: conformanceBackends)

@@ -40,6 +40,7 @@ enum Examples {
     static let udpServer = "ev-echo-udp"
     static let client = "ev-echo-client"
     static let probe = "ev-backend-probe"
+    static let run = "ev-run"
 }
 
 struct ExampleTestError: Error, CustomStringConvertible {

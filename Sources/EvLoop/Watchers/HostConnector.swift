@@ -10,7 +10,8 @@ extension TCPSocket {
 
     /// Connects to `host` by name: resolves it with `resolver`, then tries each address in
     /// turn (getaddrinfo's order: the most likely to work first) until one accepts, all
-    /// within one overall `timeout`, and hands the connected socket to the callback.
+    /// within one overall deadline (`completion.deadline`), and hands the connected socket
+    /// to the callback.
     ///
     /// Why one call: a name has several addresses (IPv6 and IPv4, several servers), and
     /// any of them may refuse or be unreachable; trying them one by one, closing each
@@ -21,15 +22,18 @@ extension TCPSocket {
     /// The outcome, exactly once: `.success` with the connected socket (close-on-exec,
     /// blocking or not as `loop` prefers); `.unknownHost` or another resolution error; the
     /// error of the *last* address tried when none accepted (`.connectionRefused`,
-    /// `.unreachable`...); `.timedOut` when `timeout` passed first; `.canceled` when
+    /// `.unreachable`...); `.timedOut` when the deadline passed first; `.canceled` when
     /// `completion` was cancelled. Every socket it opened and does not hand over is closed
     /// through the loop (right after the callback, on a timeout or cancel: `run(.untilDone)`
-    /// waits for that). `.rearm` connects again, from the lookup on, with a fresh deadline.
+    /// waits for that). `.rearm` connects again, from the lookup on (a `.within` deadline
+    /// starts again).
     ///
-    /// While it connects, `completion` carries the overall deadline (its operation is a
-    /// timer): cancel it as any operation, with `loop.cancel(completion, using:)`. Tried
-    /// one after the other, not raced (no Happy Eyeballs): an address that swallows its SYN
-    /// costs the attempt's whole wait, so give a `timeout` when that matters.
+    /// The deadline is the completion's, as for every operation (`Completion.deadline`,
+    /// `.none` by default: no limit), and covers the lookup and every attempt. While it
+    /// connects, `completion` carries that deadline as its operation (a timer): cancel it as
+    /// any operation, with `loop.cancel(completion, using:)`. Addresses are tried one after
+    /// the other, not raced (no Happy Eyeballs): an address that swallows its SYN costs the
+    /// attempt's whole wait, so set a deadline when that matters.
     ///
     /// Throws `.completionActive` while `completion` is in flight, and `.invalidArgument`
     /// (before anything starts) for an empty host or a family other than `AF_UNSPEC`,
@@ -38,33 +42,34 @@ extension TCPSocket {
     /// ```swift
     /// let resolver = try Resolver()
     /// let connecting = Completion()
+    /// connecting.deadline = .within(.seconds(5))      // the lookup and every attempt
     /// try TCPSocket.connect(loop: loop, completion: connecting, host: "localhost", port: 8080,
-    ///                       resolver: resolver, timeout: .seconds(5)) { _, result in
+    ///                       resolver: resolver) { _, result in
     ///     guard case .success(let socket) = result else { return .disarm }
     ///     startTalking(socket)
     ///     return .disarm
     /// }
     /// ```
     public static func connect(loop: some EventLoop, completion: Completion, host: String, port: UInt16,
-                               resolver: Resolver, family: Int32 = AF_UNSPEC, timeout: Duration? = nil,
+                               resolver: Resolver, family: Int32 = AF_UNSPEC,
                                callback: @escaping SocketCallback) throws(EvError) {
         guard completion.state == .dead else { throw .completionActive }
         let name = try Resolver.checkedHost(host)
         guard family == AF_UNSPEC || family == AF_INET || family == AF_INET6 else { throw .invalidArgument }
         HostConnector(loop: loop, completion: completion,
                       target: .name(name, port: port, family: family, resolver: resolver),
-                      timeout: timeout, callback: callback).begin()
+                      callback: callback).begin()
     }
 
     /// Connects to the first of `addresses` that accepts, trying them in order within one
-    /// overall `timeout`: the second half of the connect by name, for addresses found some
-    /// other way. Same outcome and rules; throws `.invalidArgument` for an empty list.
+    /// overall deadline (`completion.deadline`): the second half of the connect by name,
+    /// for addresses found some other way. Same outcome and rules; throws
+    /// `.invalidArgument` for an empty list.
     public static func connect(loop: some EventLoop, completion: Completion, to addresses: [SocketAddress],
-                               timeout: Duration? = nil, callback: @escaping SocketCallback) throws(EvError) {
+                               callback: @escaping SocketCallback) throws(EvError) {
         guard completion.state == .dead else { throw .completionActive }
         guard !addresses.isEmpty else { throw .invalidArgument }
-        HostConnector(loop: loop, completion: completion, target: .addresses(addresses),
-                      timeout: timeout, callback: callback).begin()
+        HostConnector(loop: loop, completion: completion, target: .addresses(addresses), callback: callback).begin()
     }
 }
 
@@ -72,7 +77,8 @@ extension TCPSocket {
 /// another, and the deadline over them (see `TCPSocket.connect(loop:completion:host:...)`).
 ///
 /// How it is built, on the public loop API only: the caller's completion is a timer at the
-/// deadline, so it is active for the whole connect, counted, cancellable and cancelled by
+/// deadline (the one `Completion.deadline` names; the far future without one), so it is
+/// active for the whole connect, counted, cancellable and cancelled by
 /// `cancelAll()` like any operation. The lookup and the connects run on the connector's
 /// own completions; when they reach an outcome the timer is moved to *now*
 /// (`resetTimer`), and its callback, on the next tick, hands the outcome over. A timer
@@ -105,7 +111,6 @@ final class HostConnector {
     /// The caller's completion (it holds this connector through its callback).
     private unowned let completion: Completion
     private let target: Target
-    private let timeout: Duration?
     private let callback: TCPSocket.SocketCallback
 
     private var phase = Phase.working
@@ -120,19 +125,23 @@ final class HostConnector {
     /// Cancels the lookup when the connect is given up.
     private let canceller = Completion()
 
-    init(loop: any EventLoop, completion: Completion, target: Target, timeout: Duration?,
-         callback: @escaping TCPSocket.SocketCallback) {
+    init(loop: any EventLoop, completion: Completion, target: Target, callback: @escaping TCPSocket.SocketCallback) {
         self.loop = loop
         self.completion = completion
         self.target = target
-        self.timeout = timeout
         self.callback = callback
     }
 
     /// Arms the deadline on the caller's completion and starts the lookup (or the first
     /// attempt). The caller checked that the completion is dead and the arguments valid.
     func begin() {
-        let deadline = timeout.map { loop.now + max($0, .zero) } ?? .distantFuture
+        // The completion's deadline, for the whole connect (a timer ignores it otherwise).
+        let deadline: LoopInstant
+        switch completion.deadline {
+        case .none: deadline = .distantFuture
+        case .at(let instant): deadline = instant
+        case .within(let duration): deadline = loop.now + max(duration, .zero)
+        }
         completion.operation = .timer(deadline: deadline)
         completion.callback = { [self] c, result in handOver(c, result) }
         do {
@@ -276,9 +285,9 @@ final class HostConnector {
         giveUp()
         let action = callback(c, outcome)
         guard action == .rearm else { return .disarm }
-        // Connect again, from the lookup on, with a fresh deadline and a fresh connector
-        // (this one may still be closing a socket).
-        HostConnector(loop: loop, completion: c, target: target, timeout: timeout, callback: callback).begin()
+        // Connect again, from the lookup on, with the deadline started again and a fresh
+        // connector (this one may still be closing a socket).
+        HostConnector(loop: loop, completion: c, target: target, callback: callback).begin()
         return .disarm
     }
 

@@ -119,9 +119,8 @@ public final class Resolver: Sendable {
             #endif
             return try Resolver.lookUp(name, port: port, family: family)
         }
-        completion.operation = .work(job: job)
-        completion.callback = { c, result in callback(c, result.workValue([SocketAddress].self)) }
-        try loop.add(completion)
+        try completion.start(.work(job: job), on: loop, viewing: { $0.workValue([SocketAddress].self) },
+                             callback: callback)
     }
 
     /// The host as getaddrinfo takes it: brackets around an IPv6 address removed.
@@ -174,8 +173,8 @@ public final class Resolver: Sendable {
         switch rc {
         case EAI_NONAME, eaiNoData, eaiAddressFamily: return .unknownHost
         case EAI_MEMORY: return .systemResources
-        // ENOENT here is a missing configuration file, not "nothing to cancel".
-        case EAI_SYSTEM: return pathError(code)
+        // ENOENT here is a missing configuration file: `.noSuchFile`.
+        case EAI_SYSTEM: return EvError(errno: code)
         case EAI_BADFLAGS, EAI_FAMILY, EAI_SOCKTYPE, EAI_SERVICE: return .invalidArgument
         default: return .nameResolutionFailed(rc)
         }

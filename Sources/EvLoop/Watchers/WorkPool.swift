@@ -80,9 +80,8 @@ public final class WorkPool: Sendable {
                                      callback: @escaping ValueCallback<Value>) throws(EvError) {
         // Checked before anything changes: an active completion keeps its operation.
         guard completion.state == .dead else { throw .completionActive }
-        completion.operation = .work(job: Job(threads: threads) { () throws(EvError) -> any Sendable in try work() })
-        completion.callback = { c, result in callback(c, result.workValue(Value.self)) }
-        try loop.add(completion)
+        let job = Job(threads: threads) { () throws(EvError) -> any Sendable in try work() }
+        try completion.start(.work(job: job), on: loop, viewing: { $0.workValue(Value.self) }, callback: callback)
     }
 }
 
