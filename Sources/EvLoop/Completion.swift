@@ -113,7 +113,6 @@ public final class Completion {
     package func replaceWorkJob(with job: WorkPool.Job) {
         precondition(_kind == .work, "EvLoop: replacing the job of a completion that holds none")
         releaseRetainedPayload()
-        _kind = .work
         _buffer = Unmanaged.passRetained(job).toOpaque()
     }
 

@@ -16,10 +16,11 @@ import Musl
 /// which signals the eventfd of an `AsyncNotifier`; a `.poll` of that eventfd (an ordinary
 /// operation on every backend; never an io_uring read of an eventfd, which Linux 6.15.4
 /// broke) resets it, takes what was posted and completes each job's completion with
-/// `complete(_:raw:)`, so its callback runs on the loop thread on the next tick. The poll is armed only while work is in flight, and
-/// does not hold the loop open itself (`keepsLoopAlive == false`): the work completions
-/// do, and when the last one is delivered the poll ends, so an idle loop has no completion
-/// of its own active.
+/// `complete(_:raw:)`, so its callback runs on the loop thread on the next tick. The poll
+/// is armed only while work is in flight, and does not hold the loop open itself
+/// (`keepsLoopAlive == false`): the work completions do, and when the last one is
+/// delivered (or withdrawn) the poll ends, so an idle loop has no completion of its own
+/// active.
 ///
 /// Created on the first `.work` a loop starts (a loop that never uses a pool opens no
 /// eventfd); lives as long as the loop. Loop thread only. The notifier closes its eventfd
@@ -54,14 +55,11 @@ package final class LoopWork {
         }
     }
 
-    /// Activations in flight (for tests and for the poll's rearm decision).
-    var count: Int { inFlight.count }
-
     /// Hands `c`'s job to its pool.
     func submit(_ c: Completion, job: WorkPool.Job) {
         switch job.threads.submit(job, to: inbox) {
         case .queued:
-            // Set after the submission, yet before the worker can be delivered: delivery
+            // Set after the submission, yet before the job can be delivered: delivery
             // happens on this thread, later.
             job.completion = Unmanaged.passUnretained(c)
             inFlight.append(c)
@@ -159,8 +157,8 @@ package final class LoopWork {
     private func inboxReadable(_ result: CompletionResult) -> CallbackAction {
         switch result {
         case .poll(.success), .poll(.failure(.canceled)):
-            // Cancelled: `cancelAll()` withdrew the wait. Results already posted are
-            // delivered all the same, and the wait goes on while jobs still run.
+            // Cancelled: `cancelAll()` (or `retirePoll`) withdrew the wait. Results already
+            // posted are delivered all the same, and the wait goes on while jobs still run.
             deliverPosted()
         default:
             preconditionFailure("EvLoop: the work inbox's eventfd poll failed: \(result)")
