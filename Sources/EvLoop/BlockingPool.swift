@@ -26,7 +26,7 @@ import Musl
 /// deadlock). Each submission allocates the pool's job (an object and its closure); the
 /// system calls and thread wake-ups around it cost far more.
 package final class BlockingPool: @unchecked Sendable {
-    // @unchecked Sendable: `threads` and `inbox` are thread-safe; `inFlight` and
+    // @unchecked Sendable: `threads` and `inbox` are thread-safe; `inFlight`, `free` and
     // `failedAtOnce` are touched only by the loop thread (submit, cancel, drainResults).
 
     /// One blocking operation, by value.
@@ -65,8 +65,24 @@ package final class BlockingPool: @unchecked Sendable {
 
     private let threads: WorkThreads
     private let inbox: WorkInbox
+    /// What a closure of the pool reads: the job the loop thread stored before submitting
+    /// it. `@unchecked Sendable`: written only by the loop thread while the job is idle, and
+    /// read by the worker after it took the job from the queue (the queue's mutex orders
+    /// the two).
+    private final class Arguments: @unchecked Sendable {
+        var job = Job(id: 0, kind: .read, fd: -1, address: 0, count: 0, offset: 0)
+    }
+
+    /// A reusable pool job with its arguments.
+    private struct Slot {
+        let work: WorkPool.Job
+        let args: Arguments
+    }
+
     /// Submitted jobs not yet drained, by id (loop thread only).
-    private var inFlight: [UInt64: WorkPool.Job] = [:]
+    private var inFlight: [UInt64: Slot] = [:]
+    /// Idle slots, for the next submissions (loop thread only).
+    private var free: [Slot] = []
     /// Jobs refused at submission (no thread could start), reported by the next drain.
     private var failedAtOnce: [Finished] = []
     private let wake: @Sendable () -> Void
@@ -83,28 +99,41 @@ package final class BlockingPool: @unchecked Sendable {
 
     /// Queues a job; a worker will perform it and post its result.
     package func submit(_ job: Job) {
-        let work = WorkPool.Job(threads: threads) { () throws(EvError) -> any Sendable in
-            Finished(id: job.id, raw: job.perform())
-        }
-        switch threads.submit(work, to: inbox) {
+        let slot = takeSlot()
+        slot.args.job = job
+        switch threads.submit(slot.work, to: inbox) {
         case .queued:
-            inFlight[job.id] = work
+            inFlight[job.id] = slot
         case .noThread:
             // Out of threads: fail this job (pthread_create's EAGAIN as out of resources;
             // EAGAIN itself would send the engine back to waiting for readiness).
+            free.append(slot)
             failedAtOnce.append(Finished(id: job.id, raw: -Int(ENOMEM)))
             wake()
         case .stopped, .busy:
             // After shutdown() nothing runs any more (a fresh job is never busy).
-            break
+            free.append(slot)
         }
+    }
+
+    /// A pool job and the arguments its closure reads, reused from job to job: a file
+    /// operation allocates nothing in steady state (DESIGN invariant 6; a job and a closure
+    /// per operation were two allocations each).
+    private func takeSlot() -> Slot {
+        if let slot = free.popLast() { return slot }
+        let args = Arguments()
+        let work = WorkPool.Job(threads: threads) { () throws(EvError) -> any Sendable in
+            Finished(id: args.job.id, raw: args.job.perform())
+        }
+        return Slot(work: work, args: args)
     }
 
     /// Withdraws a job that no worker has started. Returns false when it is running or
     /// finished (its result will arrive, or has arrived, through `drainResults`).
     package func cancel(id: UInt64) -> Bool {
-        guard let work = inFlight[id], threads.withdraw(work) == .withdrawn else { return false }
+        guard let slot = inFlight[id], threads.withdraw(slot.work) == .withdrawn else { return false }
         inFlight[id] = nil
+        free.append(slot)
         return true
     }
 
@@ -120,7 +149,7 @@ package final class BlockingPool: @unchecked Sendable {
             switch work.takeOutcome() {
             case .success(let value):
                 guard let finished = value as? Finished else { return }
-                inFlight[finished.id] = nil
+                if let slot = inFlight.removeValue(forKey: finished.id) { free.append(slot) }
                 body(finished.id, finished.raw)
             case .failure:
                 // Cancelled by shutdown() before it ran: nobody waits for it any more.
