@@ -134,6 +134,12 @@ extension OptionSpec {
         OptionSpec("host", value: "ADDRESS", default: "127.0.0.1", help: help)
     }
 
+    /// `--host NAME` of a client: a host name (resolved through `Resolver`, off the loop
+    /// thread) or a numeric address; default 127.0.0.1.
+    public static func hostName(help: String = "host name or numeric address of the server (resolved without blocking the loop)") -> OptionSpec {
+        OptionSpec("host", value: "NAME", default: "127.0.0.1", help: help)
+    }
+
     /// `--port PORT` of a server (default 0: the kernel picks a free port, which the server
     /// prints in its `listening on` line for scripts to read).
     public static func listenPort(_ transport: String) -> OptionSpec {
@@ -174,10 +180,15 @@ public struct SharedOptions: Sendable {
     /// Everything parsed, for the options that are the program's own.
     public let parsed: ParsedOptions
 
-    init(_ parsed: ParsedOptions) throws(OptionError) {
+    init(_ parsed: ParsedOptions, hostIsName: Bool = false) throws(OptionError) {
         // A value is there when the option was given or has a default (so was declared).
         self.parsed = parsed
-        host = parsed.string("host") == nil ? "127.0.0.1" : try parsed.host()
+        if let raw = parsed.string("host") {
+            guard !raw.isEmpty else { throw .invalidValue(option: "host", value: raw, expected: "a host name or address") }
+            host = hostIsName ? raw : try parsed.host()
+        } else {
+            host = "127.0.0.1"
+        }
         port = parsed.string("port") == nil ? 0 : try parsed.port()
         backend = try parsed.backend()
         threads = parsed.string("threads") == nil ? 1 : try parsed.int("threads", in: 1...256)
@@ -290,7 +301,9 @@ public struct CommandLineTool: Sendable {
     /// is a usage error (exit 2) like any other.
     public func parseSharedOrExit(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> SharedOptions {
         let parsed = parseOrExit(arguments)
-        return validate { () throws(OptionError) in try SharedOptions(parsed) }
+        // A `--host NAME` (`OptionSpec.hostName`) is any name; `--host ADDRESS` is numeric.
+        let hostIsName = options.contains { $0.name == "host" && $0.valueName == "NAME" }
+        return validate { () throws(OptionError) in try SharedOptions(parsed, hostIsName: hostIsName) }
     }
 
     /// Reports a bad option value found after parsing and exits 2.

@@ -384,7 +384,7 @@ public final class UringLoop: LoopCore, LoopBackend {
         case .poll:
             // One-shot POLL_ADD; the result is the ready events (revents).
             io_uring_prep_poll_add(sqe, fd, c.pollEvents)
-        case .nop, .timer, .cancel:
+        case .nop, .timer, .cancel, .work:
             preconditionFailure("EvLoop: the core handles \(c.kind) itself")
         }
     }

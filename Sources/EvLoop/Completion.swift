@@ -78,7 +78,7 @@ public final class Completion {
 
     /// The operation's kind.
     @inlinable package var kind: OperationKind { _kind }
-    /// The operation's descriptor (-1 for nop, timer and cancel).
+    /// The operation's descriptor (-1 for nop, timer, cancel and work).
     @inlinable package var fd: Int32 { _fd }
     /// The operation's buffer (read into, or written from).
     @inlinable package var bufferBase: UnsafeMutableRawPointer? { _buffer }
@@ -100,11 +100,31 @@ public final class Completion {
         return Unmanaged<Completion>.fromOpaque(p).takeUnretainedValue()
     }
 
-    /// Gives back the retained cancel target, if the completion holds one.
+    /// `.work`: the job (closure and outcome) the pool runs.
+    /// (Kept in the buffer field, retained, like a cancel's target.)
+    @inlinable package var workJob: WorkPool.Job? {
+        guard _kind == .work, let p = _buffer else { return nil }
+        return Unmanaged<WorkPool.Job>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    /// Puts `job` in place of the `.work` job the completion holds (a cancel that abandons
+    /// a running job gives the completion a fresh copy, so that a rearm never waits for the
+    /// abandoned run: see `WorkPool.Job`).
+    package func replaceWorkJob(with job: WorkPool.Job) {
+        precondition(_kind == .work, "EvLoop: replacing the job of a completion that holds none")
+        releaseRetainedPayload()
+        _buffer = Unmanaged.passRetained(job).toOpaque()
+    }
+
+    /// Gives back the object the buffer field holds retained (a cancel's target, a work
+    /// job), if any.
     @inlinable
-    func releaseCancelTarget() {
+    func releaseRetainedPayload() {
         if _kind == .cancel, let p = _buffer {
             Unmanaged<Completion>.fromOpaque(p).release()
+            _buffer = nil
+        } else if _kind == .work, let p = _buffer {
+            Unmanaged<WorkPool.Job>.fromOpaque(p).release()
             _buffer = nil
         }
     }
@@ -274,7 +294,7 @@ public final class Completion {
     }
 
     deinit {
-        releaseCancelTarget()
+        releaseRetainedPayload()
         if let s = _scratch {
             s.deinitialize(count: 1)
             s.deallocate()
@@ -309,7 +329,7 @@ public final class Completion {
 
     @inlinable
     package func store(_ op: Operation) {
-        releaseCancelTarget()
+        releaseRetainedPayload()
         _kind = op.kind
         _fd = -1
         _buffer = nil
@@ -368,6 +388,8 @@ public final class Completion {
         case .poll(let fd, let events):
             _fd = fd
             _argument = UInt64(events.rawValue)
+        case .work(let job):
+            _buffer = Unmanaged.passRetained(job).toOpaque()
         }
     }
 
@@ -399,12 +421,13 @@ public final class Completion {
             return .shutdown(socket: _fd, how: how)
         case .close: return .close(fd: _fd)
         case .poll: return .poll(fd: _fd, events: PollEvents(rawValue: pollEvents))
+        case .work: return .work(job: workJob!)
         }
     }
 
     /// Re-arms a pending `.timer` for `deadline` without rebuilding the operation.
     package func setTimerDeadline(_ deadline: LoopInstant) {
-        releaseCancelTarget()
+        releaseRetainedPayload()
         _kind = .timer
         _argument = deadline.nanoseconds
     }

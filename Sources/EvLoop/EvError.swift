@@ -43,6 +43,16 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
     case addressNotAvailable
     /// ENETUNREACH / EHOSTUNREACH.
     case unreachable
+    /// Name resolution (`Resolver`) found no address for the host: the name does not exist
+    /// (EAI_NONAME: NXDOMAIN, or not in /etc/hosts), or exists without an address of the
+    /// family asked for (EAI_NODATA, EAI_ADDRFAMILY). Asking again will not help.
+    case unknownHost
+    /// Name resolution failed for a reason other than an unknown host, with getaddrinfo's
+    /// EAI_ code: `EAI_AGAIN` is temporary (the name server did not answer in time, or
+    /// answered SERVFAIL: try again later, or the machine has no network), `EAI_FAIL` is a
+    /// name server's permanent refusal. (Out of memory is `.systemResources`, a system
+    /// error its errno, and a flag or family the resolver refuses `.invalidArgument`.)
+    case nameResolutionFailed(Int32)
     /// EACCES / EPERM.
     case permissionDenied
     /// EINVAL, or an argument the loop refuses before the kernel sees it.
@@ -122,6 +132,7 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case .addressInUse: return EADDRINUSE
         case .addressNotAvailable: return EADDRNOTAVAIL
         case .unreachable: return EHOSTUNREACH
+        case .unknownHost, .nameResolutionFailed: return nil
         case .permissionDenied: return EACCES
         case .invalidArgument: return EINVAL
         case .systemResources: return EMFILE
@@ -147,6 +158,8 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case .addressInUse: return "address in use"
         case .addressNotAvailable: return "address not available"
         case .unreachable: return "network or host unreachable"
+        case .unknownHost: return "unknown host (the name has no address)"
+        case .nameResolutionFailed(let code): return "name resolution failed: \(String(cString: gai_strerror(code)))"
         case .permissionDenied: return "permission denied"
         case .invalidArgument: return "invalid argument"
         case .systemResources: return "out of descriptors or memory"

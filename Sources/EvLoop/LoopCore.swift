@@ -66,6 +66,10 @@ open class LoopCore: EventLoop {
         return r
     }
 
+    /// `.work` in flight and the inbox its results come back through (see `LoopWork`);
+    /// created by the first `.work` the loop starts.
+    final var work: LoopWork?
+
     /// The backend's hooks (see `AttachableBackendHooks`): a strong, immutable reference, so calling
     /// through it costs no retain.
     private let hooks: any AttachableBackendHooks
@@ -152,6 +156,8 @@ open class LoopCore: EventLoop {
         // The heap also holds the deadlines of waiting operations (epoll, poll): those
         // only leave it here; the backend cancels the operations themselves.
         for t in timers.removeAll() where t.kind == .timer { complete(t, raw: -Int(ECANCELED)) }
+        // Pool work that has not started; running work delivers its real result.
+        work?.cancelAll()
         hooks.backendCancelAll()
     }
 
@@ -188,6 +194,8 @@ open class LoopCore: EventLoop {
             timers.insert(c, deadline: c.deadlineNanoseconds)
         case .cancel:
             startCancel(c, target: c.cancelTarget!)
+        case .work:
+            startWork(c)
         default:
             if c.hasDeadline, c.startDeadline(now: now.nanoseconds), expiry != nil {
                 // Kept in the heap; `expireTimers` hands it to the backend to withdraw.
@@ -223,6 +231,8 @@ open class LoopCore: EventLoop {
             }
         case .nop:
             complete(c, raw: -Int(ENOENT))
+        case .work:
+            cancelWork(c, target: target)
         default:
             hooks.backendCancel(c, target: target)
         }
@@ -233,6 +243,9 @@ open class LoopCore: EventLoop {
         while let c = timers.popExpired(now: t) {
             if c.kind == .timer {
                 complete(c, raw: 0)
+            } else if c.kind == .work {
+                // Pool work keeps its deadline here on every backend (the core runs it).
+                expireWork(c)
             } else {
                 // An operation's deadline (only backends that keep deadlines in the heap
                 // put one there): it completes with -ETIMEDOUT unless it can no longer

@@ -78,11 +78,13 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         self.init(storage: storage, length: socklen_t(MemoryLayout<sockaddr_in6>.size))
     }
 
-    /// A numeric IPv4 or IPv6 address ("127.0.0.1", "::1", "[::1]"); no DNS lookups.
+    /// A numeric IPv4 or IPv6 address ("127.0.0.1", "::1", "[::1]"), without any lookup:
+    /// a name, "localhost" included, is `.invalidArgument`. Names go through `Resolver`,
+    /// which does not block the loop and knows what the machine calls "localhost" (one or
+    /// both of 127.0.0.1 and ::1, from /etc/hosts) instead of guessing 127.0.0.1.
     public init(host: String, port: UInt16) throws(EvError) {
         var h = host
         if h.hasPrefix("["), h.hasSuffix("]") { h = String(h.dropFirst().dropLast()) }
-        if h == "localhost" { h = "127.0.0.1" }
         if h.contains(":") {
             try self.init(ipv6: h, port: port)
         } else {

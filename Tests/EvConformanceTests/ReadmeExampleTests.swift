@@ -77,6 +77,59 @@ import Glibc
         #expect(try runUntil(loop) { accepted.count == 3 })
     }
 
+    @Test(arguments: conformanceBackends)
+    func workPoolRecipe(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let harness = Harness(loop)
+        defer { harness.finish() }
+        @Sendable func slowHash(_ text: String) throws(EvError) -> [UInt8] { Array(text.utf8.reversed()) }
+        let password = "secret"
+        var stored: [UInt8]?
+        func store(_ digest: [UInt8]) { stored = digest }
+
+        let pool = try WorkPool(threads: 4)
+        let hashing = Completion()
+        try pool.run(loop: loop, completion: hashing, { () throws(EvError) -> [UInt8] in
+            try slowHash(password)                   // on a pool thread: do not touch the loop here
+        }) { _, result in
+            if case .success(let digest) = result { store(digest) }   // on the loop thread
+            return .disarm
+        }
+        #expect(try runUntilDone(loop))
+        #expect(stored == Array("terces".utf8))
+        pool.shutdown()
+    }
+
+    @Test(arguments: conformanceBackends)
+    func connectByNameRecipe(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let harness = Harness(loop)
+        defer { harness.finish() }
+        let (listener, port) = try Sock.listener()
+        harness.own(listener)
+        var connected: TCPSocket?
+        func startEchoing(_ socket: TCPSocket) {
+            connected = socket
+            harness.own(socket.fd)
+        }
+
+        let resolver = try Resolver()
+        let connecting = Completion()
+        connecting.deadline = .within(.seconds(5))   // one deadline over the lookup and every attempt
+        try TCPSocket.connect(loop: loop, completion: connecting, host: "localhost", port: port,
+                              resolver: resolver) { _, result in
+            switch result {
+            case .success(let socket): startEchoing(socket)
+            case .failure(.unknownHost): print("no such host")
+            case .failure(let error): print("could not connect:", error)   // the last address's error, or .timedOut
+            }
+            return .disarm
+        }
+        #expect(try runUntilDone(loop, timeout: .seconds(10)))
+        #expect(try connected?.peerAddress().port == port)
+        resolver.shutdown()
+    }
+
     /// README, "Recipe: a Unix socket echo": an abstract-name server accepts with the
     /// peer's credentials, and a client connects; a client of a missing path gets
     /// `.noSuchFile`.

@@ -37,11 +37,9 @@ import Testing
         #expect(try SocketAddress(host: "[::1]", port: 1).family == AF_INET6)
         #expect(try SocketAddress(host: "::1", port: 1).family == AF_INET6)
         #expect(try SocketAddress(host: "10.1.2.3", port: 1).host == "10.1.2.3")
-        let local = try SocketAddress(host: "localhost", port: 7)
-        #expect(local.host == "127.0.0.1" && local.port == 7)
     }
 
-    @Test(arguments: ["", "abc", "256.0.0.1", "1.2.3", "1.2.3.4.5", "127.0.0.1 ", "example.com", "::g", "[::1"])
+    @Test(arguments: ["", "abc", "256.0.0.1", "1.2.3", "1.2.3.4.5", "127.0.0.1 ", "example.com", "localhost", "::g", "[::1"])
     func invalidTextIsInvalidArgument(_ text: String) {
         #expect(throws: EvError.invalidArgument) { try SocketAddress(host: text, port: 1) }
     }

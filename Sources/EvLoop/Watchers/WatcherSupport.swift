@@ -61,6 +61,10 @@ extension Completion {
     func start<Value>(_ operation: Operation, on loop: some EventLoop,
                       viewing view: @escaping (CompletionResult) -> Result<Value, EvError>,
                       callback: @escaping (Completion, Result<Value, EvError>) -> CallbackAction) throws(EvError) {
+        // Refused before anything is stored: an active completion's fields are the loop's
+        // (and the kernel's) until its callback runs, so a watcher call with a completion
+        // still in flight must not rewrite them on its way to `add`'s refusal.
+        guard state == .dead else { throw .completionActive }
         self.operation = operation
         self.callback = { c, result in callback(c, view(result)) }
         try loop.add(self)
