@@ -46,6 +46,12 @@ open class LoopCore: EventLoop {
     package final var isRunning: Bool { running }
     @exclusivity(unchecked)
     private var stopRequested = false
+    /// Background completions active at the last `cancelAll` whose callbacks have not run.
+    @exclusivity(unchecked)
+    private var drainingBackground = 0
+    /// Incremented by `cancelAll`; each activation records it (`Completion.drainEpoch`).
+    @exclusivity(unchecked)
+    private var drainEpoch: UInt8 = 0
     /// True while a callback's `.rearm` restarts its operation.
     @exclusivity(unchecked)
     private var rearming = false
@@ -112,7 +118,11 @@ open class LoopCore: EventLoop {
         defer { running = false }
         while !stopRequested {
             // Nothing in flight that holds the loop open, and nothing left to deliver.
-            if activeCount == backgroundCount && completed.isEmpty { return }
+            // Background completions that `cancelAll` cancelled count until their callbacks
+            // have run (`drainingBackground`): io_uring reports each cancellation later, as
+            // a completion of its own, and a loop released before then would let the
+            // kernel write into freed memory. Background work started since does not.
+            if activeCount == backgroundCount && drainingBackground == 0 && completed.isEmpty { return }
             let timeout: UInt64?
             if mode == .noWait || !completed.isEmpty {
                 timeout = 0
@@ -152,7 +162,13 @@ open class LoopCore: EventLoop {
         }
     }
 
+    /// Cancels everything in flight; the next `run(.untilDone)` then drains: it returns
+    /// only once every completion that was active here has called back, background ones
+    /// included, so that the loop can be released.
     public final func cancelAll() {
+        // Every completion active now has an older epoch than the one that starts here.
+        drainEpoch &+= 1
+        drainingBackground = backgroundCount
         // The heap also holds the deadlines of waiting operations (epoll, poll): those
         // only leave it here; the backend cancels the operations themselves.
         for t in timers.removeAll() where t.kind == .timer { complete(t, raw: -Int(ECANCELED)) }
@@ -183,7 +199,10 @@ open class LoopCore: EventLoop {
         c._flags &= ~Completion.deadlineActiveFlag
         activeCount += 1
         c.activatedInBackground = !c.keepsLoopAlive
-        if c.activatedInBackground { backgroundCount += 1 }
+        if c.activatedInBackground {
+            backgroundCount += 1
+            c.drainEpoch = drainEpoch
+        }
     }
 
     private func start(_ c: Completion) {
@@ -197,9 +216,14 @@ open class LoopCore: EventLoop {
         case .work:
             startWork(c)
         default:
-            if c.hasDeadline, c.startDeadline(now: now.nanoseconds), expiry != nil {
-                // Kept in the heap; `expireTimers` hands it to the backend to withdraw.
-                timers.insert(c, deadline: c.activeDeadline)
+            if c.hasDeadline, let deadline = c.startDeadline(now: now.nanoseconds) {
+                if expiry != nil {
+                    // Kept in the heap; `expireTimers` hands it to the backend to withdraw.
+                    timers.insert(c, deadline: deadline)
+                } else {
+                    // The backend links a kernel timeout to the operation (io_uring).
+                    c.storeLinkTimeout(deadline)
+                }
             }
             hooks.backendSubmit(c)
         }
@@ -266,7 +290,10 @@ open class LoopCore: EventLoop {
             c.resultReady = false
             c.state = .dead
             activeCount -= 1
-            if c.activatedInBackground { backgroundCount -= 1 }
+            if c.activatedInBackground {
+                backgroundCount -= 1
+                if drainingBackground > 0 && c.drainEpoch != drainEpoch { drainingBackground -= 1 }
+            }
             let action = c.callback(c, result)
             if action == .rearm {
                 precondition(c.state == .dead,

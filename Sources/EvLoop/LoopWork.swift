@@ -64,9 +64,9 @@ package final class LoopWork {
             job.completion = Unmanaged.passUnretained(c)
             inFlight.append(c)
             armPoll()
-            if c.hasDeadline, c.startDeadline(now: loop.now.nanoseconds) {
+            if c.hasDeadline, let deadline = c.startDeadline(now: loop.now.nanoseconds) {
                 // In the core's heap on every backend; `expire` withdraws the job.
-                loop.timers.insert(c, deadline: c.activeDeadline)
+                loop.timers.insert(c, deadline: deadline)
             }
         case .stopped:
             loop.complete(c, raw: -Int(ECANCELED))

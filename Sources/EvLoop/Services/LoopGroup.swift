@@ -341,25 +341,16 @@ public final class LoopGroup<Loop: EventLoop & SendableMetatype>: Sendable {
     /// Cancels everything on `loop` and runs it until no completion is active, or gives up
     /// after `drainRounds` rounds; returns the number still active (0 when drained).
     ///
-    /// Why rounds and a timer: `run(.untilDone)` returns as soon as only background
-    /// completions (`keepsLoopAlive == false`) are active, and on io_uring the cancellation
-    /// of one arrives later, as a completion of its own; so after the first round the loop
-    /// may still hold background waits that are about to call back. A foreground timer of
-    /// 10 ms holds `run` open while they do. A callback that answers its cancellation by
-    /// starting new work is cancelled again in the next round; one that never stops doing
-    /// so leaves the loop undrained, which the caller reports.
+    /// Why rounds: the drain (`cancelAll` then `run(.untilDone)`) waits for everything that
+    /// was active, background completions included, but a callback that answers its
+    /// cancellation by starting new background work (a wake-up poll armed again) leaves
+    /// that work behind; it is cancelled in the next round. One that never stops doing so
+    /// leaves the loop undrained, which the caller reports.
     static func drain(_ loop: Loop) throws(EvError) -> Int {
-        let hold = Completion()
         for _ in 0..<drainRounds {
             loop.cancelAll()
             try loop.run(.untilDone)
             if loop.activeCount == 0 { return 0 }
-            if hold.state == .dead {
-                try loop.timer(hold, after: .milliseconds(10)) { _, _ in .disarm }
-            }
-            while hold.state == .active && loop.activeCount > 1 {
-                try loop.run(.once)
-            }
         }
         loop.cancelAll()
         try loop.run(.untilDone)
