@@ -10,20 +10,25 @@ import EvExampleSupport
 /// thread owns. With `--threads N` there are N of these, one per loop of a `LoopGroup`
 /// (`ServerThreads`), each with its own SO_REUSEPORT socket, so the threads share nothing
 /// while serving.
-final class EchoServer: LoopServer {
+final class EchoServer<Socket: ConnectionSocket>: LoopServer {
     let loop: LoopCore
-    let listener: TCPSocket
+    let listener: Socket
     private let accept = Completion()
     private let backoff = Completion()
-    private var connections: [EchoConnection] = []
+    private var connections: [EchoConnection<Socket>] = []
     private var stopping = false
 
     /// What this thread did; the connections update it too.
     var stats = TCPEchoStatistics()
 
-    init(loop: LoopCore, listener: TCPSocket) {
+    /// How long a connection may send nothing before it is closed (nil: forever). A
+    /// deadline on each receive (`Completion.deadline = .within`), restarted by every one.
+    let idleTimeout: Duration?
+
+    init(loop: LoopCore, listener: Socket, idleTimeout: Duration?) {
         self.loop = loop
         self.listener = listener
+        self.idleTimeout = idleTimeout
     }
 
     /// Starts accepting; the loop group runs the loop until the server is stopped.
@@ -34,7 +39,7 @@ final class EchoServer: LoopServer {
         }
     }
 
-    private func accepted(_ result: Result<TCPSocket, EvError>) -> CallbackAction {
+    private func accepted(_ result: Result<Socket, EvError>) -> CallbackAction {
         switch result {
         case .success(let socket):
             if stopping {
@@ -43,7 +48,7 @@ final class EchoServer: LoopServer {
             }
             // Small echoes go out at once: with Nagle's algorithm a second small segment
             // would wait for the client's delayed ACK (up to 40 ms).
-            try? socket.setNoDelay(true)
+            if let tcp = socket as? TCPSocket { try? tcp.setNoDelay(true) }
             stats.connectionsServed += 1
             let connection = EchoConnection(socket: socket, server: self)
             connection.slot = connections.count
@@ -86,7 +91,7 @@ final class EchoServer: LoopServer {
     }
 
     /// Called by a connection once it is closed and idle.
-    func remove(_ connection: EchoConnection) {
+    func remove(_ connection: EchoConnection<Socket>) {
         let i = connection.slot
         guard i >= 0, i < connections.count, connections[i] === connection else { return }
         let last = connections.removeLast()

@@ -175,6 +175,12 @@ final class RunningServer {
             let t = process.finish(timeout: .seconds(5))
             throw ExampleTestError("\(program) never printed 'listening on' (\(t))\n\(process.transcript)")
         }
+        // "listening on unix:PATH" (--unix): no port; `host` is the socket's address.
+        if let unix = line.split(separator: " ").first(where: { $0.hasPrefix("unix:") }) {
+            port = 0
+            host = String(unix)
+            return
+        }
         // "listening on 127.0.0.1:PORT" or "listening on [::1]:PORT", possibly followed by more.
         let address = line.split(separator: " ").first(where: { $0.contains(":") && $0.last?.isNumber == true }) ?? ""
         guard let colon = address.lastIndex(of: ":"), let p = UInt16(address[address.index(after: colon)...]), p != 0 else {

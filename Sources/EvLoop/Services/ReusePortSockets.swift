@@ -92,6 +92,12 @@ public struct ReusePortSockets<Socket: LoopSocket>: Sendable {
         }
     }
 
+    /// Sockets already made and bound (`unixListener`).
+    private init(sockets: [Socket], address: SocketAddress) {
+        self.sockets = sockets
+        self.address = address
+    }
+
     /// Socket `index`, put in the blocking mode `loop` prefers (call it on the loop's
     /// thread, from its set-up, before the loop uses the socket).
     public func socket(_ index: Int, preparedFor loop: some EventLoop) throws(EvError) -> Socket {
@@ -118,6 +124,25 @@ extension ReusePortSockets where Socket == TCPSocket {
                      TCPSocket(fd: try SocketCalls.open(family: a.family, type: Int32(SOCK_STREAM.rawValue), blocking: false))
                  },
                  prepare: { s throws(EvError) in try s.listen(backlog: backlog) })
+    }
+}
+
+extension ReusePortSockets where Socket == UnixSocket {
+    /// One listening Unix stream socket bound to `address` (a path or an abstract name),
+    /// for a server on one loop. AF_UNIX has no SO_REUSEPORT (setsockopt fails with
+    /// EOPNOTSUPP), so a Unix-socket server has one listener; a path that exists already is
+    /// `.addressInUse` (nothing is unlinked: see `UnixSocket.bind(to:)`).
+    public static func unixListener(address: SocketAddress, backlog: Int32 = 128) throws(EvError) -> Self {
+        guard address.family == AF_UNIX else { throw .invalidArgument }
+        let socket = UnixSocket(fd: try SocketCalls.open(family: AF_UNIX, type: Int32(SOCK_STREAM.rawValue), blocking: false))
+        do {
+            try socket.bind(to: address)
+            try socket.listen(backlog: backlog)
+            return Self(sockets: [socket], address: try socket.localAddress())
+        } catch {
+            _ = Glibc.close(socket.fd)
+            throw error
+        }
     }
 }
 
