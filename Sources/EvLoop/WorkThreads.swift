@@ -17,9 +17,8 @@ import Musl
 /// a job that has not started. Threads start on demand, up to the limit, so a pool that is
 /// never used costs no thread, and stay until `shutdown()`.
 package final class WorkThreads: @unchecked Sendable {
-    // @unchecked Sendable: every mutable field is touched only with `mutex` held.
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let condition: UnsafeMutablePointer<pthread_cond_t>
+    // @unchecked Sendable: every mutable field is touched only with `blocking` locked.
+    private let blocking = BlockingLock()
     private let maxThreads: Int
     private var threads: [pthread_t] = []
     private var idleWorkers = 0
@@ -32,22 +31,13 @@ package final class WorkThreads: @unchecked Sendable {
 
     package init(maxThreads: Int) {
         self.maxThreads = maxThreads
-        mutex = .allocate(capacity: 1)
-        condition = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
     }
 
-    deinit {
-        // Every thread holds a reference until it exits, so none is left here.
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
-    }
+    // No deinit work: every thread holds a reference until it exits, so none is left when
+    // this goes, and `BlockingLock` frees its own mutex.
 
-    private func lock() { pthread_mutex_lock(mutex) }
-    private func unlock() { pthread_mutex_unlock(mutex) }
+    private func lock() { blocking.lock() }
+    private func unlock() { blocking.unlock() }
 
     // MARK: The loop's side
 
@@ -79,7 +69,7 @@ package final class WorkThreads: @unchecked Sendable {
             job.inbox = nil
             return .noThread
         }
-        pthread_cond_signal(condition)
+        blocking.signal()
         return .queued
     }
 
@@ -141,7 +131,7 @@ package final class WorkThreads: @unchecked Sendable {
             canceled.append((job, job.inbox))
             job.inbox = nil
         }
-        pthread_cond_broadcast(condition)
+        blocking.broadcast()
         let joining = threads
         threads.removeAll()
         unlock()
@@ -205,7 +195,7 @@ package final class WorkThreads: @unchecked Sendable {
         while true {
             while head == nil && !stopping {
                 idleWorkers += 1
-                pthread_cond_wait(condition, mutex)
+                blocking.wait()
                 idleWorkers -= 1
             }
             // `shutdown()` takes whatever is still queued.
