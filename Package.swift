@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "ev-echo-client", targets: ["ev-echo-client"]),
         .executable(name: "ev-backend-probe", targets: ["ev-backend-probe"]),
         .executable(name: "ev-echo-tcp-async", targets: ["ev-echo-tcp-async"]),
+        .executable(name: "ev-run", targets: ["ev-run"]),
     ],
     targets: [
         // Small C shims for system calls Swift cannot reach directly (variadic syscall()).
@@ -54,6 +55,7 @@ let package = Package(
         .executableTarget(name: "ev-echo-udp", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-udp", swiftSettings: strict),
         .executableTarget(name: "ev-echo-tcp-async", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-tcp-async", swiftSettings: strict),
         .executableTarget(name: "ev-echo-client", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-echo-client", swiftSettings: strict),
+        .executableTarget(name: "ev-run", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/ev-run", swiftSettings: strict),
         // Option parsing and reporting shared by the examples (hand-written: the package
         // takes no dependencies, not even for its examples).
         .target(name: "EvExampleSupport", dependencies: ["Ev"], path: "Examples/EvExampleSupport", swiftSettings: strict),

@@ -40,6 +40,8 @@ public enum OptionError: Error, Sendable, CustomStringConvertible {
     case unexpectedValue(String)
     case unexpectedArgument(String)
     case invalidValue(option: String, value: String, expected: String)
+    /// A program that runs a command (`CommandLineTool.command`) was given none.
+    case missingCommand(String)
 
     public var description: String {
         switch self {
@@ -48,6 +50,7 @@ public enum OptionError: Error, Sendable, CustomStringConvertible {
         case .unexpectedValue(let o): return "option '--\(o)' takes no value"
         case .unexpectedArgument(let a): return "unexpected argument '\(a)'"
         case .invalidValue(let o, let v, let e): return "invalid value '\(v)' for --\(o): expected \(e)"
+        case .missingCommand(let c): return "missing \(c)"
         }
     }
 }
@@ -61,10 +64,14 @@ public enum OptionError: Error, Sendable, CustomStringConvertible {
 public struct ParsedOptions: Sendable {
     public private(set) var values: [String: String]
     public private(set) var flags: Set<String>
+    /// The command after the options, for a tool that takes one (`CommandLineTool.command`):
+    /// everything from the first argument that is not an option, or after `--`.
+    public private(set) var command: [String]
 
-    init(values: [String: String], flags: Set<String>) {
+    init(values: [String: String], flags: Set<String>, command: [String] = []) {
         self.values = values
         self.flags = flags
+        self.command = command
     }
 
     /// Whether a value-less flag such as `--help` was given.
@@ -127,6 +134,12 @@ extension OptionSpec {
         OptionSpec("host", value: "ADDRESS", default: "127.0.0.1", help: help)
     }
 
+    /// `--host NAME` of a client: a host name (resolved through `Resolver`, off the loop
+    /// thread) or a numeric address; default 127.0.0.1.
+    public static func hostName(help: String = "host name or numeric address of the server (resolved without blocking the loop)") -> OptionSpec {
+        OptionSpec("host", value: "NAME", default: "127.0.0.1", help: help)
+    }
+
     /// `--port PORT` of a server (default 0: the kernel picks a free port, which the server
     /// prints in its `listening on` line for scripts to read).
     public static func listenPort(_ transport: String) -> OptionSpec {
@@ -167,10 +180,15 @@ public struct SharedOptions: Sendable {
     /// Everything parsed, for the options that are the program's own.
     public let parsed: ParsedOptions
 
-    init(_ parsed: ParsedOptions) throws(OptionError) {
+    init(_ parsed: ParsedOptions, hostIsName: Bool = false) throws(OptionError) {
         // A value is there when the option was given or has a default (so was declared).
         self.parsed = parsed
-        host = parsed.string("host") == nil ? "127.0.0.1" : try parsed.host()
+        if let raw = parsed.string("host") {
+            guard !raw.isEmpty else { throw .invalidValue(option: "host", value: raw, expected: "a host name or address") }
+            host = hostIsName ? raw : try parsed.host()
+        } else {
+            host = "127.0.0.1"
+        }
         port = parsed.string("port") == nil ? 0 : try parsed.port()
         backend = try parsed.backend()
         threads = parsed.string("threads") == nil ? 1 : try parsed.int("threads", in: 1...256)
@@ -188,17 +206,25 @@ public struct CommandLineTool: Sendable {
     public var options: [OptionSpec]
     /// Example invocations shown at the end of the help text.
     public var examples: [String]
+    /// For a program that runs a command ("COMMAND [ARGUMENT...]", as the usage line shows
+    /// it): the options end at the first argument that is not an option, or at `--`, and
+    /// the rest is the command (`ParsedOptions.command`), so that the command's own options
+    /// are never taken for the program's. Nil: every argument must be an option.
+    public var command: String?
 
-    public init(name: String, summary: String, options: [OptionSpec], examples: [String] = []) {
+    public init(name: String, summary: String, options: [OptionSpec], examples: [String] = [],
+                command: String? = nil) {
         self.name = name
         self.summary = summary
         self.options = options + [OptionSpec("help", help: "show this help and exit")]
         self.examples = examples
+        self.command = command
     }
 
     /// The text `--help` prints.
     public var helpText: String {
-        var s = "USAGE: \(name) [options]\n\n\(summary)\n\nOPTIONS:\n"
+        let usage = "USAGE: \(name) [options]" + (command.map { " [--] \($0)" } ?? "")
+        var s = "\(usage)\n\n\(summary)\n\nOPTIONS:\n"
         let left = options.map { o in "  --\(o.name)" + (o.valueName.map { " \($0)" } ?? "") }
         let width = (left.map(\.count).max() ?? 0) + 2
         for (o, l) in zip(options, left) {
@@ -225,6 +251,11 @@ public struct CommandLineTool: Sendable {
             let arg = arguments[i]
             i += 1
             if arg == "-h" { flags.insert("help"); continue }
+            if command != nil, arg == "--" || !arg.hasPrefix("-") {
+                // The command starts here: nothing after it is parsed as an option.
+                let first = arg == "--" ? i : i - 1
+                return ParsedOptions(values: values, flags: flags, command: Array(arguments[first...]))
+            }
             guard arg.hasPrefix("--"), arg.count > 2 else { throw .unexpectedArgument(arg) }
             var name = String(arg.dropFirst(2))
             var inline: String? = nil
@@ -270,7 +301,9 @@ public struct CommandLineTool: Sendable {
     /// is a usage error (exit 2) like any other.
     public func parseSharedOrExit(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> SharedOptions {
         let parsed = parseOrExit(arguments)
-        return validate { () throws(OptionError) in try SharedOptions(parsed) }
+        // A `--host NAME` (`OptionSpec.hostName`) is any name; `--host ADDRESS` is numeric.
+        let hostIsName = options.contains { $0.name == "host" && $0.valueName == "NAME" }
+        return validate { () throws(OptionError) in try SharedOptions(parsed, hostIsName: hostIsName) }
     }
 
     /// Reports a bad option value found after parsing and exits 2.

@@ -48,6 +48,8 @@ public struct TCPEchoStatistics: ServerStatistics {
     public var connectionsFailed: UInt64 = 0
     /// Connections still open when the server stopped (it closed them).
     public var openAtShutdown: UInt64 = 0
+    /// Connections closed because they sent nothing for the idle timeout (`--idle-timeout`).
+    public var closedIdle: UInt64 = 0
     /// Bytes sent back to clients.
     public var bytesEchoed: UInt64 = 0
 
@@ -57,6 +59,7 @@ public struct TCPEchoStatistics: ServerStatistics {
         [("connections served", \.connectionsServed),
          ("connections ended by an error", \.connectionsFailed),
          ("connections open at shutdown", \.openAtShutdown),
+         ("connections closed idle", \.closedIdle),
          ("bytes echoed", \.bytesEchoed)]
     }
 

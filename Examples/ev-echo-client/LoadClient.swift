@@ -15,20 +15,20 @@ import EvExampleSupport
 /// differ per connection and carry the roundtrip number, so an echo delivered to the wrong
 /// connection, duplicated, reordered or stale fails the comparison. Buffers and completions
 /// are allocated per connection up front: the measuring itself allocates nothing.
-final class LoadClient {
-    struct Failure {
-        var connection: Int
-        var message: String
-    }
-
+///
+/// Generic over the socket type: `TCPSocket` for `--host`/`--port`, `UnixSocket` for
+/// `--unix PATH`; both are `ConnectionSocket`s, so a connection does the same on either.
+final class LoadClient<Socket: ClientSocket> {
     let loop: LoopCore
     let address: SocketAddress
+    /// How long a connect may take (`Completion.deadline`); nil: as long as the kernel tries.
+    let connectTimeout: Duration?
     let size: Int
     let duration: Duration
     /// How long after `duration` unfinished roundtrips are given before the run fails.
     let grace: Duration
 
-    private(set) var connections: [ClientConnection] = []
+    private(set) var connections: [ClientConnection<Socket>] = []
     private let durationTimer = Completion()
     private let deadlineTimer = Completion()
     private(set) var stopping = false
@@ -38,16 +38,18 @@ final class LoadClient {
     private(set) var roundtrips: UInt64 = 0
     private(set) var connected = 0
     private(set) var finished = 0
-    private(set) var failures: [Failure] = []
+    private(set) var failures: [LoadFailure] = []
     /// Every failure, including those not kept in `failures`.
     private(set) var errorCount = 0
     private(set) var mismatches = 0
     private(set) var startNanoseconds: UInt64 = 0
     private(set) var lastRoundtripNanoseconds: UInt64 = 0
 
-    init(loop: LoopCore, address: SocketAddress, connections count: Int, size: Int, duration: Duration) {
+    init(loop: LoopCore, address: SocketAddress, connectTimeout: Duration?, connections count: Int,
+         size: Int, duration: Duration) {
         self.loop = loop
         self.address = address
+        self.connectTimeout = connectTimeout
         self.size = size
         self.duration = duration
         self.grace = max(.seconds(10), duration)
@@ -92,7 +94,7 @@ final class LoadClient {
     func fail(_ connection: Int, _ message: String) {
         // Keep the first thousand in full; count them all.
         errorCount += 1
-        if failures.count < 1000 { failures.append(Failure(connection: connection, message: message)) }
+        if failures.count < 1000 { failures.append(LoadFailure(connection: connection, message: message)) }
     }
 
     /// A connection has closed; when the last one has, the timers go and `run` returns.
@@ -139,10 +141,10 @@ final class LoadClient {
 /// through the write queue, which resumes partial writes by itself; the receive is set up
 /// through the watcher on the first roundtrip and then re-added as it is (only its buffer
 /// changes), so a roundtrip allocates nothing.
-final class ClientConnection {
+final class ClientConnection<Socket: ClientSocket> {
     let id: Int
-    unowned let client: LoadClient
-    private var socket = TCPSocket(fd: -1)
+    unowned let client: LoadClient<Socket>
+    private var socket = Socket(fd: -1)
     private var queue: WriteQueue?
     private let message: UnsafeMutableRawBufferPointer
     private let echo: UnsafeMutableRawBufferPointer
@@ -159,7 +161,7 @@ final class ClientConnection {
     private var connecting = false
     private var closing = false
 
-    init(id: Int, client: LoadClient) {
+    init(id: Int, client: LoadClient<Socket>) {
         self.id = id
         self.client = client
         message = .allocate(byteCount: client.size, alignment: 16)
@@ -173,7 +175,10 @@ final class ClientConnection {
             message[i] = UInt8(truncatingIfNeeded: state)
         }
         request.buffer = UnsafeRawBufferPointer(message)
-        request.callback = { [unowned self] _, result in self.sent(result) }
+        request.callback = { [unowned self] _, result in
+            self.sent(result)
+            return .disarm
+        }
     }
 
     deinit {
@@ -183,12 +188,10 @@ final class ClientConnection {
 
     func start() {
         do {
-            socket = try TCPSocket(for: client.address, loop: client.loop)
-            // Each message goes out at once; Nagle's algorithm would hold back the tail of
-            // a message split across segments until the server's delayed ACK.
-            try? socket.setNoDelay(true)
-            queue = WriteQueue(socket: socket)
+            socket = try Socket.make(for: client.address, loop: client.loop)
+            queue = WriteQueue(fd: socket.fd)
             connecting = true
+            if let timeout = client.connectTimeout { connectCompletion.deadline = .within(timeout) }
             try socket.connect(loop: client.loop, completion: connectCompletion, to: client.address) { [unowned self] _, result in
                 self.connected(result)
             }
@@ -228,7 +231,7 @@ final class ClientConnection {
         startedAt = Report.monotonicNanoseconds()
         do {
             // The send and the receive run at the same time (see LoadClient).
-            try queue.enqueue(request, loop: client.loop)
+            try queue.enqueue(loop: client.loop, request)
             if receiveConfigured {
                 receiveCompletion.operation = .recv(socket: socket.fd, buffer: echo)
                 try client.loop.add(receiveCompletion)
@@ -321,5 +324,56 @@ final class ClientConnection {
         } catch {
             fatalError("ev-echo-client: close: \(error)")
         }
+    }
+}
+
+/// The two kinds of socket the client connects with, made the way each needs.
+protocol ClientSocket: ConnectionSocket {
+    /// A socket ready to connect to `address`, in the mode `loop` prefers.
+    static func make(for address: SocketAddress, loop: LoopCore) throws(EvError) -> Self
+}
+
+extension TCPSocket: ClientSocket {
+    static func make(for address: SocketAddress, loop: LoopCore) throws(EvError) -> TCPSocket {
+        let socket = try TCPSocket(for: address, loop: loop)
+        // Each message goes out at once; Nagle's algorithm would hold back the tail of a
+        // message split across segments until the server's delayed ACK.
+        try? socket.setNoDelay(true)
+        return socket
+    }
+}
+
+extension UnixSocket: ClientSocket {
+    static func make(for address: SocketAddress, loop: LoopCore) throws(EvError) -> UnixSocket {
+        try UnixSocket(kind: .stream, loop: loop)
+    }
+}
+
+/// One connection's failure (connection -1: the whole run).
+struct LoadFailure {
+    var connection: Int
+    var message: String
+}
+
+/// What a run measured, whatever socket type it used.
+struct LoadReport {
+    let histogram: LatencyHistogram
+    let elapsedSeconds: Double
+    let roundtrips: UInt64
+    let connected: Int
+    let mismatches: Int
+    let errorCount: Int
+    let failures: [LoadFailure]
+    let timedOut: Bool
+
+    init<Socket>(_ client: LoadClient<Socket>) {
+        histogram = client.histogram
+        elapsedSeconds = client.elapsedSeconds
+        roundtrips = client.roundtrips
+        connected = client.connected
+        mismatches = client.mismatches
+        errorCount = client.errorCount
+        failures = client.failures
+        timedOut = client.timedOut
     }
 }

@@ -15,15 +15,19 @@ import EvExampleSupport
 let tool = CommandLineTool(
     name: "ev-echo-client",
     summary: """
-    Load generator and checker for ev-echo-tcp (or any TCP echo server). Opens the given
-    number of connections from one EvLoop loop; each sends a message, waits for the full
-    echo, verifies every byte and repeats until the duration is over. Prints roundtrips/s,
-    MB/s and latency percentiles (p50/p90/p99/max). Exits 1 on any mismatch, connection
-    error or unfinished roundtrip, 2 on a bad command line.
+    Load generator and checker for ev-echo-tcp (or any TCP or Unix-socket echo server).
+    Opens the given number of connections from one EvLoop loop; each sends a message, waits
+    for the full echo, verifies every byte and repeats until the duration is over. Prints
+    roundtrips/s, MB/s and latency percentiles (p50/p90/p99/max). A host name is resolved
+    through EvLoop's Resolver (off the loop thread); the first address it gives is used.
+    Exits 1 on any mismatch, connection error, connect timeout or unfinished roundtrip, 2 on
+    a bad command line.
     """,
     options: [
-        .host(help: "numeric IPv4 or IPv6 address of the echo server"),
-        .requiredPort(help: "TCP port of the echo server (required)"),
+        .hostName(),
+        .requiredPort(help: "TCP port of the echo server (required unless --unix)"),
+        OptionSpec("unix", value: "PATH", help: "connect to the Unix stream socket at PATH instead of TCP (@NAME: an abstract name)"),
+        OptionSpec("connect-timeout", value: "SECONDS", help: "give up a connect that takes longer (a deadline on the connect)"),
         OptionSpec("connections", value: "N", default: "1", help: "concurrent connections"),
         OptionSpec("size", value: "BYTES", default: "64", help: "bytes per message"),
         OptionSpec("duration", value: "SECONDS", default: "3", help: "how long to keep sending (fractions allowed)"),
@@ -32,6 +36,8 @@ let tool = CommandLineTool(
     examples: [
         "ev-echo-client --port 7000 --connections 8 --size 1024 --duration 3",
         "ev-echo-client --port 7000 --connections 1000 --duration 2",
+        "ev-echo-client --host localhost --port 7000 --connect-timeout 2",
+        "ev-echo-client --unix /tmp/echo.sock --connections 4",
     ]
 )
 
@@ -39,10 +45,16 @@ let options = tool.parseSharedOrExit()
 let connections = tool.validate { () throws(OptionError) in try options.parsed.int("connections", in: 1...100_000) }
 let size = tool.validate { () throws(OptionError) in try options.parsed.int("size", in: 1...(64 << 20)) }
 let duration = tool.validate { () throws(OptionError) in try options.parsed.seconds("duration") }
-guard options.parsed.string("port") != nil else {
-    tool.usageError(.missingValue("port"))
+let connectTimeout: Duration? = tool.validate { () throws(OptionError) -> Duration? in
+    options.parsed.string("connect-timeout") == nil ? nil : try options.parsed.seconds("connect-timeout")
 }
-if options.port == 0 { tool.usageError(.invalidValue(option: "port", value: "0", expected: "the server's port (1...65535)")) }
+let unixPath = options.parsed.string("unix")
+if unixPath == nil {
+    guard options.parsed.string("port") != nil else {
+        tool.usageError(.missingValue("port"))
+    }
+    if options.port == 0 { tool.usageError(.invalidValue(option: "port", value: "0", expected: "the server's port (1...65535)")) }
+}
 
 let limit = ExampleProcess.raiseDescriptorLimit()
 if UInt64(connections) + 16 > limit {
@@ -51,20 +63,70 @@ if UInt64(connections) + 16 > limit {
 
 let loop = ExampleProcess.openLoop(program: tool.name, backend: options.backend)
 let address: SocketAddress
-do {
-    address = try SocketAddress(host: options.host, port: options.port)
-} catch {
-    Report.fail(tool.name, "bad address \(options.host):\(options.port): \(error)", status: 2)
+if let unixPath {
+    do {
+        address = unixPath.hasPrefix("@")
+            ? try SocketAddress(abstractUnixName: String(unixPath.dropFirst()))
+            : try SocketAddress(unixPath: unixPath)
+    } catch {
+        Report.fail(tool.name, "bad Unix socket path \(unixPath): \(error)", status: 2)
+    }
+} else {
+    address = resolveTarget(host: options.host, port: options.port, on: loop)
 }
-Report.say("target: \(address), \(connections) connection(s), \(size)-byte messages, \(Report.fixed(Report.seconds(duration), 2)) s")
+Report.say("target: \(address), \(connections) connection(s), \(size)-byte messages, \(Report.fixed(Report.seconds(duration), 2)) s"
+           + (connectTimeout.map { ", connect timeout \(Report.fixed(Report.seconds($0), 2)) s" } ?? ""))
 
-let client = LoadClient(loop: loop, address: address, connections: connections, size: size, duration: duration)
-do {
-    try client.run()
-} catch {
-    Report.fail(tool.name, "loop failed: \(error)")
+/// The server's address: `host` as a numeric address, else resolved through the loop's
+/// `Resolver` (getaddrinfo on a pool thread; the loop runs until the answer is back).
+@MainActor
+func resolveTarget(host: String, port: UInt16, on loop: LoopCore) -> SocketAddress {
+    if let numeric = try? SocketAddress(host: host, port: port) { return numeric }
+    let resolver: Resolver
+    do {
+        resolver = try Resolver()
+    } catch {
+        Report.fail(tool.name, "cannot start the resolver: \(error)")
+    }
+    defer { resolver.shutdown() }
+    var outcome: Result<[SocketAddress], EvError>?
+    do {
+        try resolver.resolve(loop: loop, completion: Completion(), host: host, port: port) { _, result in
+            outcome = result
+            return .disarm
+        }
+        try loop.run(.untilDone)
+    } catch {
+        Report.fail(tool.name, "resolving \(host): \(error)")
+    }
+    switch outcome {
+    case .success(let addresses)?:
+        guard let first = addresses.first else { Report.fail(tool.name, "\(host) has no address") }
+        Report.say("resolved \(host): \(addresses.map(\.description).joined(separator: ", "))")
+        return first
+    case .failure(let error)?:
+        Report.fail(tool.name, "cannot resolve \(host): \(error)")
+    case nil:
+        Report.fail(tool.name, "resolving \(host) did not finish")
+    }
 }
 
+/// Runs the load test with sockets of type `Socket` and returns what it measured.
+@MainActor
+func runLoad<Socket: ClientSocket>(_: Socket.Type) -> LoadClient<Socket> {
+    let client = LoadClient<Socket>(loop: loop, address: address, connectTimeout: connectTimeout,
+                                    connections: connections, size: size, duration: duration)
+    do {
+        try client.run()
+    } catch {
+        Report.fail(tool.name, "loop failed: \(error)")
+    }
+    return client
+}
+
+let report = unixPath == nil ? LoadReport(runLoad(TCPSocket.self)) : LoadReport(runLoad(UnixSocket.self))
+
+let client = report
 let h = client.histogram
 let seconds = client.elapsedSeconds
 let rate = seconds > 0 ? Double(client.roundtrips) / seconds : 0

@@ -22,19 +22,11 @@ import EvExampleSupport
 /// A client that sends without ever reading therefore costs the server one ring, never
 /// unbounded memory. Any error on the connection (a reset mid-stream, a broken pipe)
 /// closes only this connection.
-final class EchoConnection {
-    /// Bytes in each connection's ring.
-    static let capacity = 64 * 1024
-    /// Stop receiving when this many bytes wait to be sent...
-    static let highWater = 48 * 1024
-    /// ...and start again once the backlog has drained to this.
-    static let lowWater = 16 * 1024
-    /// Write requests per connection: one per receive not yet fully sent. When all are in
-    /// the queue, receiving pauses like it does at `highWater`.
-    static let requests = 8
+final class EchoConnection<Socket: ConnectionSocket> {
+    typealias Limits = EchoLimits
 
-    let socket: TCPSocket
-    unowned let server: EchoServer
+    let socket: Socket
+    unowned let server: EchoServer<Socket>
     /// Position in the server's connection list (for O(1) removal).
     var slot = -1
 
@@ -56,14 +48,18 @@ final class EchoConnection {
     /// The client shut down its side: finish sending, then close.
     private var peerFinished = false
 
-    init(socket: TCPSocket, server: EchoServer) {
+    init(socket: Socket, server: EchoServer<Socket>) {
         self.socket = socket
         self.server = server
-        ring = .allocate(byteCount: Self.capacity, alignment: 64)
-        queue = WriteQueue(socket: socket)
-        freeRequests.reserveCapacity(Self.requests)
-        for _ in 0..<Self.requests {
-            freeRequests.append(WriteRequest { [unowned self] request, result in self.sent(request, result) })
+        ring = .allocate(byteCount: Limits.capacity, alignment: 64)
+        queue = WriteQueue(fd: socket.fd)
+        if let idle = server.idleTimeout { receiveCompletion.deadline = .within(idle) }
+        freeRequests.reserveCapacity(Limits.requests)
+        for _ in 0..<Limits.requests {
+            freeRequests.append(WriteRequest { [unowned self] request, result in
+                self.sent(request, result)
+                return .disarm
+            })
         }
     }
 
@@ -99,16 +95,16 @@ final class EchoConnection {
     private func freeRegion() -> UnsafeMutableRawBufferPointer? {
         guard !closing, !peerFinished, !receiving else { return nil }
         if queued == 0 && queue.isEmpty { head = 0 }   // empty ring: start over for the longest run
-        let tail = (head + queued) % Self.capacity
+        let tail = (head + queued) % Limits.capacity
         let free: Int
-        if queued == Self.capacity {
+        if queued == Limits.capacity {
             free = 0
         } else if tail >= head {
-            free = Self.capacity - tail     // up to the end of the ring; the next receive wraps
+            free = Limits.capacity - tail     // up to the end of the ring; the next receive wraps
         } else {
             free = head - tail              // the gap before the unsent bytes
         }
-        guard queued < Self.highWater, free > 0, !freeRequests.isEmpty else {
+        guard queued < Limits.highWater, free > 0, !freeRequests.isEmpty else {
             paused = true
             return nil
         }
@@ -124,12 +120,12 @@ final class EchoConnection {
         }
         switch result {
         case .success(let n):
-            let start = (head + queued) % Self.capacity
+            let start = (head + queued) % Limits.capacity
             queued += n
             let request = freeRequests.removeLast()
             request.buffer = UnsafeRawBufferPointer(rebasing: ring[start..<(start + n)])
             do {
-                try queue.enqueue(request, loop: server.loop)
+                try queue.enqueue(loop: server.loop, request)
             } catch {
                 freeRequests.append(request)
                 fail(error)
@@ -143,6 +139,13 @@ final class EchoConnection {
             return .rearm
         case .failure(.endOfFile):
             // The client shut down its sending side: echo what is left, then close.
+            peerFinished = true
+            if queued == 0 && queue.isEmpty { beginClose() }
+            return .disarm
+        case .failure(.timedOut):
+            // Nothing received for the idle timeout (the deadline restarts with each
+            // receive): close, after the echo of what came before is out.
+            server.stats.closedIdle += 1
             peerFinished = true
             if queued == 0 && queue.isEmpty { beginClose() }
             return .disarm
@@ -160,11 +163,11 @@ final class EchoConnection {
         freeRequests.append(request)
         switch result {
         case .success(let n):
-            head = (head + n) % Self.capacity
+            head = (head + n) % Limits.capacity
             queued -= n
             server.stats.bytesEchoed += UInt64(n)
             if closing { return }
-            if paused && queued <= Self.lowWater, let region = freeRegion() {
+            if paused && queued <= Limits.lowWater, let region = freeRegion() {
                 receiveCompletion.operation = .recv(socket: socket.fd, buffer: region)
                 receiving = true
                 server.submit(receiveCompletion)
@@ -214,4 +217,19 @@ final class EchoConnection {
     private func finishIfIdle() {
         if closing && !receiving && !closeInFlight && queue.isEmpty { server.remove(self) }
     }
+}
+
+/// The per-connection limits of `EchoConnection` (a generic class cannot hold static
+/// stored properties).
+enum EchoLimits {
+    /// Bytes in each connection's ring.
+    static let capacity = 64 * 1024
+    /// Stop receiving when this many bytes wait to be sent...
+    static let highWater = 48 * 1024
+    /// ...and start again once the backlog has drained to this.
+    static let lowWater = 16 * 1024
+    /// Write requests per connection: one per receive not yet fully sent. When all are in
+    /// the queue, receiving pauses like it does at `highWater`.
+    static let requests = 8
+
 }

@@ -7,41 +7,39 @@ import Ev
 import EvExampleSupport
 
 /// One loop, one listening socket, and the connections it accepted: everything one server
-/// thread owns. With `--threads N` there are N of these, each on its own thread with its
-/// own SO_REUSEPORT socket, so the threads share nothing while serving.
-final class EchoServer {
+/// thread owns. With `--threads N` there are N of these, one per loop of a `LoopGroup`
+/// (`ServerThreads`), each with its own SO_REUSEPORT socket, so the threads share nothing
+/// while serving.
+final class EchoServer<Socket: ConnectionSocket>: LoopServer {
     let loop: LoopCore
-    let listener: TCPSocket
+    let listener: Socket
     private let accept = Completion()
     private let backoff = Completion()
-    private let stopListener: StopListener
-    private var connections: [EchoConnection] = []
+    private var connections: [EchoConnection<Socket>] = []
     private var stopping = false
 
     /// What this thread did; the connections update it too.
     var stats = TCPEchoStatistics()
 
-    init(loop: LoopCore, listener: TCPSocket, stop: StopListener) {
+    /// How long a connection may send nothing before it is closed (nil: forever). A
+    /// deadline on each receive (`Completion.deadline = .within`), restarted by every one.
+    let idleTimeout: Duration?
+
+    init(loop: LoopCore, listener: Socket, idleTimeout: Duration?) {
         self.loop = loop
         self.listener = listener
-        self.stopListener = stop
+        self.idleTimeout = idleTimeout
     }
 
-    /// Serves until asked to stop, then closes every connection and returns what it did.
-    func serve() -> TCPEchoStatistics {
-        do {
-            // One accept, rearmed for every connection (the watcher sets its callback once).
-            try listener.accept(loop: loop, completion: accept) { [unowned self] _, result in
-                self.accepted(result)
-            }
-        } catch {
-            Report.fail("ev-echo-tcp", "accept: \(error)")
+    /// Starts accepting; the loop group runs the loop until the server is stopped.
+    func start() throws(EvError) {
+        // One accept, rearmed for every connection (the watcher sets its callback once).
+        try listener.accept(loop: loop, completion: accept) { [unowned self] _, result in
+            self.accepted(result)
         }
-        stopListener.run(program: "ev-echo-tcp") { [unowned self] in self.stop() }
-        return stats
     }
 
-    private func accepted(_ result: Result<TCPSocket, EvError>) -> CallbackAction {
+    private func accepted(_ result: Result<Socket, EvError>) -> CallbackAction {
         switch result {
         case .success(let socket):
             if stopping {
@@ -50,7 +48,7 @@ final class EchoServer {
             }
             // Small echoes go out at once: with Nagle's algorithm a second small segment
             // would wait for the client's delayed ACK (up to 40 ms).
-            try? socket.setNoDelay(true)
+            if let tcp = socket as? TCPSocket { try? tcp.setNoDelay(true) }
             stats.connectionsServed += 1
             let connection = EchoConnection(socket: socket, server: self)
             connection.slot = connections.count
@@ -81,20 +79,19 @@ final class EchoServer {
         }
     }
 
-    /// Stops accepting and closes every connection; `serve` returns once their callbacks
-    /// have all run.
+    /// Stops accepting and closes every connection (the group's stop handler, on the loop
+    /// thread); the loop finishes once their callbacks have all run.
     func stop() {
         guard !stopping else { return }
         stopping = true
         stats.openAtShutdown = UInt64(connections.count)
         if accept.state == .active { try? loop.cancel(accept, using: Completion()) }
         if backoff.state == .active { try? LoopTimer.cancel(loop: loop, completion: backoff, using: Completion()) }
-        stopListener.cancel()
         for c in connections { c.abort() }
     }
 
     /// Called by a connection once it is closed and idle.
-    func remove(_ connection: EchoConnection) {
+    func remove(_ connection: EchoConnection<Socket>) {
         let i = connection.slot
         guard i >= 0, i < connections.count, connections[i] === connection else { return }
         let last = connections.removeLast()

@@ -1,4 +1,4 @@
-// ev-echo-tcp: a TCP echo server on EvLoop, one loop per thread.
+// ev-echo-tcp: a TCP echo server on EvLoop, one loop per thread (a LoopGroup).
 //
 // Each thread owns a loop and its own listening socket bound to the same port with
 // SO_REUSEPORT, so the kernel spreads new connections across the threads and they share
@@ -16,11 +16,12 @@ import EvExampleSupport
 let tool = CommandLineTool(
     name: "ev-echo-tcp",
     summary: """
-    A TCP echo server built on EvLoop. It prints the backend it runs on (and why any better
-    one was skipped), then a line 'listening on HOST:PORT' for scripts, echoes every
+    A TCP (or Unix-socket) echo server built on EvLoop. It prints the backend it runs on
+    (and why any better one was skipped), then a line 'listening on HOST:PORT' (or
+    'listening on unix:PATH') for scripts, echoes every
     connection until the client shuts down its side, and on SIGINT or SIGTERM closes all
     connections and prints the connections served and bytes echoed.
-    A connection that sends without reading is throttled (at most \(EchoConnection.capacity / 1024) KiB
+    A connection that sends without reading is throttled (at most \(EchoLimits.capacity / 1024) KiB
     buffered per connection); a client that resets mid-stream affects only itself.
     """,
     options: [
@@ -29,11 +30,14 @@ let tool = CommandLineTool(
         .backend,
         .threads,
         OptionSpec("backlog", value: "N", default: "1024", help: "listen(2) backlog of each socket"),
+        OptionSpec("unix", value: "PATH", help: "listen on a Unix stream socket at PATH (@NAME: an abstract name) instead of TCP; one thread"),
+        OptionSpec("idle-timeout", value: "SECONDS", help: "close a connection that sends nothing for this long (a deadline on each receive)"),
     ],
     examples: [
         "ev-echo-tcp --port 7000",
         "ev-echo-tcp --port 7000 --threads 2 --backend epoll",
         "EV_BACKEND=poll ev-echo-tcp",
+        "ev-echo-tcp --unix /tmp/echo.sock --idle-timeout 30",
     ]
 )
 
@@ -41,19 +45,44 @@ let options = tool.parseSharedOrExit()
 let backlog = tool.validate { () throws(OptionError) in try options.parsed.int("backlog", in: 1...65535) }
 let mainLoop = ExampleProcess.startServer(program: tool.name, backend: options.backend)
 
-// The sockets are made here, before the threads start, so that port 0 resolves to one
-// port that every thread's socket then binds. TCPSocket makes each close-on-exec and in the
-// blocking mode the backend wants (blocking for io_uring, non-blocking for epoll/poll).
-let (listeners, boundAddress) = tool.orFail("cannot listen on \(options.host):\(options.port)") { () throws(EvError) in
-    try makeReusePortSockets(
-        count: options.threads, address: SocketAddress(host: options.host, port: options.port),
-        make: { address throws(EvError) in try TCPSocket(for: address, loop: mainLoop) },
-        prepare: { socket throws(EvError) in try socket.listen(backlog: Int32(backlog)) })
+let idleTimeout: Duration? = tool.validate { () throws(OptionError) -> Duration? in
+    options.parsed.string("idle-timeout") == nil ? nil : try options.parsed.seconds("idle-timeout")
 }
-Report.say("listening on \(boundAddress) (backend \(mainLoop.backend), threads \(options.threads), backlog \(backlog))")
+let unixPath = options.parsed.string("unix")
+if unixPath != nil && options.threads != 1 {
+    // AF_UNIX has no SO_REUSEPORT (EOPNOTSUPP): one listener, one loop.
+    tool.usageError(.invalidValue(option: "threads", value: "\(options.threads)", expected: "1 with --unix (Unix sockets have no SO_REUSEPORT)"))
+}
+let idleNote = idleTimeout.map { ", idle timeout \(Report.fixed(Report.seconds($0), 1)) s" } ?? ""
 
-let perThread = ServerThreads.run(program: tool.name, mainLoop: mainLoop, sockets: listeners) { loop, listener, stop in
-    EchoServer(loop: loop, listener: listener, stop: stop).serve()
+let perThread: [TCPEchoStatistics]
+if let unixPath {
+    let listener = tool.orFail("cannot listen on \(unixPath)") { () throws(EvError) in
+        try ReusePortSockets.unixListener(
+            address: unixPath.hasPrefix("@") ? SocketAddress(abstractUnixName: String(unixPath.dropFirst()))
+                                             : SocketAddress(unixPath: unixPath),
+            backlog: Int32(backlog))
+    }
+    Report.say("listening on \(listener.address) (backend \(mainLoop.backend), backlog \(backlog)\(idleNote))")
+    perThread = ServerThreads.run(program: tool.name, backend: mainLoop.backend, sockets: listener) { loop, socket in
+        EchoServer(loop: loop, listener: socket, idleTimeout: idleTimeout)
+    }
+    // The socket file stays after the close (Unix sockets are not removed by the kernel).
+    if !unixPath.hasPrefix("@") { unlink(unixPath) }
+} else {
+    // The sockets are made here, before the threads start, so that port 0 resolves to one
+    // port that every thread's socket then binds (close-on-exec; each loop's set-up puts
+    // its own in the blocking mode its backend wants: blocking for io_uring, non-blocking
+    // for epoll/poll).
+    let listeners = tool.orFail("cannot listen on \(options.host):\(options.port)") { () throws(EvError) in
+        try ReusePortSockets.listeners(count: options.threads,
+                                       address: SocketAddress(host: options.host, port: options.port),
+                                       backlog: Int32(backlog))
+    }
+    Report.say("listening on \(listeners.address) (backend \(mainLoop.backend), threads \(options.threads), backlog \(backlog)\(idleNote))")
+    perThread = ServerThreads.run(program: tool.name, backend: mainLoop.backend, sockets: listeners) { loop, listener in
+        EchoServer(loop: loop, listener: listener, idleTimeout: idleTimeout)
+    }
 }
 TCPEchoStatistics.printSummary(perThread)
 exit(0)

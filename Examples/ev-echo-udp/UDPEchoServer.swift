@@ -40,14 +40,13 @@ struct UDPEchoStatistics: ServerStatistics {
 /// destination. The watcher's `write` would wrap its callback in a new closure on every
 /// call, so the reply sets the send completion's operation instead: nothing is allocated
 /// per datagram.
-final class UDPEchoServer {
+final class UDPEchoServer: LoopServer {
     /// Large enough for any UDP datagram over IPv4 or IPv6 (without jumbograms).
     static let bufferSize = 65_536
     static let slots = 4
 
     let loop: LoopCore
     let socket: UDPSocket
-    private let stopListener: StopListener
     private var slots: [Slot] = []
     private var stopping = false
     var stats = UDPEchoStatistics()
@@ -64,10 +63,9 @@ final class UDPEchoServer {
         deinit { buffer.deallocate() }
     }
 
-    init(loop: LoopCore, socket: UDPSocket, stop: StopListener) {
+    init(loop: LoopCore, socket: UDPSocket) {
         self.loop = loop
         self.socket = socket
-        self.stopListener = stop
         for _ in 0..<Self.slots {
             let slot = Slot()
             slot.send.callback = { [unowned self, unowned slot] _, result in self.sent(slot, result) }
@@ -75,19 +73,13 @@ final class UDPEchoServer {
         }
     }
 
-    /// Serves until asked to stop; returns what it did.
-    func serve() -> UDPEchoStatistics {
-        do {
-            for slot in slots {
-                try socket.read(loop: loop, completion: slot.receive, buffer: slot.buffer) { [unowned self, unowned slot] _, result in
-                    self.received(slot, result)
-                }
+    /// Starts receiving; the loop group runs the loop until the server is stopped.
+    func start() throws(EvError) {
+        for slot in slots {
+            try socket.read(loop: loop, completion: slot.receive, buffer: slot.buffer) { [unowned self, unowned slot] _, result in
+                self.received(slot, result)
             }
-        } catch {
-            Report.fail("ev-echo-udp", "receive: \(error)")
         }
-        stopListener.run(program: "ev-echo-udp") { [unowned self] in self.stop() }
-        return stats
     }
 
     private func received(_ slot: Slot, _ result: Result<ReceivedMessage, EvError>) -> CallbackAction {
@@ -141,7 +133,6 @@ final class UDPEchoServer {
                 try? loop.cancel(c, using: Completion())
             }
         }
-        stopListener.cancel()
     }
 
     private func submit(_ c: Completion) {

@@ -1,4 +1,4 @@
-// ev-echo-udp: a UDP echo server on EvLoop, one loop per thread.
+// ev-echo-udp: a UDP echo server on EvLoop, one loop per thread (a LoopGroup).
 //
 // Each thread owns a loop and its own socket bound to the same port with SO_REUSEPORT;
 // every datagram is sent back to its sender unchanged. SIGINT or SIGTERM stops it cleanly
@@ -35,16 +35,16 @@ let options = tool.parseSharedOrExit()
 let mainLoop = ExampleProcess.startServer(program: tool.name, backend: options.backend)
 
 // The sockets are made before the threads start, so that port 0 resolves to one port that
-// every thread's socket then binds (UDPSocket: close-on-exec, blocking mode per backend).
-let (sockets, boundAddress) = tool.orFail("cannot bind \(options.host):\(options.port)") { () throws(EvError) in
-    try makeReusePortSockets(
-        count: options.threads, address: SocketAddress(host: options.host, port: options.port),
-        make: { address throws(EvError) in try UDPSocket(for: address, loop: mainLoop) })
+// every thread's socket then binds (close-on-exec; each loop's set-up puts its own in the
+// blocking mode its backend wants).
+let sockets = tool.orFail("cannot bind \(options.host):\(options.port)") { () throws(EvError) in
+    try ReusePortSockets.datagramSockets(count: options.threads,
+                                         address: SocketAddress(host: options.host, port: options.port))
 }
-Report.say("listening on \(boundAddress) (backend \(mainLoop.backend), threads \(options.threads))")
+Report.say("listening on \(sockets.address) (backend \(mainLoop.backend), threads \(options.threads))")
 
-let perThread = ServerThreads.run(program: tool.name, mainLoop: mainLoop, sockets: sockets) { loop, socket, stop in
-    UDPEchoServer(loop: loop, socket: socket, stop: stop).serve()
+let perThread = ServerThreads.run(program: tool.name, backend: mainLoop.backend, sockets: sockets) { loop, socket in
+    UDPEchoServer(loop: loop, socket: socket)
 }
 UDPEchoStatistics.printSummary(perThread)
 exit(0)

@@ -60,6 +60,18 @@ int cevsys_accept4(int fd, void *addr, void *len, int flags) {
     return accept4(fd, (struct sockaddr *)addr, (socklen_t *)len, flags);
 }
 
+int cevsys_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+int cevsys_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    *pid = (int32_t)cred.pid;
+    *uid = (uint32_t)cred.uid;
+    *gid = (uint32_t)cred.gid;
+    return 0;
+}
+
 // MARK: readiness backends
 
 #ifndef SYS_epoll_pwait2

@@ -14,7 +14,10 @@ extension Subprocess {
     nonisolated(nonsending)
     public func exit(on executor: LoopExecutor) async throws -> ExitStatus {
         try await WatcherAwait<ExitStatus>(executor: executor).run { completion, deliver throws(EvError) in
-            try self.wait(loop: executor.loopUnchecked, completion: completion) { _, result in deliver(result) }
+            try self.wait(loop: executor.loopUnchecked, completion: completion) { _, result in
+                deliver(result)
+                return .disarm
+            }
         }
     }
 }

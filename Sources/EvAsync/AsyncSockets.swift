@@ -5,12 +5,14 @@ import Musl
 #endif
 import EvLoop
 
-// Awaitable forms of the TCP and UDP watchers' operations.
+// Awaitable forms of the socket watchers' operations: the stream operations of every
+// `ConnectionSocket` (TCPSocket, UnixSocket), and UDP's datagrams. (UnixSocket's own and
+// ByteStream's are in AsyncUnixAndStreams.swift.)
 //
 // They perform the same loop operations the callback forms do (accept, connect, recv, send,
 // recvmsg, sendmsg, shutdown, close) through `LoopExecutor.perform`, so they behave
 // identically on every backend; only the delivery differs: the completion's callback resumes
-// the awaiting task on the loop thread. `TCPSocket` and `UDPSocket` are `Sendable` values
+// the awaiting task on the loop thread. The socket watchers are `Sendable` values
 // (just the descriptor), so a task hands a connection to a child task by value.
 //
 // Every method must be awaited from code running on the loop's executor (see
@@ -25,35 +27,21 @@ import EvLoop
 // forms' `Completion.deadline`); on expiry they throw `EvError.timedOut`. Closing a
 // descriptor ignores cancellation: a close always happens.
 
-extension TCPSocket {
+extension ConnectionSocket {
     /// Accepts one connection. The new socket is close-on-exec (non-blocking on readiness
     /// backends) and belongs to the caller: close it with `close(on:)`.
     ///
     /// An accept that completes at the same moment the task is cancelled returns its
     /// connection (nothing leaks); the next await in the task throws `CancellationError`.
     nonisolated(nonsending)
-    public func accept(deadline: Deadline = .none, on executor: LoopExecutor) async throws -> TCPSocket {
+    public func accept(deadline: Deadline = .none, on executor: LoopExecutor) async throws -> Self {
         let result = try await executor.perform(.accept(socket: fd), deadline: deadline)
         guard case .accept(let r) = result else { unexpected(result) }
-        return TCPSocket(fd: try r.get())
+        return Self(fd: try r.get())
     }
 
-    /// Creates a socket for `address` (in the mode the executor's loop prefers), connects
-    /// it, and returns it. On failure or cancellation the socket is closed before this throws.
-    nonisolated(nonsending)
-    public static func connect(to address: SocketAddress, deadline: Deadline = .none,
-                               on executor: LoopExecutor) async throws -> TCPSocket {
-        let socket = try TCPSocket(for: address, loop: executor.loop)
-        do {
-            try await socket.connect(to: address, deadline: deadline, on: executor)
-        } catch {
-            try? await socket.close(on: executor)
-            throw error
-        }
-        return socket
-    }
-
-    /// Connects this socket to `address` (`.connectionRefused` when nothing listens there).
+    /// Connects this socket to `address` (`.connectionRefused` when nothing listens there;
+    /// `.noSuchFile` for a Unix socket path that does not exist).
     nonisolated(nonsending)
     public func connect(to address: SocketAddress, deadline: Deadline = .none, on executor: LoopExecutor) async throws {
         let result = try await executor.perform(.connect(socket: fd, address: address), deadline: deadline)
@@ -85,20 +73,14 @@ extension TCPSocket {
     /// Writes all of `buffer`, resuming after short writes.
     nonisolated(nonsending)
     public func writeAll(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor) async throws {
-        var offset = 0
-        while offset < buffer.count {
-            let rest = UnsafeRawBufferPointer(rebasing: buffer[offset...])
-            offset += try await write(rest, on: executor)
-        }
+        try await writeEverything(buffer, on: executor) { .send(socket: fd, buffer: $0) }
     }
 
     /// Shuts down one or both directions (`.write`: the peer reads end of stream after the
     /// data already sent).
     nonisolated(nonsending)
     public func shutdown(_ how: ShutdownHow = .write, on executor: LoopExecutor) async throws {
-        let result = try await executor.perform(.shutdown(socket: fd, how: how))
-        guard case .shutdown(let r) = result else { unexpected(result) }
-        try r.get()
+        try await shutdownDescriptor(fd, how, on: executor)
     }
 
     /// Closes the socket through the loop: operations other tasks still await on it are
@@ -107,6 +89,16 @@ extension TCPSocket {
     nonisolated(nonsending)
     public func close(on executor: LoopExecutor) async throws {
         try await closeDescriptor(fd, on: executor)
+    }
+}
+
+extension TCPSocket {
+    /// Creates a socket for `address` (in the mode the executor's loop prefers), connects
+    /// it, and returns it. On failure or cancellation the socket is closed before this throws.
+    nonisolated(nonsending)
+    public static func connect(to address: SocketAddress, deadline: Deadline = .none,
+                               on executor: LoopExecutor) async throws -> TCPSocket {
+        try await connected(TCPSocket(for: address, loop: executor.loop), to: address, deadline: deadline, on: executor)
     }
 }
 
@@ -129,17 +121,14 @@ extension UDPSocket {
     nonisolated(nonsending)
     public func receive(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
                         on executor: LoopExecutor) async throws -> ReceivedMessage {
-        let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer), deadline: deadline)
-        guard case .recvmsg(let r) = result else { unexpected(result) }
-        return try r.get()
+        try await receiveDatagram(fd, into: buffer, deadline: deadline, on: executor)
     }
 
     /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
     /// bytes sent.
     nonisolated(nonsending)
     public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, on executor: LoopExecutor) async throws -> Int {
-        let result = try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address))
-        return try writeCount(result)
+        try await sendDatagram(fd, buffer, to: address, on: executor)
     }
 
     /// Closes the socket through the loop (pending receives are cancelled first).
@@ -150,6 +139,58 @@ extension UDPSocket {
 }
 
 // MARK: Shared result handling
+
+/// Connects `socket` (just created, so the caller holds no other reference to it) to
+/// `address` and returns it; on failure or cancellation closes it before rethrowing, so a
+/// failed connect leaks nothing.
+nonisolated(nonsending)
+func connected<S: ConnectionSocket>(_ socket: S, to address: SocketAddress, deadline: Deadline,
+                                    on executor: LoopExecutor) async throws -> S {
+    do {
+        try await socket.connect(to: address, deadline: deadline, on: executor)
+    } catch {
+        try? await socket.close(on: executor)
+        throw error
+    }
+    return socket
+}
+
+/// Writes all of `buffer` with the write operation `operation` makes for each remaining
+/// part, resuming after short writes.
+nonisolated(nonsending)
+func writeEverything(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor,
+                     _ operation: (UnsafeRawBufferPointer) -> Operation) async throws {
+    var offset = 0
+    while offset < buffer.count {
+        let rest = UnsafeRawBufferPointer(rebasing: buffer[offset...])
+        offset += try writeCount(try await executor.perform(operation(rest)))
+    }
+}
+
+/// recvmsg(2) of one datagram on `fd` through the loop (UDPSocket's and UnixSocket's
+/// `receive`).
+nonisolated(nonsending)
+func receiveDatagram(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline,
+                     on executor: LoopExecutor) async throws -> ReceivedMessage {
+    let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer), deadline: deadline)
+    guard case .recvmsg(let r) = result else { unexpected(result) }
+    return try r.get()
+}
+
+/// sendmsg(2) of one datagram on `fd` through the loop (UDPSocket's and UnixSocket's `send`).
+nonisolated(nonsending)
+func sendDatagram(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, to address: SocketAddress?,
+                  on executor: LoopExecutor) async throws -> Int {
+    try writeCount(try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address)))
+}
+
+/// shutdown(2) of `fd` through the loop.
+nonisolated(nonsending)
+func shutdownDescriptor(_ fd: Int32, _ how: ShutdownHow, on executor: LoopExecutor) async throws {
+    let result = try await executor.perform(.shutdown(socket: fd, how: how))
+    guard case .shutdown(let r) = result else { unexpected(result) }
+    try r.get()
+}
 
 /// close(2) outside the loop, for a descriptor the loop has never seen. EINTR is not
 /// retried: Linux has released the descriptor already, and a retry could close a number

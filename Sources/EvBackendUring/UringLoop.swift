@@ -302,7 +302,7 @@ public final class UringLoop: LoopCore, LoopBackend {
     private func linkDeadline(to sqe: UnsafeMutablePointer<io_uring_sqe>, of c: Completion) {
         io_uring_sqe_set_flags(sqe, UInt32(sqe.pointee.flags) | Self.ioSqeIoLink)
         let timeout = io_uring_get_sqe(ring)!   // room for two was checked by the caller
-        let time = CompletionScratch.linkTimeoutPointer(c.scratchMemory(), deadline: c.activeDeadline)
+        let time = CompletionScratch.linkTimeoutPointer(c.scratch!)   // stored by the core at the start
         io_uring_prep_link_timeout(timeout, time.assumingMemoryBound(to: __kernel_timespec.self),
                                    UInt32(IORING_TIMEOUT_ABS))
         timeout.pointee.user_data = Self.userData(c, kind: Self.kindDeadline)
@@ -384,7 +384,7 @@ public final class UringLoop: LoopCore, LoopBackend {
         case .poll:
             // One-shot POLL_ADD; the result is the ready events (revents).
             io_uring_prep_poll_add(sqe, fd, c.pollEvents)
-        case .nop, .timer, .cancel:
+        case .nop, .timer, .cancel, .work:
             preconditionFailure("EvLoop: the core handles \(c.kind) itself")
         }
     }

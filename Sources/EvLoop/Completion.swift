@@ -78,7 +78,7 @@ public final class Completion {
 
     /// The operation's kind.
     @inlinable package var kind: OperationKind { _kind }
-    /// The operation's descriptor (-1 for nop, timer and cancel).
+    /// The operation's descriptor (-1 for nop, timer, cancel and work).
     @inlinable package var fd: Int32 { _fd }
     /// The operation's buffer (read into, or written from).
     @inlinable package var bufferBase: UnsafeMutableRawPointer? { _buffer }
@@ -100,11 +100,31 @@ public final class Completion {
         return Unmanaged<Completion>.fromOpaque(p).takeUnretainedValue()
     }
 
-    /// Gives back the retained cancel target, if the completion holds one.
+    /// `.work`: the job (closure and outcome) the pool runs.
+    /// (Kept in the buffer field, retained, like a cancel's target.)
+    @inlinable package var workJob: WorkPool.Job? {
+        guard _kind == .work, let p = _buffer else { return nil }
+        return Unmanaged<WorkPool.Job>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    /// Puts `job` in place of the `.work` job the completion holds (a cancel that abandons
+    /// a running job gives the completion a fresh copy, so that a rearm never waits for the
+    /// abandoned run: see `WorkPool.Job`).
+    package func replaceWorkJob(with job: WorkPool.Job) {
+        precondition(_kind == .work, "EvLoop: replacing the job of a completion that holds none")
+        releaseRetainedPayload()
+        _buffer = Unmanaged.passRetained(job).toOpaque()
+    }
+
+    /// Gives back the object the buffer field holds retained (a cancel's target, a work
+    /// job), if any.
     @inlinable
-    func releaseCancelTarget() {
+    func releaseRetainedPayload() {
         if _kind == .cancel, let p = _buffer {
             Unmanaged<Completion>.fromOpaque(p).release()
+            _buffer = nil
+        } else if _kind == .work, let p = _buffer {
+            Unmanaged<WorkPool.Job>.fromOpaque(p).release()
             _buffer = nil
         }
     }
@@ -187,39 +207,43 @@ public final class Completion {
     }
     /// The configured deadline: an instant, or for `.within` a duration (ns).
     @exclusivity(unchecked) @usableFromInline package var _deadline: UInt64 = 0
-    /// The current activation's deadline (absolute CLOCK_MONOTONIC ns), valid while
-    /// `hasActiveDeadline`.
-    @exclusivity(unchecked) @usableFromInline package var _activeDeadline: UInt64 = 0
 
     /// Whether this activation has a deadline (the core sets it when the operation starts,
-    /// for kinds that take one); a backend that keeps deadlines natively reads it at submit.
+    /// for kinds that take one); a backend that keeps deadlines natively reads it at submit,
+    /// and finds the instant in `scratch` (`CompletionScratch.linkTimeout`).
     @inlinable package var hasActiveDeadline: Bool { _flags & Completion.deadlineActiveFlag != 0 }
-    /// The current activation's deadline in CLOCK_MONOTONIC nanoseconds.
-    @inlinable package var activeDeadline: UInt64 { _activeDeadline }
     /// Whether a deadline is configured (`deadline != .none`).
     @inlinable package var hasDeadline: Bool { _flags & Completion.hasDeadlineFlag != 0 }
 
-    /// Starts this activation's deadline, if it has one: `now` plus the duration for
-    /// `.within`, the instant for `.at`. Returns whether there is one.
+    /// Starts this activation's deadline, if it has one: returns the instant (CLOCK_MONOTONIC
+    /// ns), `now` plus the duration for `.within`, the instant for `.at`; nil when there is
+    /// none. (Not stored here: the heap keeps it for epoll and poll, the scratch memory's
+    /// kernel timespec for io_uring, and one word less keeps a completion in a 144-byte
+    /// malloc chunk.)
     @inlinable
-    package func startDeadline(now: UInt64) -> Bool {
-        guard _flags & Completion.hasDeadlineFlag != 0, _kind.takesDeadline else { return false }
+    package func startDeadline(now: UInt64) -> UInt64? {
+        guard _flags & Completion.hasDeadlineFlag != 0, _kind.takesDeadline else { return nil }
+        _flags |= Completion.deadlineActiveFlag
         if _flags & Completion.relativeDeadlineFlag != 0 {
             let (sum, overflow) = now.addingReportingOverflow(_deadline)
-            _activeDeadline = overflow ? .max : sum
-        } else {
-            _activeDeadline = _deadline
+            return overflow ? .max : sum
         }
-        _flags |= Completion.deadlineActiveFlag
-        return true
+        return _deadline
+    }
+
+    /// Keeps this activation's deadline where a backend that links kernel timeouts reads it.
+    package func storeLinkTimeout(_ deadline: UInt64) {
+        scratchMemory().pointee.linkTimeout = timespec(tv_sec: Int(deadline / 1_000_000_000),
+                                                       tv_nsec: Int(deadline % 1_000_000_000))
     }
 
     // MARK: Small fields, last: stored properties are laid out in declaration order, so
     // the 4-byte and 1-byte fields go together at the end, without padding between them.
     // With the Bools in one byte and a cancel's target and generation kept in the
-    // operation's buffer and argument fields, a completion is 143 bytes: a 144-byte
-    // malloc chunk (it was 150, a 160-byte chunk: 16 MB more for a million timers; the
-    // two deadline words fill what the chunk had spare).
+    // operation's buffer and argument fields, a completion is 136 bytes: a 144-byte
+    // malloc chunk (glibc rounds the request plus 8 up to 16; it was 150 bytes, a 160-byte
+    // chunk: 16 MB more for a million timers). The deadline word and the drain epoch fill
+    // what the chunk had spare; one more word would cost the next chunk size.
 
     @exclusivity(unchecked) @usableFromInline package var _generation: UInt32 = 0
     @exclusivity(unchecked) @usableFromInline package var _fd: Int32 = -1
@@ -231,6 +255,8 @@ public final class Completion {
     /// `keepsLoopAlive`, `isQueued`, `activatedInBackground`, `resultReady` and the three
     /// deadline bits, one bit each.
     @exclusivity(unchecked) @usableFromInline package var _flags: UInt8 = Completion.keepsLoopAliveFlag
+    /// The loop's drain epoch when this activation started (see `LoopCore.cancelAll`).
+    @exclusivity(unchecked) package var drainEpoch: UInt8 = 0
 
     @usableFromInline static let keepsLoopAliveFlag: UInt8 = 1
     @usableFromInline static let queuedFlag: UInt8 = 2
@@ -274,7 +300,7 @@ public final class Completion {
     }
 
     deinit {
-        releaseCancelTarget()
+        releaseRetainedPayload()
         if let s = _scratch {
             s.deinitialize(count: 1)
             s.deallocate()
@@ -309,7 +335,7 @@ public final class Completion {
 
     @inlinable
     package func store(_ op: Operation) {
-        releaseCancelTarget()
+        releaseRetainedPayload()
         _kind = op.kind
         _fd = -1
         _buffer = nil
@@ -368,6 +394,8 @@ public final class Completion {
         case .poll(let fd, let events):
             _fd = fd
             _argument = UInt64(events.rawValue)
+        case .work(let job):
+            _buffer = Unmanaged.passRetained(job).toOpaque()
         }
     }
 
@@ -399,12 +427,13 @@ public final class Completion {
             return .shutdown(socket: _fd, how: how)
         case .close: return .close(fd: _fd)
         case .poll: return .poll(fd: _fd, events: PollEvents(rawValue: pollEvents))
+        case .work: return .work(job: workJob!)
         }
     }
 
     /// Re-arms a pending `.timer` for `deadline` without rebuilding the operation.
     package func setTimerDeadline(_ deadline: LoopInstant) {
-        releaseCancelTarget()
+        releaseRetainedPayload()
         _kind = .timer
         _argument = deadline.nanoseconds
     }
@@ -468,10 +497,9 @@ package struct CompletionScratch {
             .assumingMemoryBound(to: socklen_t.self)
     }
 
-    /// Pointer to the linked timeout's time, after storing `deadline` (ns) in it.
-    package static func linkTimeoutPointer(_ s: UnsafeMutablePointer<CompletionScratch>, deadline: UInt64) -> UnsafeMutableRawPointer {
-        s.pointee.linkTimeout = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-        return UnsafeMutableRawPointer(s) + MemoryLayout<CompletionScratch>.offset(of: \.linkTimeout)!
+    /// Pointer to the linked timeout's time (`Completion.storeLinkTimeout`).
+    package static func linkTimeoutPointer(_ s: UnsafeMutablePointer<CompletionScratch>) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(s) + MemoryLayout<CompletionScratch>.offset(of: \.linkTimeout)!
     }
 
     package static func messagePointer(_ s: UnsafeMutablePointer<CompletionScratch>) -> UnsafeMutablePointer<msghdr> {

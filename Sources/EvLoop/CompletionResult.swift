@@ -29,6 +29,11 @@ public enum CompletionResult: Sendable {
     case close(Result<Void, EvError>)
     /// The events that are ready.
     case poll(Result<PollEvents, EvError>)
+    /// A `WorkPool` job: the value its closure returned, or the `EvError` it threw;
+    /// `.failure(.canceled)` when it was cancelled before it started (or abandoned, for the
+    /// resolver's jobs) or its pool was shut down first. `WorkPool.run` hands the value to
+    /// its callback in the closure's own type.
+    case work(Result<any Sendable, EvError>)
 
     /// The error, if the operation failed.
     public var error: EvError? {
@@ -40,6 +45,7 @@ public enum CompletionResult: Sendable {
         case .read(let r), .write(let r): if case .failure(let e) = r { return e }
         case .recvmsg(let r): if case .failure(let e) = r { return e }
         case .poll(let r): if case .failure(let e) = r { return e }
+        case .work(let r): if case .failure(let e) = r { return e }
         }
         return nil
     }
@@ -81,6 +87,10 @@ extension Completion {
         case .timer:
             return raw < 0 ? .timer(.failure(err())) : .timer(.success(()))
         case .cancel:
+            // The one place ENOENT means "nothing to cancel" (every backend and the core
+            // report a cancel that found no target as -ENOENT); from any other operation
+            // it is a missing path, `.noSuchFile` (EvError(errno:)).
+            if raw == -Int(ENOENT) { return .cancel(.failure(.notFound)) }
             return raw < 0 ? .cancel(.failure(err())) : .cancel(.success(()))
         case .accept:
             return raw < 0 ? .accept(.failure(err())) : .accept(.success(Int32(truncatingIfNeeded: raw)))
@@ -109,6 +119,18 @@ extension Completion {
             return raw < 0 ? .close(.failure(err())) : .close(.success(()))
         case .poll:
             return raw < 0 ? .poll(.failure(err())) : .poll(.success(PollEvents(rawValue: UInt32(truncatingIfNeeded: raw))))
+        case .work:
+            return .work(workOutcome(raw: raw))
         }
+    }
+
+    /// A `.work` completion's result: the outcome the job left, or the loop's own error
+    /// (`raw < 0`: withdrawn before it started). Out of line, so the dispatch loop that
+    /// inlines `makeResult` does not grow for it.
+    @inline(never)
+    package func workOutcome(raw: Int) -> Result<any Sendable, EvError> {
+        if raw < 0 { return .failure(EvError(errno: Int32(truncatingIfNeeded: -raw))) }
+        guard let job = workJob else { return .failure(.invalidArgument) }
+        return job.takeOutcome()
     }
 }

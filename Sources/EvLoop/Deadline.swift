@@ -27,8 +27,11 @@
 /// it try once, without waiting: ready data is read, otherwise it times out.
 ///
 /// Deadlines apply to operations that can wait: accept, connect, read, write, pread,
-/// pwrite, recv, send, recvmsg, sendmsg and poll. Timers have their own instant; nop,
-/// cancel, shutdown and close never wait, and ignore the completion's deadline.
+/// pwrite, recv, send, recvmsg, sendmsg, poll, and pool work (`.work`, kept in the timer
+/// heap on every backend: a job that has not started is withdrawn and a resolver's lookup
+/// abandoned, with `.timedOut`; a closure that runs cannot be stopped and reports its real
+/// result). Timers have their own instant; nop, cancel, shutdown and close never wait, and
+/// ignore the completion's deadline.
 ///
 /// ```swift
 /// let reading = Completion()
@@ -54,7 +57,7 @@ extension OperationKind {
     /// Whether an operation of this kind can wait, and so honours a deadline.
     @inlinable package var takesDeadline: Bool {
         switch self {
-        case .accept, .connect, .read, .write, .pread, .pwrite, .recv, .send, .recvmsg, .sendmsg, .poll:
+        case .accept, .connect, .read, .write, .pread, .pwrite, .recv, .send, .recvmsg, .sendmsg, .poll, .work:
             return true
         case .nop, .timer, .cancel, .shutdown, .close:
             return false

@@ -11,6 +11,13 @@ import Musl
 /// the kernel says is lost. Backends report raw results in the kernel's convention
 /// (a count, or `-errno`); `EvError(errno:)` is the single place where those become names,
 /// so the three backends cannot disagree about what an errno means.
+///
+/// One errno has two meanings, told apart by the operation that reported it: ENOENT from a
+/// call that names a path (connecting to a Unix socket path, opening a file, spawning a
+/// program) is `.noSuchFile`, which is what `EvError(errno:)` gives; ENOENT from a cancel
+/// means "nothing to cancel" and is `.notFound`, which only the cancel's result reports
+/// (`Completion.makeResult(raw:)` maps it per operation kind). A program that checks for a
+/// missing socket file never mistakes it for a lost cancel, and the reverse.
 public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The operation was cancelled before it completed (ECANCELED).
     case canceled
@@ -36,6 +43,16 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
     case addressNotAvailable
     /// ENETUNREACH / EHOSTUNREACH.
     case unreachable
+    /// Name resolution (`Resolver`) found no address for the host: the name does not exist
+    /// (EAI_NONAME: NXDOMAIN, or not in /etc/hosts), or exists without an address of the
+    /// family asked for (EAI_NODATA, EAI_ADDRFAMILY). Asking again will not help.
+    case unknownHost
+    /// Name resolution failed for a reason other than an unknown host, with getaddrinfo's
+    /// EAI_ code: `EAI_AGAIN` is temporary (the name server did not answer in time, or
+    /// answered SERVFAIL: try again later, or the machine has no network), `EAI_FAIL` is a
+    /// name server's permanent refusal. (Out of memory is `.systemResources`, a system
+    /// error its errno, and a flag or family the resolver refuses `.invalidArgument`.)
+    case nameResolutionFailed(Int32)
     /// EACCES / EPERM.
     case permissionDenied
     /// EINVAL, or an argument the loop refuses before the kernel sees it.
@@ -44,7 +61,17 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
     /// this is reported, not retried, so a full descriptor table cannot spin the loop.
     case systemResources
     /// A cancel found nothing to cancel: the target had already finished, or was never added.
+    /// Only a cancel's result reports it (the kernel says ENOENT there); ENOENT from any
+    /// other operation is `.noSuchFile`.
     case notFound
+    /// ENOENT from a call that names a path: the file, directory or Unix socket path does
+    /// not exist (connect to a missing socket path, `File(path:)` of a missing file, spawning
+    /// a missing program).
+    case noSuchFile
+    /// ENAMETOOLONG, or a Unix socket path or abstract name longer than `sun_path` holds
+    /// (107 bytes and the terminating NUL): refused before the kernel sees it, never
+    /// silently truncated (a truncated path names another file).
+    case nameTooLong
     /// A cancel came too late: the target is already completing and will report its real result.
     case inProgress
     /// `run` was called from inside a callback of the same loop.
@@ -61,6 +88,7 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
     case errno(Int32)
 
     /// Maps a positive errno value to its named case (or `.errno` when it has no name).
+    /// ENOENT is `.noSuchFile` here; a cancel's result maps it to `.notFound` instead.
     public init(errno code: Int32) {
         switch code {
         case ECANCELED: self = .canceled
@@ -77,7 +105,8 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case EACCES, EPERM: self = .permissionDenied
         case EINVAL: self = .invalidArgument
         case EMFILE, ENFILE, ENOBUFS, ENOMEM: self = .systemResources
-        case ENOENT: self = .notFound
+        case ENOENT: self = .noSuchFile
+        case ENAMETOOLONG: self = .nameTooLong
         case EALREADY: self = .inProgress
         case EvError.cancelOfCancelCode: self = .cannotCancelCancel
         default: self = .errno(code)
@@ -103,10 +132,12 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case .addressInUse: return EADDRINUSE
         case .addressNotAvailable: return EADDRNOTAVAIL
         case .unreachable: return EHOSTUNREACH
+        case .unknownHost, .nameResolutionFailed: return nil
         case .permissionDenied: return EACCES
         case .invalidArgument: return EINVAL
         case .systemResources: return EMFILE
-        case .notFound: return ENOENT
+        case .notFound, .noSuchFile: return ENOENT
+        case .nameTooLong: return ENAMETOOLONG
         case .inProgress: return EALREADY
         case .nestedRun, .completionActive, .cannotCancelCancel, .notifierInUse: return nil
         case .errno(let e): return e
@@ -127,10 +158,14 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case .addressInUse: return "address in use"
         case .addressNotAvailable: return "address not available"
         case .unreachable: return "network or host unreachable"
+        case .unknownHost: return "unknown host (the name has no address)"
+        case .nameResolutionFailed(let code): return "name resolution failed: \(String(cString: gai_strerror(code)))"
         case .permissionDenied: return "permission denied"
         case .invalidArgument: return "invalid argument"
         case .systemResources: return "out of descriptors or memory"
         case .notFound: return "nothing to cancel (already finished or never added)"
+        case .noSuchFile: return "no such file or directory"
+        case .nameTooLong: return "name too long (a Unix socket path holds at most 107 bytes)"
         case .inProgress: return "cancel too late: operation already completing"
         case .nestedRun: return "run() called from inside a callback of the same loop"
         case .completionActive: return "completion is still active; wait for its callback before reusing it"

@@ -11,7 +11,7 @@
 /// Adding a backend: conform, then pass the conformance suite (Tests/EvConformanceTests)
 /// unchanged.
 package protocol LoopBackend: AnyObject {
-    /// Starts an I/O operation (any kind but nop, timer and cancel, which the core
+    /// Starts an I/O operation (any kind but nop, timer, cancel and work, which the core
     /// handles). The outcome is reported later through `complete(_:raw:)`, never from
     /// inside this call's caller's callback.
     func backendSubmit(_ completion: Completion)

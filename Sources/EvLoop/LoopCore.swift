@@ -46,6 +46,12 @@ open class LoopCore: EventLoop {
     package final var isRunning: Bool { running }
     @exclusivity(unchecked)
     private var stopRequested = false
+    /// Background completions active at the last `cancelAll` whose callbacks have not run.
+    @exclusivity(unchecked)
+    private var drainingBackground = 0
+    /// Incremented by `cancelAll`; each activation records it (`Completion.drainEpoch`).
+    @exclusivity(unchecked)
+    private var drainEpoch: UInt8 = 0
     /// True while a callback's `.rearm` restarts its operation.
     @exclusivity(unchecked)
     private var rearming = false
@@ -69,6 +75,10 @@ open class LoopCore: EventLoop {
         rearmFinishedAtOnce = false
         return r
     }
+
+    /// `.work` in flight and the inbox its results come back through (see `LoopWork`);
+    /// created by the first `.work` the loop starts.
+    final var work: LoopWork?
 
     /// The backend's hooks (see `AttachableBackendHooks`): a strong, immutable reference, so calling
     /// through it costs no retain.
@@ -112,7 +122,11 @@ open class LoopCore: EventLoop {
         defer { running = false }
         while !stopRequested {
             // Nothing in flight that holds the loop open, and nothing left to deliver.
-            if activeCount == backgroundCount && completed.isEmpty { return }
+            // Background completions that `cancelAll` cancelled count until their callbacks
+            // have run (`drainingBackground`): io_uring reports each cancellation later, as
+            // a completion of its own, and a loop released before then would let the
+            // kernel write into freed memory. Background work started since does not.
+            if activeCount == backgroundCount && drainingBackground == 0 && completed.isEmpty { return }
             let timeout: UInt64?
             if mode == .noWait || !completed.isEmpty {
                 timeout = 0
@@ -152,10 +166,18 @@ open class LoopCore: EventLoop {
         }
     }
 
+    /// Cancels everything in flight; the next `run(.untilDone)` then drains: it returns
+    /// only once every completion that was active here has called back, background ones
+    /// included, so that the loop can be released.
     public final func cancelAll() {
+        // Every completion active now has an older epoch than the one that starts here.
+        drainEpoch &+= 1
+        drainingBackground = backgroundCount
         // The heap also holds the deadlines of waiting operations (epoll, poll): those
         // only leave it here; the backend cancels the operations themselves.
         for t in timers.removeAll() where t.kind == .timer { complete(t, raw: -Int(ECANCELED)) }
+        // Pool work that has not started; running work delivers its real result.
+        work?.cancelAll()
         hooks.backendCancelAll()
     }
 
@@ -181,7 +203,10 @@ open class LoopCore: EventLoop {
         c._flags &= ~Completion.deadlineActiveFlag
         activeCount += 1
         c.activatedInBackground = !c.keepsLoopAlive
-        if c.activatedInBackground { backgroundCount += 1 }
+        if c.activatedInBackground {
+            backgroundCount += 1
+            c.drainEpoch = drainEpoch
+        }
     }
 
     private func start(_ c: Completion) {
@@ -192,10 +217,17 @@ open class LoopCore: EventLoop {
             timers.insert(c, deadline: c.deadlineNanoseconds)
         case .cancel:
             startCancel(c, target: c.cancelTarget!)
+        case .work:
+            startWork(c)
         default:
-            if c.hasDeadline, c.startDeadline(now: now.nanoseconds), expiry != nil {
-                // Kept in the heap; `expireTimers` hands it to the backend to withdraw.
-                timers.insert(c, deadline: c.activeDeadline)
+            if c.hasDeadline, let deadline = c.startDeadline(now: now.nanoseconds) {
+                if expiry != nil {
+                    // Kept in the heap; `expireTimers` hands it to the backend to withdraw.
+                    timers.insert(c, deadline: deadline)
+                } else {
+                    // The backend links a kernel timeout to the operation (io_uring).
+                    c.storeLinkTimeout(deadline)
+                }
             }
             hooks.backendSubmit(c)
         }
@@ -227,6 +259,8 @@ open class LoopCore: EventLoop {
             }
         case .nop:
             complete(c, raw: -Int(ENOENT))
+        case .work:
+            cancelWork(c, target: target)
         default:
             hooks.backendCancel(c, target: target)
         }
@@ -237,6 +271,9 @@ open class LoopCore: EventLoop {
         while let c = timers.popExpired(now: t) {
             if c.kind == .timer {
                 complete(c, raw: 0)
+            } else if c.kind == .work {
+                // Pool work keeps its deadline here on every backend (the core runs it).
+                expireWork(c)
             } else {
                 // An operation's deadline (only backends that keep deadlines in the heap
                 // put one there): it completes with -ETIMEDOUT unless it can no longer
@@ -257,7 +294,10 @@ open class LoopCore: EventLoop {
             c.resultReady = false
             c.state = .dead
             activeCount -= 1
-            if c.activatedInBackground { backgroundCount -= 1 }
+            if c.activatedInBackground {
+                backgroundCount -= 1
+                if drainingBackground > 0 && c.drainEpoch != drainEpoch { drainingBackground -= 1 }
+            }
             let action = slowCallbacks == nil ? c.callback(c, result) : slowCallbacks.unsafelyUnwrapped.run(c, result)
             if action == .rearm {
                 precondition(c.state == .dead,

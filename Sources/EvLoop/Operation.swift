@@ -46,6 +46,11 @@ public enum Operation {
     case close(fd: Int32)
     /// Waits until the descriptor is ready for `events`, without doing any I/O.
     case poll(fd: Int32, events: PollEvents)
+    /// Runs `job`'s closure on its `WorkPool`'s threads, off the loop; the result comes
+    /// back on the loop thread. Jobs are made by `WorkPool.run(loop:completion:_:callback:)`
+    /// and `Resolver`, which also turn the result into the closure's own type; `.rearm`
+    /// runs the closure again.
+    case work(job: WorkPool.Job)
 
     /// The kind of operation, without its arguments.
     @inlinable public var kind: OperationKind {
@@ -66,13 +71,14 @@ public enum Operation {
         case .shutdown: return .shutdown
         case .close: return .close
         case .poll: return .poll
+        case .work: return .work
         }
     }
 
     /// The descriptor the operation works on, if any.
     public var fd: Int32? {
         switch self {
-        case .nop, .timer, .cancel: return nil
+        case .nop, .timer, .cancel, .work: return nil
         case .accept(let fd), .connect(let fd, _), .read(let fd, _), .write(let fd, _),
              .pread(let fd, _, _), .pwrite(let fd, _, _), .recv(let fd, _), .send(let fd, _),
              .recvmsg(let fd, _), .sendmsg(let fd, _, _), .shutdown(let fd, _), .close(let fd),
@@ -86,6 +92,8 @@ public enum Operation {
 public enum OperationKind: UInt8, Sendable, CaseIterable {
     case nop, timer, cancel, accept, connect, read, write, pread, pwrite
     case recv, send, recvmsg, sendmsg, shutdown, close, poll
+    /// A closure on a `WorkPool` (handled by the core on every backend, like nop, timer and cancel).
+    case work
 }
 
 extension OperationKind {
@@ -97,7 +105,7 @@ extension OperationKind {
         switch self {
         case .accept, .read, .pread, .recv, .recvmsg: return 0x001   // POLLIN
         case .connect, .write, .pwrite, .send, .sendmsg: return 0x004   // POLLOUT
-        case .nop, .timer, .cancel, .shutdown, .close, .poll: return 0
+        case .nop, .timer, .cancel, .shutdown, .close, .poll, .work: return 0
         }
     }
 }

@@ -25,7 +25,7 @@ package enum Syscalls {
         }
     }
 
-    /// Performs `c`'s operation once, now. Does not handle `.nop`, `.timer`, `.cancel`
+    /// Performs `c`'s operation once, now. Does not handle `.nop`, `.timer`, `.cancel`, `.work`
     /// (the loop does) and, for `.connect`, only starts the connection
     /// (`-EINPROGRESS` means: wait for writability, then call `finishConnect`).
     package static func perform(_ c: Completion) -> Int {
@@ -33,7 +33,7 @@ package enum Syscalls {
         let base = c.bufferBase
         let count = c.bufferCount
         switch c.kind {
-        case .nop, .timer, .cancel:
+        case .nop, .timer, .cancel, .work:
             return 0
         case .accept:
             let s = c.scratch!

@@ -200,7 +200,7 @@ open class ReadinessLoop: LoopCore, LoopBackend {
         case .poll:
             guard fd >= 0 else { complete(c, raw: -Int(EBADF)); return }
             addWaiter(c, fd: fd, needs: c.pollEvents & ReadyBits.interest)
-        case .nop, .timer, .cancel:
+        case .nop, .timer, .cancel, .work:
             preconditionFailure("EvLoop: the core handles \(c.kind) itself")
         }
     }

@@ -77,6 +77,197 @@ import Glibc
         #expect(try runUntil(loop) { accepted.count == 3 })
     }
 
+    @Test(arguments: conformanceBackends)
+    func workPoolRecipe(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let harness = Harness(loop)
+        defer { harness.finish() }
+        @Sendable func slowHash(_ text: String) throws(EvError) -> [UInt8] { Array(text.utf8.reversed()) }
+        let password = "secret"
+        var stored: [UInt8]?
+        func store(_ digest: [UInt8]) { stored = digest }
+
+        let pool = try WorkPool(threads: 4)
+        let hashing = Completion()
+        try pool.run(loop: loop, completion: hashing, { () throws(EvError) -> [UInt8] in
+            try slowHash(password)                   // on a pool thread: do not touch the loop here
+        }) { _, result in
+            if case .success(let digest) = result { store(digest) }   // on the loop thread
+            return .disarm
+        }
+        #expect(try runUntilDone(loop))
+        #expect(stored == Array("terces".utf8))
+        pool.shutdown()
+    }
+
+    @Test(arguments: conformanceBackends)
+    func connectByNameRecipe(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let harness = Harness(loop)
+        defer { harness.finish() }
+        let (listener, port) = try Sock.listener()
+        harness.own(listener)
+        var connected: TCPSocket?
+        func startEchoing(_ socket: TCPSocket) {
+            connected = socket
+            harness.own(socket.fd)
+        }
+
+        let resolver = try Resolver()
+        let connecting = Completion()
+        connecting.deadline = .within(.seconds(5))   // one deadline over the lookup and every attempt
+        try TCPSocket.connect(loop: loop, completion: connecting, host: "localhost", port: port,
+                              resolver: resolver) { _, result in
+            switch result {
+            case .success(let socket): startEchoing(socket)
+            case .failure(.unknownHost): print("no such host")
+            case .failure(let error): print("could not connect:", error)   // the last address's error, or .timedOut
+            }
+            return .disarm
+        }
+        #expect(try runUntilDone(loop, timeout: .seconds(10)))
+        #expect(try connected?.peerAddress().port == port)
+        resolver.shutdown()
+    }
+
+    /// README, "Recipe: a Unix socket echo": an abstract-name server accepts with the
+    /// peer's credentials, and a client connects; a client of a missing path gets
+    /// `.noSuchFile`.
+    @Test(arguments: conformanceBackends)
+    func unixSocketRecipe(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let harness = Harness(loop)
+        defer { harness.finish() }
+        let name = UnixNames.abstract("readme")
+        let address = try SocketAddress(abstractUnixName: name)   // prints "unix:@evloop-echo"
+        #expect(address.description == "unix:@" + name)
+        let server = try UnixSocket(kind: .stream, loop: loop)
+        harness.own(server.fd)
+        try server.bind(to: address)
+        try server.listen()
+        var who: UnixSocket.PeerCredentials?
+        let accepting = Completion()
+        try server.accept(loop: loop, completion: accepting) { _, result in
+            guard case .success(let client) = result else { return .disarm }
+            harness.own(client.fd)
+            who = try? client.peerCredentials()    // the peer's pid, uid and gid, from the kernel
+            return .rearm
+        }
+        let client = try UnixSocket(kind: .stream, loop: loop)
+        harness.own(client.fd)
+        var connected: Result<Void, EvError>?
+        let connecting = Completion()
+        try client.connect(loop: loop, completion: connecting, to: address) { _, result in
+            connected = result
+            return .disarm
+        }
+        #expect(try runUntil(loop) { connected != nil && who != nil })
+        #expect(who?.pid == getpid())
+        let lost = try UnixSocket(kind: .stream, loop: loop)
+        harness.own(lost.fd)
+        var missing: Result<Void, EvError>?
+        try lost.connect(loop: loop, completion: Completion(), to: SocketAddress(unixPath: UnixNames.path("readme"))) { _, r in
+            missing = r
+            return .disarm
+        }
+        #expect(try runUntil(loop) { missing != nil })
+        #expect(missing?.errorValue == .noSuchFile)
+    }
+
+    /// README, "Recipe: reading a child's output": `stdout: .pipe`, the parent's end read
+    /// until end of file and closed, the exit reported.
+    @Test(arguments: conformanceBackends)
+    func childOutputRecipe(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let harness = Harness(loop)
+        defer { harness.finish() }
+        let buffer = harness.buffer(4096)
+        let child = try Subprocess.spawn(path: "/bin/ls", arguments: ["-d", "/"], stdout: .pipe, loop: loop)
+        let output = child.standardOutput!           // the parent's read end
+        harness.own(output.fd)
+        var printed = ""
+        var closed = false
+        var exitStatus: Result<Subprocess.ExitStatus, EvError>?
+        let reading = Completion(), closing = Completion(), exited = Completion()
+        try output.read(loop: loop, completion: reading, buffer: buffer) { _, result in
+            if case .success(let n) = result {
+                printed += String(decoding: buffer[..<n], as: UTF8.self)
+                return .rearm                        // read the next chunk
+            }
+            try? output.close(loop: loop, completion: closing) { _, _ in closed = true; return .disarm }
+            return .disarm
+        }
+        try child.wait(loop: loop, completion: exited) { _, status in
+            exitStatus = status
+            return .disarm
+        }
+        #expect(try runUntilDone(loop))
+        harness.forget(output.fd)
+        #expect(printed == "/\n" && closed)
+        #expect(exitStatus == .success(.exited(0)))
+    }
+
+    /// "A server on a loop group" and "A slow reader" together: the README's group server
+    /// with its `Connection`, on two loops; a client that sends 8 MiB before it reads
+    /// anything gets every byte back, in order (the reader paused and resumed on the way).
+    @Test(arguments: conformanceBackends)
+    func loopGroupServerWithSlowReader(backend: Backend) throws {
+        _ = try makeTestLoop(backend)
+        let (group, selection) = try makeBestLoopGroup(loops: 2, backend: backend)
+        #expect(selection.backend == backend)
+        let listeners = try group.makeReusePortListeners(address: SocketAddress(ipv4: "127.0.0.1", port: 0))
+        try group.start { member in                    // on each loop's own thread
+            let listener = try listeners.socket(member.index, preparedFor: member.loop)
+            var connections: [ReadmeConnection] = []   // this loop's: the server keeps them
+            let accepting = Completion()
+            try listener.accept(loop: member.loop, completion: accepting) { _, result in
+                guard case .success(let client) = result else { return .disarm }
+                if let c = try? ReadmeConnection(client: client, loop: member.loop) { connections.append(c) }
+                return .rearm
+            }
+            member.onStop {
+                try? member.loop.cancel(accepting, using: Completion())
+                for c in connections where c.closing.state == .dead {
+                    try? c.client.close(loop: member.loop, completion: c.closing)
+                }
+            }
+        }
+        defer { listeners.closeAll() }
+
+        let client = try Sock.tcp()
+        defer { close(client) }
+        Sock.setInt(client, SOL_SOCKET, SO_RCVBUF, 16384)
+        #expect(listeners.address.withSockAddr { connect(client, $0, $1) } == 0)
+        Sock.setNonBlocking(client, true)
+        // More than the kernel's socket buffers hold (loopback TCP autotunes them to a few
+        // MiB), so the server's writes stall and its reader must pause.
+        let total = 8 << 20
+        let payload = (0..<total).map { patternByte($0, seed: 4) }
+        var sent = 0
+        var echoed: [UInt8] = []
+        let started = LoopInstant.now()
+        let deadline = started + .seconds(30)
+        while echoed.count < total && LoopInstant.now() < deadline {
+            while sent < total {   // as much as the kernel takes now
+                let n = payload.withUnsafeBytes {
+                    send(client, $0.baseAddress! + sent, min(65536, total - sent), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                }
+                guard n > 0 else { break }
+                sent += n
+            }
+            // Read nothing until everything is sent (or the server pushed back for 200 ms).
+            if sent == total || LoopInstant.now() - started > .milliseconds(200) {
+                echoed += Sock.take(client, total - echoed.count, timeoutMs: 1)
+            } else {
+                usleep(1000)
+            }
+        }
+        group.stop()
+        try group.join()
+        #expect(echoed.count == total)
+        #expect(firstDifference(echoed, payload) == nil, "the echo was damaged or reordered")
+    }
+
     /// The async/await recipe: the echo server over `connections` and `reads`, with two
     /// clients; cancelling the server's task ends it (the connections sequence ends).
     @Test(arguments: conformanceBackends)
@@ -124,6 +315,32 @@ import Glibc
             }
             #expect(echoes == [Array("hello".utf8), Array("world".utf8)])
             #expect(Fds.socketsBound(toPort: port, except: listenFd).isEmpty)
+        }
+    }
+}
+
+/// README.md, "A slow reader: water marks and pause/resume" (keep in step).
+private final class ReadmeConnection {                     // the server keeps it while the socket is open
+    let client: TCPSocket
+    let reader: StreamReader
+    let replies: WriteQueue
+    let closing = Completion()
+
+    init(client: TCPSocket, loop: some EventLoop) throws(EvError) {
+        self.client = client
+        reader = try StreamReader(socket: client)
+        replies = WriteQueue(socket: client)
+        replies.setWaterMark(try WriteBufferWaterMark(low: 16 << 10, high: 64 << 10)) { [unowned self] _, writable in
+            if writable { try? self.reader.resume(loop: loop) } else { try? self.reader.pause(loop: loop) }
+            return .rearm                        // keep listening for the next change
+        }
+        try reader.start(loop: loop) { [unowned self] _, result in
+            guard case .success(let bytes) = result else {        // end of file, or an error
+                try? self.client.close(loop: loop, completion: self.closing)
+                return .disarm
+            }
+            try? self.replies.enqueue(loop: loop, copying: bytes)  // the queue keeps its own copy
+            return .rearm
         }
     }
 }

@@ -349,6 +349,29 @@ extension Duration {
     var milliseconds: Double { Double(nanosecondsSaturating) / 1_000_000 }
 }
 
+// MARK: - Unix socket names
+
+/// Names for the Unix socket tests, unique to this process and call, so that tests
+/// running in parallel (and earlier runs that crashed) never meet each other's sockets.
+enum UnixNames {
+    private static let counter = Atomic<Int>(0)
+
+    private static func next(_ tag: String) -> String {
+        "ev-\(getpid())-\(counter.add(1, ordering: .relaxed).newValue)-\(tag)"
+    }
+
+    /// A socket path in the temporary directory (short, so that a long TMPDIR still fits
+    /// in sun_path), with any file of that name removed; the caller unlinks it when done.
+    static func path(_ tag: String) -> String {
+        let p = temporaryPath(next(tag) + ".sock")
+        _ = unlink(p)
+        return p
+    }
+
+    /// A name in the abstract namespace (nothing to clean up).
+    static func abstract(_ tag: String) -> String { "evloop-test-" + next(tag) }
+}
+
 // MARK: - Files
 
 /// A new, empty temporary regular file opened read-write (close-on-exec). The name is

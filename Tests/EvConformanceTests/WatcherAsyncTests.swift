@@ -450,7 +450,7 @@ struct WatcherAsyncTests {
             let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
             children.append(child)
             let c = Completion()
-            try child.wait(loop: loop, completion: c) { _, _ in }
+            try child.wait(loop: loop, completion: c) { _, _ in .disarm }
             waits.append(("Subprocess(\(method))", c, kind))
         }
         defer { for child in children { try? child.signal(SIGKILL) } }

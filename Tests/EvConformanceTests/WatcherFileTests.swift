@@ -86,8 +86,10 @@ struct WatcherFileTests {
         }
     }
 
-    @Test func openingAMissingFileIsENOENT() {
-        #expect(throws: EvError.errno(ENOENT)) {
+    /// Opening a file that does not exist (here, in a directory that does not exist) is
+    /// `.noSuchFile`: the path's own error, never the cancel's `.notFound`.
+    @Test func openingAMissingFileIsNoSuchFile() {
+        #expect(throws: EvError.noSuchFile) {
             _ = try File(path: temporaryPath("evloop-watcher-no-such-dir/none"))
         }
     }

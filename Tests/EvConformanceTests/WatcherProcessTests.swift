@@ -20,7 +20,7 @@ struct WatcherProcessTests {
                              sourceLocation: SourceLocation = #_sourceLocation) throws -> Result<Subprocess.ExitStatus, EvError>? {
         var result: Result<Subprocess.ExitStatus, EvError>?
         let c = Completion()
-        try child.wait(loop: loop, completion: c) { _, r in result = r }
+        try child.wait(loop: loop, completion: c) { _, r in result = r; return .disarm }
         #expect(try runUntil(loop, timeout: .seconds(10)) { result != nil }, "no exit reported", sourceLocation: sourceLocation)
         return result
     }
@@ -49,7 +49,7 @@ struct WatcherProcessTests {
         let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
         var result: Result<Subprocess.ExitStatus, EvError>?
         let c = Completion()
-        try child.wait(loop: loop, completion: c) { _, r in result = r }
+        try child.wait(loop: loop, completion: c) { _, r in result = r; return .disarm }
         try loop.run(.noWait)
         #expect(result == nil, "sleep 10 reported as exited at once")
         try child.signal(SIGKILL)
@@ -78,6 +78,34 @@ struct WatcherProcessTests {
         #expect(try waitForExit(child, on: loop) == .success(.exited(7)))
     }
 
+    /// The wait's callback follows the one callback shape (docs/API.md): after the exit,
+    /// `.rearm` reports the same status again on the next tick (the child is reaped once,
+    /// never polled again), until the callback answers `.disarm`; after a cancel, `.rearm`
+    /// waits for the exit again.
+    @Test(arguments: processCases)
+    func rearmedWaitReportsTheStatusAgain(backend: Backend, method: ExitWatchMethod) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
+        var results: [Result<Subprocess.ExitStatus, EvError>] = []
+        let c = Completion()
+        try child.wait(loop: loop, completion: c) { _, r in
+            results.append(r)
+            return results.count < 4 ? .rearm : .disarm
+        }
+        try loop.run(.noWait)
+        try loop.cancel(c, using: Completion())
+        #expect(try runUntil(loop) { results.count == 1 })
+        #expect(results == [.failure(.canceled)])
+        #expect(c.state == .active, "a rearm after the cancel waits again")
+        try child.signal(SIGKILL)
+        #expect(try runUntil(loop, timeout: .seconds(10)) { c.state == .dead })
+        let killed = Result<Subprocess.ExitStatus, EvError>.success(.signaled(SIGKILL, coreDumped: false))
+        #expect(results == [.failure(.canceled), killed, killed, killed])
+        #expect(kill(child.pid, 0) != 0, "reaped")
+    }
+
     /// A cancelled wait reports `.canceled` and leaves the child running and waitable.
     @Test(arguments: processCases)
     func cancelledWaitCanBeRepeated(backend: Backend, method: ExitWatchMethod) throws {
@@ -87,7 +115,7 @@ struct WatcherProcessTests {
         let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
         var result: Result<Subprocess.ExitStatus, EvError>?
         let c = Completion()
-        try child.wait(loop: loop, completion: c) { _, r in result = r }
+        try child.wait(loop: loop, completion: c) { _, r in result = r; return .disarm }
         try loop.run(.noWait)
         try loop.cancel(c, using: Completion())
         #expect(try runUntil(loop) { result != nil })
@@ -223,9 +251,10 @@ struct WatcherProcessTests {
         #expect(ignored.map { $0 & 0x7fff_ffff } == 0, "\(output)")
     }
 
-    /// A program that does not exist is reported by spawn, not as an exit status.
+    /// A program that does not exist is reported by spawn, not as an exit status, and as
+    /// a missing file (`.noSuchFile`), never as the cancel's `.notFound`.
     @Test func spawnOfAMissingProgramThrows() throws {
-        #expect(throws: EvError.errno(ENOENT)) {
+        #expect(throws: EvError.noSuchFile) {
             _ = try Subprocess.spawn(path: "/nonexistent/evloop-no-such-program")
         }
     }
@@ -257,7 +286,7 @@ struct WatcherProcessTests {
             for method in [ExitWatchMethod.pidfd, .waiterThread] {
                 let child = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, exitWatch: method)
                 children.append(child)
-                try child.wait(loop: loop, completion: Completion()) { _, r in exits.append(r) }
+                try child.wait(loop: loop, completion: Completion()) { _, r in exits.append(r); return .disarm }
             }
             defer { for c in children { try? c.signal(SIGKILL) } }
 
@@ -344,7 +373,7 @@ struct WatcherProcessTests {
         for _ in 0..<3 {
             let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 6"], stdin: .null, exitWatch: method)
             var result: Result<Subprocess.ExitStatus, EvError>?
-            try child.wait(loop: loop, completion: Completion()) { _, r in result = r }
+            try child.wait(loop: loop, completion: Completion()) { _, r in result = r; return .disarm }
             #expect(try runUntil(loop, timeout: .seconds(10)) { result != nil })
             #expect(result == .success(.exited(6)))
         }

@@ -7,18 +7,18 @@ import CEvSys
 import Glibc
 #endif
 
-/// The server side of a TCP echo, built only from the watchers: read, write back what was
-/// read (resuming short writes), read again; close on end of file.
-private final class EchoConnection<L: EventLoop> {
+/// The server side of a stream echo (TCP or Unix), built only from the watchers: read,
+/// write back what was read (resuming short writes), read again; close on end of file.
+final class EchoConnection<L: EventLoop, S: ConnectionSocket> {
     let loop: L
-    let socket: TCPSocket
+    let socket: S
     let buffer: UnsafeMutableRawBufferPointer
     let reading = Completion(), writing = Completion(), closing = Completion()
     var echoed = 0
     var closed = false
     var error: EvError?
 
-    init(loop: L, socket: TCPSocket, buffer: UnsafeMutableRawBufferPointer) {
+    init(loop: L, socket: S, buffer: UnsafeMutableRawBufferPointer) {
         self.loop = loop
         self.socket = socket
         self.buffer = buffer
@@ -65,9 +65,7 @@ private final class EchoConnection<L: EventLoop> {
     }
 }
 
-/// A TCP echo through the watchers on `loop`: a listener accepts one client, the client
-/// sends `size` bytes through a `WriteQueue` in 10 requests while reading the echo, then
-/// shuts down its write side; the server closes on end of file and the client sees it.
+/// A TCP echo through the watchers on `loop` (see `streamEcho`), over IPv4 or IPv6.
 /// Returns the bytes the client received.
 private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size: Int,
                                    sourceLocation: SourceLocation = #_sourceLocation) throws -> [UInt8] {
@@ -79,16 +77,39 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
     try listener.listen(backlog: 16)
     let serverAddress = try listener.localAddress()
     #expect(serverAddress.family == family)
+    let client = try TCPSocket(for: serverAddress, loop: loop)
+    h.own(client.fd)
+    try client.setNoDelay(true)
+    #expect(try client.option(level: Int32(IPPROTO_TCP), name: TCP_NODELAY) != 0)
+    return try streamEcho(loop: loop, harness: h, listener: listener, client: client, size: size,
+                          seed: ipv6 ? 1 : 0, sourceLocation: sourceLocation)
+}
+
+/// A stream echo through the watchers on `loop`: `listener` (bound, listening, owned by
+/// `h`) accepts one connection from `client` (unconnected, owned by `h`); the client sends
+/// `size` bytes through a `WriteQueue` in 10 requests while reading the echo, then shuts
+/// down its write side; the server closes on end of file and the client sees it. Both
+/// sockets and the listener are closed through the loop at the end. Returns the bytes the
+/// client received.
+func streamEcho<L: EventLoop, S: ConnectionSocket>(loop: L, harness h: Harness, listener: S, client: S,
+                                                   size: Int, seed: Int = 0,
+                                                   sourceLocation: SourceLocation = #_sourceLocation) throws -> [UInt8] {
+    let serverAddress = try listener.localAddress()
     #expect(fcntl(listener.fd, F_GETFD) & FD_CLOEXEC != 0, sourceLocation: sourceLocation)
     #expect((fcntl(listener.fd, F_GETFL) & O_NONBLOCK != 0) == !loop.prefersBlockingDescriptors,
             sourceLocation: sourceLocation)
 
-    var server: EchoConnection<L>?
+    var server: EchoConnection<L, S>?
+    // What each descriptor refers to while it is open ("socket:[inode]"), to check at the
+    // end that none of them is open any more (descriptor numbers are reused at once by
+    // tests running in parallel; inodes are not).
+    var links = [listener.fd, client.fd].compactMap { Fds.link($0) }
     let accepting = Completion()
     try listener.accept(loop: loop, completion: accepting) { _, result in
         switch result {
         case .success(let socket):
             h.own(socket.fd)   // closed through the loop below; owned in case the test fails
+            links += [Fds.link(socket.fd)].compactMap { $0 }
             let conn = EchoConnection(loop: loop, socket: socket, buffer: h.buffer(16 * 1024))
             server = conn
             do { try conn.start() } catch { Issue.record("server read: \(error)") }
@@ -98,10 +119,6 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
         return .disarm
     }
 
-    let client = try TCPSocket(for: serverAddress, loop: loop)
-    h.own(client.fd)
-    try client.setNoDelay(true)
-    #expect(try client.option(level: Int32(IPPROTO_TCP), name: TCP_NODELAY) != 0)
     var connected: Result<Void, EvError>?
     let connecting = Completion()
     try client.connect(loop: loop, completion: connecting, to: serverAddress) { _, r in connected = r; return .disarm }
@@ -110,21 +127,22 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
         Issue.record("connect: \(String(describing: connected))", sourceLocation: sourceLocation)
         return []
     }
-    #expect(try client.peerAddress() == serverAddress)
+    #expect(try client.peerAddress() == serverAddress, sourceLocation: sourceLocation)
 
     // Send through a write queue, 10 requests.
-    let payload = h.buffer((0..<size).map { patternByte($0, seed: ipv6 ? 1 : 0) })
-    let queue = WriteQueue(socket: client)
+    let payload = h.buffer((0..<size).map { patternByte($0, seed: seed) })
+    let queue = WriteQueue(fd: client.fd, isSocket: true)
     var completedWrites: [Int] = []
     let chunk = (size + 9) / 10
     for i in 0..<10 {
         let range = min(i * chunk, size)..<min((i + 1) * chunk, size)
         let request = WriteRequest(buffer: UnsafeRawBufferPointer(rebasing: payload[range])) { r, result in
             if case .success(let n) = result, n == r.buffer.count { completedWrites.append(i) }
+            return .disarm
         }
-        try queue.enqueue(request, loop: loop)
+        try queue.enqueue(loop: loop, request)
     }
-    #expect(queue.count == 10 && queue.bytesQueued == size)
+    #expect(queue.count == 10 && queue.bytesQueued == size, sourceLocation: sourceLocation)
 
     // Read the echo.
     var received: [UInt8] = []
@@ -174,6 +192,9 @@ private func tcpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, size
     #expect(try runUntil(h.loop) { closes == 2 }, sourceLocation: sourceLocation)
     h.forget(client.fd)
     h.forget(listener.fd)
+    let stillOpen = Set(Fds.table().values)
+    #expect(links.count == 3 && links.allSatisfy { !stillOpen.contains($0) },
+            "a descriptor of the echo is still open: \(links.filter { stillOpen.contains($0) })", sourceLocation: sourceLocation)
     return received
 }
 
@@ -369,9 +390,10 @@ struct WatcherSocketTests {
                 if nextCallback != i { outOfOrder += 1 }
                 nextCallback = i + 1
                 if case .failure = result { failures += 1 }
+                return .disarm
             })
         }
-        for r in requests { try queue.enqueue(r, loop: loop) }
+        for r in requests { try queue.enqueue(loop: loop, r) }
         #expect(queue.count == count && queue.bytesQueued == total)
 
         // The slow reader: a 1 ms timer that takes at most 32 KiB each time.
@@ -416,11 +438,14 @@ struct WatcherSocketTests {
         var outcomes: [(Int, Result<Int, EvError>)] = []
         var requests: [WriteRequest] = []
         for i in 0..<3 {
-            let r = WriteRequest(buffer: UnsafeRawBufferPointer(big)) { _, result in outcomes.append((i, result)) }
+            let r = WriteRequest(buffer: UnsafeRawBufferPointer(big)) { _, result in
+                outcomes.append((i, result))
+                return .disarm
+            }
             requests.append(r)
-            try queue.enqueue(r, loop: loop)
+            try queue.enqueue(loop: loop, r)
         }
-        #expect(throws: EvError.completionActive) { try queue.enqueue(requests[0], loop: loop) }
+        #expect(throws: EvError.completionActive) { try queue.enqueue(loop: loop, requests[0]) }
         try runFor(loop, .milliseconds(20))   // the peer does not read: the first write stalls
         #expect(outcomes.isEmpty)
         #expect(queue.bytesQueued > 2 << 20)
@@ -437,8 +462,11 @@ struct WatcherSocketTests {
         let small = h.buffer(Array("after".utf8))
         var done: Result<Int, EvError>?
         requests[0].buffer = UnsafeRawBufferPointer(small)
-        requests[0].callback = { _, r in done = r }
-        try queue.enqueue(requests[0], loop: loop)
+        requests[0].callback = { _, r in
+            done = r
+            return .disarm
+        }
+        try queue.enqueue(loop: loop, requests[0])
         var tail: [UInt8] = []
         #expect(try runUntil(h.loop) {
             tail += Sock.take(reader, 65536, timeoutMs: 0)

@@ -10,7 +10,7 @@ import Ev
 /// backend probe (whose seccomp filter is what proves that detection falls back).
 @Suite("Example programs: command line and backend probe")
 struct CommandLineTests {
-    static let programs = [Examples.tcpServer, Examples.udpServer, Examples.client, Examples.probe]
+    static let programs = [Examples.tcpServer, Examples.udpServer, Examples.client, Examples.probe, Examples.run]
 
     @Test("--help prints usage and every option, and exits 0", arguments: programs)
     func help(program: String) throws {
@@ -20,7 +20,12 @@ struct CommandLineTests {
         #expect(child.stdoutText.contains("--help"))
         if program != Examples.probe {
             #expect(child.stdoutText.contains("--backend"))
+        }
+        if program != Examples.probe && program != Examples.run {
             #expect(child.stdoutText.contains("--port"))
+        }
+        if program == Examples.run {
+            #expect(child.stdoutText.contains("[--] COMMAND [ARGUMENT...]") && child.stdoutText.contains("--count"))
         }
         if program == Examples.tcpServer {
             #expect(child.stdoutText.contains("--threads"))
@@ -44,6 +49,8 @@ struct CommandLineTests {
             let (t2, c2) = try runToCompletion(path, ["--backend", "kqueue"], timeout: .seconds(20))
             #expect(t2 == .exited(2), "\(c2.transcript)")
             #expect(c2.stderrText.contains("kqueue"), "\(c2.transcript)")
+        }
+        if program != Examples.probe && program != Examples.run {
             let (t3, c3) = try runToCompletion(path, ["--port=70000"], timeout: .seconds(20))
             #expect(t3 == .exited(2), "\(c3.transcript)")
             #expect(c3.stderrText.contains("70000"), "\(c3.transcript)")

@@ -40,6 +40,7 @@ enum Examples {
     static let udpServer = "ev-echo-udp"
     static let client = "ev-echo-client"
     static let probe = "ev-backend-probe"
+    static let run = "ev-run"
 }
 
 struct ExampleTestError: Error, CustomStringConvertible {
@@ -173,6 +174,12 @@ final class RunningServer {
             process.send(SIGKILL)
             let t = process.finish(timeout: .seconds(5))
             throw ExampleTestError("\(program) never printed 'listening on' (\(t))\n\(process.transcript)")
+        }
+        // "listening on unix:PATH" (--unix): no port; `host` is the socket's address.
+        if let unix = line.split(separator: " ").first(where: { $0.hasPrefix("unix:") }) {
+            port = 0
+            host = String(unix)
+            return
         }
         // "listening on 127.0.0.1:PORT" or "listening on [::1]:PORT", possibly followed by more.
         let address = line.split(separator: " ").first(where: { $0.contains(":") && $0.last?.isNumber == true }) ?? ""

@@ -16,7 +16,7 @@ import Testing
         (ENETUNREACH, .unreachable), (EHOSTUNREACH, .unreachable),
         (EACCES, .permissionDenied), (EPERM, .permissionDenied), (EINVAL, .invalidArgument),
         (EMFILE, .systemResources), (ENFILE, .systemResources), (ENOBUFS, .systemResources),
-        (ENOMEM, .systemResources), (ENOENT, .notFound), (EALREADY, .inProgress),
+        (ENOMEM, .systemResources), (ENOENT, .noSuchFile), (ENAMETOOLONG, .nameTooLong), (EALREADY, .inProgress),
         (EvError.cancelOfCancelCode, .cannotCancelCancel),
     ]
 
@@ -35,11 +35,14 @@ import Testing
     @Test func errnoValueRoundTrips() {
         let all: [EvError] = [.canceled, .connectionRefused, .connectionReset, .connectionAborted, .brokenPipe,
                               .badFileDescriptor, .timedOut, .notConnected, .addressInUse, .addressNotAvailable,
-                              .unreachable, .permissionDenied, .invalidArgument, .systemResources, .notFound,
-                              .inProgress]
+                              .unreachable, .permissionDenied, .invalidArgument, .systemResources, .noSuchFile,
+                              .nameTooLong, .inProgress]
         for e in all {
             #expect(e.errnoValue.map { EvError(errno: $0) } == e, "\(e)")
         }
+        // `.notFound` shares ENOENT with `.noSuchFile`; only a cancel's result turns ENOENT
+        // into it (see `cancelsAloneMapENOENTToNotFound`).
+        #expect(EvError.notFound.errnoValue == ENOENT)
         for e in [EvError.endOfFile, .nestedRun, .completionActive, .cannotCancelCancel, .notifierInUse] {
             #expect(e.errnoValue == nil)
         }
@@ -49,7 +52,7 @@ import Testing
         let all: [EvError] = [.canceled, .endOfFile, .connectionRefused, .connectionReset, .connectionAborted,
                               .brokenPipe, .badFileDescriptor, .timedOut, .notConnected, .addressInUse,
                               .addressNotAvailable, .unreachable, .permissionDenied, .invalidArgument,
-                              .systemResources, .notFound, .inProgress, .nestedRun, .completionActive,
+                              .systemResources, .notFound, .noSuchFile, .nameTooLong, .inProgress, .nestedRun, .completionActive,
                               .cannotCancelCancel, .notifierInUse, .errno(EIO)]
         let texts = all.map(\.description)
         #expect(Set(texts).count == all.count)
@@ -58,6 +61,23 @@ import Testing
     }
 
     // MARK: raw result → typed result
+
+    /// ENOENT has two meanings and the operation decides which (issue 12): from a cancel it
+    /// is "nothing to cancel" (`.notFound`); from every other operation it is a missing
+    /// path (`.noSuchFile`: connecting to a Unix socket path that does not exist, a
+    /// sendmsg to one). So a program never mistakes a missing socket for a lost cancel.
+    @Test func cancelsAloneMapENOENTToNotFound() throws {
+        let cancel = Completion(.cancel(target: Completion()))
+        #expect(cancel.makeResult(raw: -Int(ENOENT)).error == .notFound)
+        let address = try SocketAddress(unixPath: "/nonexistent/evloop.sock")
+        #expect(Completion(.connect(socket: 3, address: address)).makeResult(raw: -Int(ENOENT)).error == .noSuchFile)
+        withBuffer { buffer in
+            let send = Completion(.sendmsg(socket: 3, buffer: UnsafeRawBufferPointer(buffer), address: address))
+            #expect(send.makeResult(raw: -Int(ENOENT)).error == .noSuchFile)
+        }
+        #expect(Completion(.close(fd: 3)).makeResult(raw: -Int(ENAMETOOLONG)).error == .nameTooLong)
+        #expect(EvError(errno: ENOENT) == .noSuchFile)
+    }
 
     /// A 16-byte buffer for the duration of `body` (the mapping only looks at its size).
     private func withBuffer(_ body: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {

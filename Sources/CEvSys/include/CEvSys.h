@@ -39,6 +39,17 @@ int cevsys_sigset_make(void *set, const int *signals, int count);
 /// accept4(2) (declared by glibc only under _GNU_SOURCE).
 int cevsys_accept4(int fd, void *addr, void *len, int flags);
 
+/// pipe2(2) (declared by glibc only under _GNU_SOURCE, so Swift's Glibc has no pipe2):
+/// `fds[0]` is the read end, `fds[1]` the write end. `flags` may combine O_CLOEXEC and
+/// O_NONBLOCK (visible to Swift); creating both ends close-on-exec in the same call is the
+/// point, since pipe(2) + fcntl leaves a window in which another thread's fork inherits them.
+int cevsys_pipe2(int fds[2], int flags);
+
+/// getsockopt(fd, SOL_SOCKET, SO_PEERCRED) (struct ucred is declared only under
+/// _GNU_SOURCE): the process id, user id and group id of the peer of a connected Unix
+/// socket, as they were when it connected (or when the socketpair was made).
+int cevsys_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+
 // MARK: readiness backends (epoll, poll, the loop's eventfd)
 
 /// One ready descriptor as the readiness backends consume it. The kernel's

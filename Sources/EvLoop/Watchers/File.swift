@@ -77,14 +77,14 @@ public struct File: Hashable, Sendable {
     public init(fd: Int32) { self.fd = fd }
 
     /// Opens `path` with `options` (always close-on-exec); `permissions` apply when the file
-    /// is created. A missing file is `.errno(ENOENT)`.
+    /// is created. A missing file (or directory on the way) is `.noSuchFile`.
     public init(path: String, options: OpenOptions = .readOnly, permissions: mode_t = 0o644) throws(EvError) {
         var fd: Int32
         repeat {
             fd = Glibc.open(path, options.rawValue | O_CLOEXEC, permissions)
             // EINTR: open of a FIFO or a slow device was interrupted by a signal; retry.
         } while fd < 0 && cevsys_errno() == EINTR
-        guard fd >= 0 else { throw pathError(cevsys_errno()) }
+        guard fd >= 0 else { throw EvError(errno: cevsys_errno()) }
         self.fd = fd
     }
 

@@ -4,12 +4,13 @@ import Glibc
 import Musl
 #endif
 
-/// What `TCPSocket` and `UDPSocket` have in common: a socket descriptor with options, a
-/// local address, and a close that goes through the loop.
+/// What every socket watcher (`TCPSocket`, `UDPSocket`, `UnixSocket`) has: a socket
+/// descriptor with options, a local address, and a close that goes through the loop.
 ///
-/// Why a protocol: the two watchers differ in their operations (accept/connect/stream I/O
-/// against datagrams with addresses) but not in their set-up, so the set-up is written once
-/// here and every socket watcher gets it by conforming.
+/// Why a protocol: the watchers differ in their operations (accept/connect/stream I/O
+/// against datagrams with addresses; see `ConnectionSocket` for the stream half) but not in
+/// their set-up, so the set-up is written once here and every socket watcher gets it by
+/// conforming.
 ///
 /// ```swift
 /// let socket = try UDPSocket(family: AF_INET, loop: loop)
@@ -23,6 +24,13 @@ public protocol LoopSocket: Sendable {
 }
 
 extension LoopSocket {
+    /// Puts the descriptor in the blocking mode `loop` prefers, for a socket made elsewhere
+    /// (inherited from a service manager, accepted by other code): io_uring waits in the
+    /// kernel and wants blocking sockets, the readiness loops need non-blocking ones.
+    public func prepare(for loop: some EventLoop) throws(EvError) {
+        try SocketCalls.setBlocking(fd, loop.prefersBlockingDescriptors)
+    }
+
     /// SO_REUSEADDR: a restarted server can bind its port while old connections linger in
     /// TIME_WAIT. Set it before `bind`.
     public func setReuseAddress(_ on: Bool) throws(EvError) {
@@ -51,7 +59,10 @@ extension LoopSocket {
         try SocketCalls.getOption(fd, level: level, name: name)
     }
 
-    /// Binds the socket to a local address (port 0: the kernel picks one; see `localAddress`).
+    /// Binds the socket to a local address (port 0: the kernel picks one; see
+    /// `localAddress`). For a Unix socket path: the file is created here, an existing file
+    /// is `.addressInUse` (nothing is removed for you; see `UnixSocket`), and a missing
+    /// directory `.noSuchFile`.
     public func bind(to address: SocketAddress) throws(EvError) {
         try SocketCalls.bind(fd, to: address)
     }
@@ -67,8 +78,6 @@ extension LoopSocket {
     public func close(loop: some EventLoop, completion: Completion,
                       callback: @escaping (Completion, Result<Void, EvError>) -> CallbackAction = { _, _ in .disarm })
         throws(EvError) {
-        completion.operation = .close(fd: fd)
-        completion.callback = { c, result in callback(c, result.voidResult) }
-        try loop.add(completion)
+        try completion.start(.close(fd: fd), on: loop, viewing: { $0.voidResult }, callback: callback)
     }
 }

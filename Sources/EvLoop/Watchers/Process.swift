@@ -6,35 +6,6 @@ import Musl
 import CEvSys
 import Synchronization
 
-/// What a spawned child's standard input, output or error is connected to.
-///
-/// Why explicit: a child gets exactly descriptors 0, 1 and 2 and nothing else of the
-/// parent (PITFALLS H4), so each of the three is named at spawn time.
-///
-/// ```swift
-/// var ends: [Int32] = [-1, -1]
-/// socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0, &ends)
-/// let child = try Subprocess.spawn(path: "/bin/ls", stdin: .null, stdout: .fd(ends[1]))
-/// close(ends[1])        // the child has its own copy now; read the listing from ends[0]
-/// ```
-public enum StdioTarget: Sendable, Hashable {
-    /// The parent's own descriptor 0, 1 or 2.
-    case inherit
-    /// /dev/null.
-    case null
-    /// A descriptor of the parent (for example one end of a pipe or socketpair), which the
-    /// child gets as 0, 1 or 2. The parent keeps its own copy and closes it when done.
-    case fd(Int32)
-
-    var raw: Int32 {
-        switch self {
-        case .inherit: return Int32(CEVSYS_STDIO_INHERIT)
-        case .null: return Int32(CEVSYS_STDIO_NULL)
-        case .fd(let fd): return fd
-        }
-    }
-}
-
 /// How a `Subprocess` learns that its child exited.
 ///
 /// Why a choice: pidfds are the right tool but not available everywhere (old kernels,
@@ -76,6 +47,10 @@ public enum ExitWatchMethod: Sendable, Hashable {
 /// - **Ownership:** the object owns its pidfd and closes it in deinit (after the child is
 ///   reaped by `wait`, or when it is released unwaited); the descriptors handed to `spawn`
 ///   as `StdioTarget.fd` stay the caller's, to close in the parent once the child has them.
+///   The parent ends of `.pipe` targets (`standardInput`, `standardOutput`,
+///   `standardError`) are the caller's too: a `ByteStream` never closes itself, so close
+///   each through the loop when done (closing `standardInput` is how the child sees the
+///   end of its input).
 /// - **Nothing of the parent leaks into the child**: `spawn` uses posix_spawn with
 ///   every descriptor above 2 closed (closefrom, glibc 2.34+; all of this library's own
 ///   descriptors are close-on-exec as well), the signal mask emptied and every signal
@@ -91,13 +66,16 @@ public enum ExitWatchMethod: Sendable, Hashable {
 /// let exited = Completion()
 /// try child.wait(loop: loop, completion: exited) { _, result in
 ///     print(result)            // success(exited with code 3)
+///     return .disarm
 /// }
 /// try loop.run(.untilDone)
 /// ```
 public final class Subprocess {
     /// The exit callback: the status, or an error (`.canceled` if the wait was cancelled;
-    /// the child keeps running and can be waited for again).
-    public typealias Callback = (Completion, Result<ExitStatus, EvError>) -> Void
+    /// the child keeps running and can be waited for again). Like every callback it answers
+    /// `.rearm` (wait again: after a cancel, for the exit; after the exit, the same status
+    /// is reported again on the next tick) or `.disarm`.
+    public typealias Callback = (Completion, Result<ExitStatus, EvError>) -> CallbackAction
 
     /// The child's process id.
     public let pid: pid_t
@@ -105,6 +83,17 @@ public final class Subprocess {
     public let method: ExitWatchMethod
     /// The status once the loop has delivered it (the child is reaped by then).
     public private(set) var exitStatus: ExitStatus?
+
+    /// The parent's end of the child's stdin pipe (write to it), when `spawn` was given
+    /// `stdin: .pipe`; nil otherwise. The caller's to close, through the loop: the child
+    /// reads end of file once it is closed.
+    public let standardInput: ByteStream?
+    /// The parent's end of the child's stdout pipe (read from it), when `spawn` was given
+    /// `stdout: .pipe`; nil otherwise. The caller's to close, through the loop.
+    public let standardOutput: ByteStream?
+    /// The parent's end of the child's stderr pipe (read from it), when `spawn` was given
+    /// `stderr: .pipe`; nil otherwise. The caller's to close, through the loop.
+    public let standardError: ByteStream?
 
     /// The pidfd, or -1 with the waiter thread.
     private let pidfd: Int32
@@ -124,8 +113,12 @@ public final class Subprocess {
 
     /// `openPidfd` returns a pidfd or -errno; tests inject ENOSYS, EPERM or EMFILE here to
     /// check how `.automatic` reacts (PITFALLS H1) on a machine that has pidfds.
-    package init(pid: pid_t, exitWatch: ExitWatchMethod, openPidfd: (pid_t) -> Int32) throws(EvError) {
+    package init(pid: pid_t, exitWatch: ExitWatchMethod, openPidfd: (pid_t) -> Int32,
+                 pipes: [ByteStream?] = [nil, nil, nil]) throws(EvError) {
         self.pid = pid
+        standardInput = pipes[0]
+        standardOutput = pipes[1]
+        standardError = pipes[2]
         switch exitWatch {
         case .automatic, .pidfd:
             let fd = openPidfd(pid)
@@ -159,30 +152,40 @@ public final class Subprocess {
     /// - `searchPath`: look `path` up in PATH when it has no slash (posix_spawnp).
     /// - `stdin`/`stdout`/`stderr`: what descriptors 0, 1 and 2 of the child are. A `.fd`
     ///   source should not itself be 0, 1 or 2 unless it is the same number as its target.
+    ///   `.pipe` creates a pipe whose parent end comes back as `standardInput`,
+    ///   `standardOutput` or `standardError`.
+    /// - `loop`: the loop the parent ends of `.pipe` targets will be used with, so that they
+    ///   are made blocking or non-blocking as it prefers (`prefersBlockingDescriptors`).
+    ///   Required when any target is `.pipe` (`.invalidArgument` without it); unused
+    ///   otherwise.
     ///
-    /// A program that cannot be run is reported here (`.errno(ENOENT)`,
-    /// `.permissionDenied`), not as an exit status.
+    /// A program that cannot be run is reported here (`.noSuchFile`, `.permissionDenied`),
+    /// not as an exit status. Whatever fails, nothing is left behind: the pipes created for
+    /// the call are closed, and a child that was started but cannot be watched is killed
+    /// and reaped. On success the child's pipe ends are already closed in the parent, so
+    /// the parent's ends see end of file (or a broken pipe) when the child exits.
     public static func spawn(path: String, arguments: [String] = [], environment: [String]? = nil,
                              workingDirectory: String? = nil, searchPath: Bool = false,
                              stdin: StdioTarget = .inherit, stdout: StdioTarget = .inherit,
                              stderr: StdioTarget = .inherit,
-                             exitWatch: ExitWatchMethod = .automatic) throws(EvError) -> Subprocess {
+                             exitWatch: ExitWatchMethod = .automatic,
+                             loop: (any EventLoop)? = nil) throws(EvError) -> Subprocess {
         try spawn(path: path, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
                   searchPath: searchPath, stdin: stdin, stdout: stdout, stderr: stderr, exitWatch: exitWatch,
-                  openPidfd: systemPidfdOpen)
+                  loop: loop, openPidfd: systemPidfdOpen)
     }
 
     /// `spawn` with an injectable pidfd_open (see `init(pid:exitWatch:openPidfd:)`).
     package static func spawn(path: String, arguments: [String], environment: [String]?,
                               workingDirectory: String?, searchPath: Bool,
                               stdin: StdioTarget, stdout: StdioTarget, stderr: StdioTarget,
-                              exitWatch: ExitWatchMethod,
+                              exitWatch: ExitWatchMethod, loop: (any EventLoop)? = nil,
                               openPidfd: (pid_t) -> Int32) throws(EvError) -> Subprocess {
+        var pipes = try ChildStdio(targets: [stdin, stdout, stderr], blockingParentEnds: loop?.prefersBlockingDescriptors)
         let argv = CStringArray([path] + arguments)
         let envp = environment.map { CStringArray($0) }
-        let stdio: [Int32] = [stdin.raw, stdout.raw, stderr.raw]
         var pid: Int32 = 0
-        let r: Int32 = stdio.withUnsafeBufferPointer { stdioPtr in
+        let r: Int32 = pipes.childDescriptors.withUnsafeBufferPointer { stdioPtr in
             argv.withPointer { argvPtr in
                 func go(_ envPtr: UnsafePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
                     if let cwd = workingDirectory {
@@ -196,28 +199,36 @@ public final class Subprocess {
                 return go(nil)
             }
         }
-        guard r == 0 else { throw pathError(r) }
+        // The child has its own copies of its ends now (or there is no child): the
+        // parent's copies must go, or the parent's reads would never see end of file.
+        pipes.closeChildEnds()
+        guard r == 0 else {
+            pipes.closeParentEnds()
+            throw EvError(errno: r)
+        }
         do {
-            return try Subprocess(pid: pid, exitWatch: exitWatch, openPidfd: openPidfd)
+            return try Subprocess(pid: pid, exitWatch: exitWatch, openPidfd: openPidfd, pipes: pipes.parentEnds)
         } catch {
             // No way to watch it (out of descriptors or threads): do not leave an
             // unwatched child behind. Kill and reap exactly this pid, then report.
             kill(pid, SIGKILL)
             var status = cevsys_child_status()
             _ = cevsys_waitid_pid(pid, 0, &status)
+            pipes.closeParentEnds()
             throw error
         }
     }
 
     /// Arms `completion` to report the child's exit (at once, on the next tick, if it has
-    /// already exited). The callback runs once per `wait`; the completion then is dead.
+    /// already exited). The callback runs once per activation: `.disarm` ends the wait (the
+    /// completion is then dead); `.rearm` waits again (after a cancel or an error, for the
+    /// exit; once the child has exited, the same status is reported again on the next tick).
     public func wait(loop: some EventLoop, completion: Completion,
                      callback: @escaping Callback) throws(EvError) {
         if let status = exitStatus {
             // Reaped already: report the same status again, through the loop (callbacks
             // never run inside `add`).
-            completion.operation = .nop
-            completion.callback = { c, _ in callback(c, .success(status)); return .disarm }
+            Self.reportAgain(status, in: completion, to: callback)
             try loop.add(completion)
             return
         }
@@ -234,18 +245,28 @@ public final class Subprocess {
                     return .rearm   // not exited yet (a spurious wake-up): keep waiting
                 case .some(.success(let status)):
                     exitStatus = status
-                    callback(c, .success(status))
+                    let action = callback(c, .success(status))
+                    // The child is reaped: polling its descriptor again would find nothing
+                    // to reap, so a rearm reports the status again instead.
+                    if action == .rearm { Self.reportAgain(status, in: c, to: callback) }
+                    return action
                 case .some(.failure(let e)):
-                    callback(c, .failure(e))
+                    return callback(c, .failure(e))
                 }
             case .poll(.failure(let e)):
-                callback(c, .failure(e))
+                return callback(c, .failure(e))
             default:
-                callback(c, .failure(.invalidArgument))
+                return callback(c, .failure(.invalidArgument))
             }
-            return .disarm
         }
         try loop.add(completion)
+    }
+
+    /// Configures `completion` to report `status` (of a child already reaped) through a
+    /// `.nop`, on the next tick; a rearm reports it again.
+    private static func reportAgain(_ status: ExitStatus, in completion: Completion, to callback: @escaping Callback) {
+        completion.operation = .nop
+        completion.callback = { c, _ in callback(c, .success(status)) }
     }
 
     /// After the wait's descriptor became readable: the status if the child has exited and

@@ -39,7 +39,7 @@ import Musl
 /// }
 /// try loop.run(.untilDone)
 /// ```
-public struct TCPSocket: LoopSocket, Hashable {
+public struct TCPSocket: ConnectionSocket, Hashable {
     /// The socket descriptor.
     public let fd: Int32
 
@@ -66,14 +66,7 @@ public struct TCPSocket: LoopSocket, Hashable {
         try self.init(family: address.family, loop: loop)
     }
 
-    /// Puts the descriptor in the blocking mode `loop` prefers (for sockets made elsewhere).
-    public func prepare(for loop: some EventLoop) throws(EvError) {
-        try SocketCalls.setBlocking(fd, loop.prefersBlockingDescriptors)
-    }
-
     // MARK: Options servers need
-
-
 
     /// TCP_NODELAY: send small writes at once instead of waiting to coalesce them (Nagle),
     /// which request/response protocols want.
@@ -81,74 +74,7 @@ public struct TCPSocket: LoopSocket, Hashable {
         try SocketCalls.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: on ? 1 : 0)
     }
 
-
-
-    // MARK: Synchronous set-up (never blocks)
-
-
-    /// Marks the socket as listening; `backlog` is the queue of completed connections
-    /// waiting for accept (the kernel caps it at net.core.somaxconn).
-    public func listen(backlog: Int32 = 128) throws(EvError) {
-        try SocketCalls.listen(fd, backlog: backlog)
-    }
-
-
-    /// The connected peer's address.
-    public func peerAddress() throws(EvError) -> SocketAddress {
-        try SocketCalls.address(fd, peer: true)
-    }
-
-    // MARK: Loop operations
-
-    /// Accepts one connection. The accepted socket is close-on-exec (and non-blocking on
-    /// readiness backends) and belongs to the callback. `.rearm` accepts the next one.
-    /// Out of descriptors is reported as `.systemResources`, never retried silently (a
-    /// full table would otherwise spin the loop, PITFALLS E8): back off with a timer.
-    public func accept(loop: some EventLoop, completion: Completion,
-                       callback: @escaping AcceptCallback) throws(EvError) {
-        completion.operation = .accept(socket: fd)
-        completion.callback = { c, result in
-            switch result {
-            case .accept(let r): return callback(c, r.map { TCPSocket(fd: $0) })
-            default: return callback(c, .failure(.invalidArgument))
-            }
-        }
-        try loop.add(completion)
-    }
-
-    /// Connects to `address`: `.connectionRefused` when nothing listens there.
-    public func connect(loop: some EventLoop, completion: Completion, to address: SocketAddress,
-                        callback: @escaping VoidCallback) throws(EvError) {
-        completion.operation = .connect(socket: fd, address: address)
-        completion.callback = { c, result in callback(c, result.voidResult) }
-        try loop.add(completion)
-    }
-
-    /// Reads up to `buffer.count` bytes. The buffer is the kernel's until the callback runs,
-    /// even after a cancel. `.failure(.endOfFile)` when the peer closed its side.
-    public func read(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
-                     callback: @escaping CountCallback) throws(EvError) {
-        completion.operation = .recv(socket: fd, buffer: buffer)
-        completion.callback = { c, result in callback(c, result.countResult) }
-        try loop.add(completion)
-    }
-
-    /// Writes (sends) up to `buffer.count` bytes; the count written may be short. To write
-    /// everything, in order, use `WriteQueue`.
-    public func write(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
-                      callback: @escaping CountCallback) throws(EvError) {
-        completion.operation = .send(socket: fd, buffer: buffer)
-        completion.callback = { c, result in callback(c, result.countResult) }
-        try loop.add(completion)
-    }
-
-    /// Shuts down one or both directions (`.write` sends FIN after queued data, so the peer
-    /// reads end of file). `.notConnected` on a socket that is not connected.
-    public func shutdown(loop: some EventLoop, completion: Completion, how: ShutdownHow = .write,
-                         callback: @escaping VoidCallback) throws(EvError) {
-        completion.operation = .shutdown(socket: fd, how: how)
-        completion.callback = { c, result in callback(c, result.voidResult) }
-        try loop.add(completion)
-    }
-
+    // The synchronous set-up (bind, listen, the addresses) and the loop operations
+    // (accept, connect, read, write, shutdown, close) are `ConnectionSocket`'s and
+    // `LoopSocket`'s, shared with `UnixSocket`.
 }

@@ -64,22 +64,15 @@ public struct UDPSocket: LoopSocket, Hashable {
     /// the buffer is truncated (`truncated` is true and `count` is the buffer's size).
     public func read(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
                      callback: @escaping ReadCallback) throws(EvError) {
-        completion.operation = .recvmsg(socket: fd, buffer: buffer)
-        completion.callback = { c, result in
-            switch result {
-            case .recvmsg(let r): return callback(c, r)
-            default: return callback(c, .failure(.invalidArgument))
-            }
-        }
-        try loop.add(completion)
+        try completion.start(.recvmsg(socket: fd, buffer: buffer), on: loop,
+                             viewing: { $0.messageResult }, callback: callback)
     }
 
     /// Sends `buffer` as one datagram to `address` (nil: to the connected peer).
     public func write(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
                       to address: SocketAddress?, callback: @escaping WriteCallback) throws(EvError) {
-        completion.operation = .sendmsg(socket: fd, buffer: buffer, address: address)
-        completion.callback = { c, result in callback(c, result.countResult) }
-        try loop.add(completion)
+        try completion.start(.sendmsg(socket: fd, buffer: buffer, address: address), on: loop,
+                             viewing: { $0.countResult }, callback: callback)
     }
 
 }

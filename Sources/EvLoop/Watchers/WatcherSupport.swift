@@ -5,8 +5,9 @@ import Musl
 #endif
 import CEvSys
 
-// Shared plumbing of the watchers: typed views of `CompletionResult`, and the socket
-// calls (creation, options, bind, listen) that TCP and UDP have in common.
+// Shared plumbing of the watchers: typed views of `CompletionResult`, the one way a
+// watcher starts an operation (`Completion.start`), and the socket calls (creation,
+// options, bind, listen) that the socket watchers have in common.
 //
 // Watchers are thin: each one fills a caller-owned `Completion` with an `Operation` and a
 // callback that turns the loop's `CompletionResult` into the watcher's typed result. They
@@ -43,9 +44,34 @@ extension CompletionResult {
     /// than the watcher configured: the caller changed `Completion.operation` while it was
     /// in flight. Reported as a value (never a crash), like every other error.
     private var mismatch: EvError { .invalidArgument }
+
+    /// A received message (recvmsg).
+    @inline(__always)
+    var messageResult: Result<ReceivedMessage, EvError> {
+        if case .recvmsg(let r) = self { return r }
+        return .failure(mismatch)
+    }
 }
 
-/// Socket set-up shared by `TCPSocket` and `UDPSocket`: synchronous system calls that
+extension Completion {
+    /// Configures this completion with `operation` and a callback that hands `callback`
+    /// the result as `view` types it (`countResult`, `voidResult`, `messageResult`), then
+    /// adds it to `loop`: the body of every watcher operation.
+    @inline(__always)
+    func start<Value>(_ operation: Operation, on loop: some EventLoop,
+                      viewing view: @escaping (CompletionResult) -> Result<Value, EvError>,
+                      callback: @escaping (Completion, Result<Value, EvError>) -> CallbackAction) throws(EvError) {
+        // Refused before anything is stored: an active completion's fields are the loop's
+        // (and the kernel's) until its callback runs, so a watcher call with a completion
+        // still in flight must not rewrite them on its way to `add`'s refusal.
+        guard state == .dead else { throw .completionActive }
+        self.operation = operation
+        self.callback = { c, result in callback(c, view(result)) }
+        try loop.add(self)
+    }
+}
+
+/// Socket set-up shared by `TCPSocket`, `UDPSocket` and `UnixSocket`: synchronous system calls that
 /// never block (socket, setsockopt, bind, listen, getsockname), so they are not loop
 /// operations.
 package enum SocketCalls {
@@ -97,6 +123,19 @@ package enum SocketCalls {
         return SocketAddress(storage: storage, length: length)
     }
 
+    /// socketpair(2) of AF_UNIX sockets of `type`, both ends close-on-exec and, unless
+    /// `blocking`, non-blocking (see `open`).
+    package static func pair(type: Int32, blocking: Bool) throws(EvError) -> (Int32, Int32) {
+        var flags = type | Int32(SOCK_CLOEXEC.rawValue)
+        if !blocking { flags |= Int32(SOCK_NONBLOCK.rawValue) }
+        var fds: (Int32, Int32) = (-1, -1)
+        let r = withUnsafeMutableBytes(of: &fds) {
+            socketpair(AF_UNIX, flags, 0, $0.baseAddress!.assumingMemoryBound(to: Int32.self))
+        }
+        guard r == 0 else { throw EvError(errno: cevsys_errno()) }
+        return fds
+    }
+
     /// Puts a descriptor made elsewhere into the mode `loop` prefers (fcntl O_NONBLOCK).
     package static func setBlocking(_ fd: Int32, _ blocking: Bool) throws(EvError) {
         let flags = fcntl(fd, F_GETFL)
@@ -106,12 +145,4 @@ package enum SocketCalls {
             guard fcntl(fd, F_SETFL, wanted) == 0 else { throw EvError(errno: cevsys_errno()) }
         }
     }
-}
-
-/// errno values from calls that name files or programs (open, spawn). ENOENT there means
-/// "no such file", not the "nothing to cancel" that `EvError.notFound` stands for, so it
-/// stays a plain `.errno(ENOENT)`.
-@inline(__always)
-func pathError(_ code: Int32) -> EvError {
-    code == ENOENT ? .errno(ENOENT) : EvError(errno: code)
 }

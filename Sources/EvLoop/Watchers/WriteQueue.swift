@@ -1,61 +1,30 @@
-/// One buffer to write through a `WriteQueue`, with its completion callback.
-///
-/// Why the caller supplies these: the queue links requests intrusively (no array, no node
-/// allocation), so a program that keeps a few requests per connection and reuses them
-/// queues writes without allocating in steady state. A request may be reused (given a new
-/// buffer and queued again) once its callback has run; `isQueued` tells.
-///
-/// ```swift
-/// let reply = WriteRequest { request, result in
-///     if case .failure(let error) = result { print("write failed:", error) }
-/// }
-/// reply.buffer = UnsafeRawBufferPointer(replyBytes)   // valid until the callback runs
-/// try queue.enqueue(reply, loop: loop)
-/// ```
-public final class WriteRequest {
-    /// Called once the whole buffer is written (`.success(buffer.count)`) or the queue hit
-    /// an error (`.failure`, with `written` telling how much got out). Runs on the loop
-    /// thread, inside the queue's completion callback; it may enqueue more writes.
-    public typealias Callback = (WriteRequest, Result<Int, EvError>) -> Void
-
-    /// The bytes to write; the memory must stay valid until the callback runs.
-    public var buffer: UnsafeRawBufferPointer
-    /// The callback (set once; reused every time the request is queued).
-    public var callback: Callback
-    /// Free for the caller (the connection, a buffer pool slot).
-    public var userData: AnyObject?
-    /// Bytes of `buffer` already written (partial writes advance it).
-    public package(set) var written = 0
-    /// True from `enqueue` until just before the callback runs.
-    public package(set) var isQueued = false
-    /// Next request in the queue (strong: the queue owns what it holds).
-    var next: WriteRequest?
-
-    public init(buffer: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                callback: @escaping Callback = { _, _ in }) {
-        self.buffer = buffer
-        self.callback = callback
-    }
-
-    var remaining: Int { buffer.count - written }
-}
-
 /// An ordered queue of writes to one stream (a TCP socket, a pipe): writes go out in the
 /// order they were queued, one at a time, each resumed after a partial write until all of
 /// it is written (PITFALLS D6; libxev PR #17, #60).
 ///
 /// Why not just issue writes: a stream write may be short, and two writes in flight at
 /// once may interleave or reorder; a server that replies to pipelined requests must send
-/// every reply whole and in order. Why count bytes: a client that sends requests but does
-/// not read the replies makes the queue grow without bound; `bytesQueued` lets a server
-/// stop reading from such a client until the queue drains (backpressure).
+/// every reply whole and in order.
+///
+/// Backpressure: a client that sends requests but does not read the replies makes the
+/// queue grow without bound. `bytesQueued` counts what waits; with water marks
+/// (`setWaterMark(_:callback:)`, SwiftNIO's `WriteBufferWaterMark`) the queue says when it
+/// rises above the high mark (unwritable: stop producing, for example pause the
+/// connection's `StreamReader`) and when it falls below the low mark (writable again).
+///
+/// Two kinds of bytes: a raw buffer the caller keeps valid until the request's callback
+/// runs (`WriteRequest(buffer:)`: the zero-allocation path for a server that reuses its own
+/// buffers), or `OwnedBytes` that the queue keeps alive until written
+/// (`enqueue(loop:bytes:callback:)`, `enqueue(loop:copying:callback:)`: nothing for the
+/// caller to keep, at the cost of the bytes' one allocation).
 ///
 /// Ownership: the queue writes to a descriptor it does not own and never closes; close the
 /// stream yourself once the queue is empty (or cancelled), through the loop.
 ///
-/// Allocation: none per write. The queue owns one `Completion` whose callback is made
-/// once, and links caller-supplied `WriteRequest`s. A partial write rearms the same
-/// completion with the rest of the buffer.
+/// Allocation: none per write of a raw buffer. The queue owns one `Completion` whose
+/// callback is made once, and links caller-supplied `WriteRequest`s; a partial write rearms
+/// the same completion with the rest of the buffer. Owned-bytes writes use requests from a
+/// pool the queue keeps (it grows to the most owned writes queued at once, then is reused).
 ///
 /// Errors: when a write fails (the peer reset the connection, `.brokenPipe`, or the write
 /// was cancelled through `cancel(loop:using:)` or `cancelAll`), the failing request and
@@ -67,12 +36,18 @@ public final class WriteRequest {
 /// Not thread-safe (like everything but `AsyncNotifier`): use it on the loop thread.
 ///
 /// ```swift
-/// let queue = WriteQueue(fd: client.fd)
-/// let request = WriteRequest(buffer: reply) { _, _ in }
-/// try queue.enqueue(request, loop: loop)
-/// if queue.bytesQueued > 1 << 20 { pauseReading() }   // the client is not reading
+/// let queue = WriteQueue(socket: client)
+/// try queue.setWaterMark(WriteBufferWaterMark(low: 16 << 10, high: 64 << 10)) { _, writable in
+///     writable ? try? reader.resume(loop: loop) : try? reader.pause(loop: loop)
+///     return .rearm
+/// }
+/// try queue.enqueue(loop: loop, copying: Array("hello\n".utf8))
 /// ```
 public final class WriteQueue {
+    /// Called when the queue's writability changes (`true`: writable again), on the loop
+    /// thread; `.rearm` keeps the callback for the next change, `.disarm` removes it.
+    public typealias WritabilityCallback = (WriteQueue, _ isWritable: Bool) -> CallbackAction
+
     /// The descriptor written to.
     public let fd: Int32
     /// Whether the descriptor is a socket (send with MSG_NOSIGNAL) or not (write(2)).
@@ -87,12 +62,31 @@ public final class WriteQueue {
     /// How many writes were short and resumed with the rest of their buffer (a statistic:
     /// a high number means the peer reads slowly or the socket buffer is small).
     public private(set) var resumedWrites = 0
+    /// How many requests the queue has made for owned-bytes writes: the most it ever had
+    /// queued at once, since finished ones are reused (a statistic; it stops growing once
+    /// the pool covers the connection's backlog).
+    public private(set) var pooledRequests = 0
+    /// The water marks, or nil (then the queue is always writable).
+    public private(set) var waterMark: WriteBufferWaterMark?
+    /// False from the moment `bytesQueued` rose above the high water mark until it falls
+    /// below the low one; always true without water marks.
+    public private(set) var isWritable = true
 
+    private var writabilityCallback: WritabilityCallback?
+    /// Counts `setWaterMark` calls, so that a writability callback that installs a new one
+    /// and then answers `.disarm` removes only itself.
+    private var writabilityGeneration = 0
     private var head: WriteRequest?
     private unowned(unsafe) var tail: WriteRequest?
+    /// Spare requests for owned-bytes writes, linked through `next`.
+    private var pool: WriteRequest?
     /// True while the queue's completion is in flight or its callback runs, so an enqueue
     /// from a request callback links the request instead of adding the completion again.
     private var driving = false
+    /// True while the queue's completion callback runs request callbacks: writability is
+    /// decided once they have all run (their enqueues included), so a callback that
+    /// writes the next reply does not make the queue flip to writable and back.
+    private var settling = false
     /// Set by `cancel` while a write is in flight: the next completion fails what is queued.
     private var cancelRequested = false
 
@@ -116,18 +110,17 @@ public final class WriteQueue {
     /// Whether nothing is queued.
     public var isEmpty: Bool { head == nil }
 
-    /// Appends `request` (whose `buffer` is set) and starts writing if the queue was idle.
+    // MARK: Writing
+
+    /// Appends `request` (whose bytes are set) and starts writing if the queue was idle.
     /// Throws `.completionActive` if the request is already queued (here or elsewhere).
     /// All writes of one queue must go to the same loop.
-    public func enqueue(_ request: WriteRequest, loop: some EventLoop) throws(EvError) {
+    ///
+    /// If this makes `bytesQueued` rise above the high water mark, the queue becomes
+    /// unwritable and the writability callback runs before this returns.
+    public func enqueue(loop: some EventLoop, _ request: WriteRequest) throws(EvError) {
         guard !request.isQueued else { throw .completionActive }
-        request.written = 0
-        request.isQueued = true
-        request.next = nil
-        if let t = tail { t.next = request } else { head = request }
-        tail = request
-        bytesQueued += request.buffer.count
-        count += 1
+        link(request)
         if !driving {
             configure(for: request)
             do {
@@ -140,6 +133,42 @@ public final class WriteQueue {
             }
             driving = true
         }
+        updateWritability()
+    }
+
+    /// Appends a write of `bytes`, which the queue keeps alive until they are written (the
+    /// caller may drop its copy at once). Uses a request from the queue's pool, so nothing is
+    /// allocated once the pool covers the backlog. `callback`, if given, hears the outcome
+    /// like a request's callback (`.rearm` writes the same bytes again); the request it is
+    /// handed belongs to the queue and goes back to the pool when the callback disarms it,
+    /// so do not keep it.
+    public func enqueue(loop: some EventLoop, bytes: OwnedBytes,
+                        callback: WriteRequest.Callback? = nil) throws(EvError) {
+        let request: WriteRequest
+        if let spare = pool {
+            pool = spare.next
+            spare.next = nil
+            request = spare
+        } else {
+            request = WriteRequest()
+            request.isPooled = true
+            pooledRequests += 1
+        }
+        request.bytes = bytes
+        if let callback { request.callback = callback }
+        do {
+            try enqueue(loop: loop, request)
+        } catch {
+            recycle(request)
+            throw error
+        }
+    }
+
+    /// Appends a write of a copy of `bytes` (one allocation: the `OwnedBytes` it is copied
+    /// into), for callers whose bytes are an array or any other collection.
+    public func enqueue(loop: some EventLoop, copying bytes: some Collection<UInt8>,
+                        callback: WriteRequest.Callback? = nil) throws(EvError) {
+        try enqueue(loop: loop, bytes: OwnedBytes(bytes), callback: callback)
     }
 
     /// Cancels the queue: every request queued now that is not completely written fails
@@ -157,6 +186,61 @@ public final class WriteQueue {
         try loop.cancel(completion, using: cancel, callback: callback)
     }
 
+    // MARK: Writability
+
+    /// Sets the water marks and the callback that hears each change of writability: the
+    /// queue becomes unwritable when `bytesQueued` rises above `mark.high` and writable again
+    /// when it falls below `mark.low`. Called on transitions only, on the loop thread:
+    /// inside `enqueue` for the rise (so the caller can stop producing before the next
+    /// write), inside the queue's completion callback for the fall. If the queue is above
+    /// the high mark already, it becomes unwritable (and the callback runs) before this
+    /// returns.
+    public func setWaterMark(_ mark: WriteBufferWaterMark, callback: @escaping WritabilityCallback) {
+        waterMark = mark
+        writabilityCallback = callback
+        writabilityGeneration &+= 1
+        updateWritability()
+    }
+
+    /// Removes the water marks and their callback: the queue is writable from now on (no
+    /// callback runs for that change).
+    public func removeWaterMark() {
+        waterMark = nil
+        writabilityCallback = nil
+        isWritable = true
+    }
+
+    /// Decides writability from `bytesQueued` and reports a change.
+    private func updateWritability() {
+        guard !settling, let mark = waterMark else { return }
+        let writable: Bool
+        if isWritable {
+            guard bytesQueued > mark.high else { return }
+            writable = false
+        } else {
+            guard bytesQueued < mark.low else { return }
+            writable = true
+        }
+        isWritable = writable
+        let generation = writabilityGeneration
+        if let callback = writabilityCallback, callback(self, writable) == .disarm {
+            // Only if the callback did not install another one meanwhile.
+            if writabilityGeneration == generation { writabilityCallback = nil }
+        }
+    }
+
+    // MARK: The queue itself
+
+    private func link(_ request: WriteRequest) {
+        request.written = 0
+        request.isQueued = true
+        request.next = nil
+        if let t = tail { t.next = request } else { head = request }
+        tail = request
+        bytesQueued += request.count
+        count += 1
+    }
+
     private func configure(for request: WriteRequest) {
         let rest = UnsafeRawBufferPointer(rebasing: request.buffer[request.written...])
         completion.operation = isSocket ? .send(socket: fd, buffer: rest) : .write(fd: fd, buffer: rest)
@@ -172,6 +256,25 @@ public final class WriteQueue {
         count -= 1
     }
 
+    /// Puts a pooled request back in the pool, holding nothing.
+    private func recycle(_ request: WriteRequest) {
+        request.clearForPool()
+        request.next = pool
+        pool = request
+    }
+
+    /// Runs a finished request's callback and carries out its answer: `.rearm` queues it
+    /// again (at the back), `.disarm` ends it (a pooled request goes back to the pool).
+    private func finish(_ request: WriteRequest, _ result: Result<Int, EvError>) {
+        if request.callback(request, result) == .rearm {
+            precondition(!request.isQueued,
+                         "EvLoop: a WriteRequest callback returned .rearm for a request it had already queued again")
+            link(request)
+        } else if request.isPooled && !request.isQueued {
+            recycle(request)
+        }
+    }
+
     /// The queue's completion callback.
     private func written(_ c: Completion, _ result: Result<Int, EvError>) -> CallbackAction {
         // Defensive (PITFALLS I5): never assume a queue is non-empty because its completion fired.
@@ -180,6 +283,7 @@ public final class WriteQueue {
             cancelRequested = false
             return .disarm
         }
+        settling = true
         // Requests queued from inside the callbacks below are never failed with this
         // error: only the ones queued when this write finished.
         var queuedBefore = count
@@ -192,7 +296,7 @@ public final class WriteQueue {
             if request.remaining == 0 {
                 unlinkHead()
                 queuedBefore -= 1
-                request.callback(request, .success(request.written))
+                finish(request, .success(request.written))
             } else {
                 resumedWrites += 1
             }
@@ -202,15 +306,17 @@ public final class WriteQueue {
         }
         cancelRequested = false
         if let failure {
-            // Fail everything that was queued, in order; requests queued by these
-            // callbacks start a fresh write below.
+            // Fail everything that was queued, in order; requests queued (or rearmed) by
+            // these callbacks start a fresh write below.
             var left = queuedBefore
             while left > 0, let r = head {
                 left -= 1
                 unlinkHead()
-                r.callback(r, .failure(failure))
+                finish(r, .failure(failure))
             }
         }
+        settling = false
+        updateWritability()
         guard let next = head else {
             driving = false
             return .disarm

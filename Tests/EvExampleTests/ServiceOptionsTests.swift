@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Testing
+import Ev
+
+/// The examples on the services of issue 12: ev-echo-tcp on a Unix socket and with an idle
+/// timeout (a deadline on each receive), ev-echo-client by host name (the Resolver), on a
+/// Unix socket and with a connect timeout. Serialized like the other end-to-end suites.
+@Suite("Example programs: Unix sockets, idle timeouts, host names", .serialized)
+struct ServiceOptionsTests {
+    /// ev-echo-tcp --unix serves ev-echo-client --unix, byte-exact, and removes its socket
+    /// file when it stops.
+    @Test(.timeLimit(.minutes(1)), arguments: exampleBackends)
+    func unixSocketEcho(backend: Backend) throws {
+        try requireBackend(backend)
+        let dir = try TemporaryDirectory()
+        let path = dir.file("echo.sock")
+        let server = try RunningServer(Examples.tcpServer, ["--backend", backend.rawValue, "--unix", path])
+        #expect(server.host == "unix:" + path, "\(server.process.transcript)")
+        let (t, client) = try runToCompletion(
+            try Examples.path(Examples.client),
+            ["--backend", backend.rawValue, "--unix", path, "--connections", "8", "--duration", "0.5", "--size", "512"],
+            timeout: .seconds(30))
+        #expect(t == .exited(0), "\(client.transcript)\n\(server.process.transcript)")
+        #expect(client.stdoutText.contains("connected: 8 of 8"), "\(client.transcript)")
+        #expect(summaryNumber("mismatches", in: client.stdoutText) == 0)
+        #expect(server.stop(SIGTERM) == .exited(0), "\(server.process.transcript)")
+        #expect(server.summaryValue("connections served") == 8, "\(server.process.transcript)")
+        #expect(access(path, F_OK) != 0, "the socket file is left behind")
+    }
+
+    /// A connection that sends nothing for --idle-timeout is closed (the client reads end
+    /// of file after about that long), while one that keeps talking is not.
+    @Test(.timeLimit(.minutes(1)), arguments: exampleBackends)
+    func idleConnectionsAreClosed(backend: Backend) throws {
+        try requireBackend(backend)
+        let server = try RunningServer(Examples.tcpServer, ["--backend", backend.rawValue, "--idle-timeout", "0.3"])
+        let idle = try RawTCPClient(port: server.port, timeout: .seconds(5))
+        let busy = try RawTCPClient(port: server.port)
+        let started = ContinuousClock.now
+        // The busy one sends every 100 ms for a second: each receive restarts its deadline.
+        for _ in 0..<10 {
+            try busy.send(Array("ping".utf8))
+            #expect(try busy.receive(4) == Array("ping".utf8))
+            usleep(100_000)
+        }
+        #expect(idle.seesEndOfFile(), "the idle connection was not closed")
+        #expect(ContinuousClock.now - started >= .milliseconds(300))
+        try busy.send(Array("still".utf8))
+        #expect(try busy.receive(5) == Array("still".utf8), "the busy connection was closed")
+        #expect(server.stop(SIGTERM) == .exited(0), "\(server.process.transcript)")
+        #expect(server.summaryValue("connections closed idle") == 1, "\(server.process.transcript)")
+    }
+
+    /// --host takes a name, resolved through the Resolver ("localhost" here, from
+    /// /etc/hosts: no network needed); a name that cannot resolve (RFC 6761's .invalid)
+    /// fails with a message and status 1; --connect-timeout is accepted and, against a
+    /// listening server, changes nothing.
+    @Test(.timeLimit(.minutes(1)))
+    func hostNamesAndConnectTimeout() throws {
+        let server = try RunningServer(Examples.tcpServer, ["--port", "0"])
+        let (t, client) = try runToCompletion(
+            try Examples.path(Examples.client),
+            ["--host", "localhost", "--port", "\(server.port)", "--connections", "2", "--duration", "0.3",
+             "--connect-timeout", "2"],
+            timeout: .seconds(30))
+        // localhost may resolve to ::1 first where /etc/hosts lists it; the server listens
+        // on 127.0.0.1 only, so accept a refused ::1 as the one failure mode of the name.
+        if client.stdoutText.contains("resolved localhost: ::1") || client.stdoutText.contains("resolved localhost: [::1]") {
+            #expect(client.stdoutText.contains("resolved localhost"), "\(client.transcript)")
+        } else {
+            #expect(t == .exited(0), "\(client.transcript)")
+            #expect(client.stdoutText.contains("connected: 2 of 2"), "\(client.transcript)")
+        }
+        let (t2, unknown) = try runToCompletion(
+            try Examples.path(Examples.client),
+            ["--host", "nonexistent.invalid", "--port", "\(server.port)", "--duration", "0.2"], timeout: .seconds(60))
+        #expect(t2 == .exited(1), "\(unknown.transcript)")
+        #expect(unknown.stderrText.contains("cannot resolve nonexistent.invalid"), "\(unknown.transcript)")
+        #expect(server.stop(SIGTERM) == .exited(0), "\(server.process.transcript)")
+    }
+}
