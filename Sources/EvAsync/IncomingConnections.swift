@@ -1,8 +1,8 @@
 import EvLoop
 
-extension TCPSocket {
-    /// The connections this listening socket accepts, one `accept(deadline:on:)` per
-    /// element, as an asynchronous sequence.
+extension ConnectionSocket {
+    /// The connections this listening socket (a `TCPSocket` or a stream `UnixSocket`)
+    /// accepts, one `accept(deadline:on:)` per element, as an asynchronous sequence.
     ///
     /// ```swift
     /// await withDiscardingTaskGroup { group in
@@ -33,18 +33,18 @@ extension TCPSocket {
     /// Iterate on the loop's executor (a task that prefers it, or an actor bound to it);
     /// elsewhere the first element stops the program with a precondition message. The
     /// sequence never closes the listener (the caller owns it: docs/API.md, rule 6).
-    public func connections(deadline: Deadline = .none, on executor: LoopExecutor) -> IncomingConnections {
+    public func connections(deadline: Deadline = .none, on executor: LoopExecutor) -> IncomingConnections<Self> {
         IncomingConnections(listener: self, deadline: deadline, executor: executor)
     }
 }
 
-/// The connections a listening `TCPSocket` accepts: see `TCPSocket.connections(deadline:on:)`.
-public struct IncomingConnections: AsyncSequence, Sendable {
-    public typealias Element = TCPSocket
+/// The connections a listening socket accepts: see `ConnectionSocket.connections(deadline:on:)`.
+public struct IncomingConnections<Socket: ConnectionSocket>: AsyncSequence, Sendable {
+    public typealias Element = Socket
     public typealias Failure = EvError
 
     /// The listening socket.
-    public let listener: TCPSocket
+    public let listener: Socket
     /// The deadline of each accept.
     public let deadline: Deadline
     let executor: LoopExecutor
@@ -58,14 +58,14 @@ public struct IncomingConnections: AsyncSequence, Sendable {
 
         /// The next accepted connection; nil when the task has been cancelled.
         nonisolated(nonsending)
-        public mutating func next() async throws(EvError) -> TCPSocket? {
+        public mutating func next() async throws(EvError) -> Socket? {
             let s = sequence
             return try await sequenceStep(&finished) {
                 try await s.listener.accept(deadline: s.deadline, on: s.executor)
             }
         }
 
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> TCPSocket? {
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> Socket? {
             try await next()
         }
     }

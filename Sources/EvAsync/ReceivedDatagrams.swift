@@ -1,6 +1,22 @@
 import EvLoop
 
-extension UDPSocket {
+/// A datagram socket EvAsync receives from with an awaited
+/// `receive(into:deadline:on:)`, and so has `datagrams(into:deadline:on:)`: `UDPSocket`,
+/// and `UnixSocket` of the datagram kind.
+///
+/// Why a protocol: receiving a datagram with its sender is the same awaited operation on
+/// both, so the sequence is written once.
+public protocol DatagramReceiver: Sendable {
+    /// Receives one datagram into `buffer`: its size, sender and whether it was truncated.
+    nonisolated(nonsending)
+    func receive(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline,
+                 on executor: LoopExecutor) async throws -> ReceivedMessage
+}
+
+extension UDPSocket: DatagramReceiver {}
+extension UnixSocket: DatagramReceiver {}
+
+extension DatagramReceiver {
     /// The datagrams this socket receives, one `receive(into:deadline:on:)` per element,
     /// as an asynchronous sequence.
     ///
@@ -29,32 +45,33 @@ extension UDPSocket {
     /// Iterate on the loop's executor. The sequence never closes the socket (the caller
     /// owns it).
     public func datagrams(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
-                          on executor: LoopExecutor) -> ReceivedDatagrams {
+                          on executor: LoopExecutor) -> ReceivedDatagrams<Self> {
         ReceivedDatagrams(socket: self, buffer: buffer, deadline: deadline, executor: executor)
     }
 }
 
-/// One datagram from `UDPSocket.datagrams(into:deadline:on:)`: a view of its bytes in the
-/// caller's buffer, and who sent it.
+/// One datagram from `DatagramReceiver.datagrams(into:deadline:on:)`: a view of its bytes
+/// in the caller's buffer, and who sent it.
 public struct ReceivedDatagram {
     /// The received bytes: the filled part of the caller's buffer, valid until the next
     /// iteration of the sequence.
     public let bytes: UnsafeRawBufferPointer
-    /// The sender's address (where a reply goes).
+    /// The sender's address (where a reply goes; for a Unix datagram socket whose sender
+    /// never bound a name, an unnamed address).
     public let sender: SocketAddress
     /// The datagram was longer than the buffer; its tail was discarded (MSG_TRUNC).
     public let truncated: Bool
 }
 
-/// The datagrams a UDP socket receives: see `UDPSocket.datagrams(into:deadline:on:)`.
+/// The datagrams a socket receives: see `DatagramReceiver.datagrams(into:deadline:on:)`.
 ///
 /// Not `Sendable`: it hands out views of one buffer, which one task reads at a time.
-public struct ReceivedDatagrams: AsyncSequence {
+public struct ReceivedDatagrams<Socket: DatagramReceiver>: AsyncSequence {
     public typealias Element = ReceivedDatagram
     public typealias Failure = EvError
 
     /// The socket received from.
-    public let socket: UDPSocket
+    public let socket: Socket
     let buffer: UnsafeMutableRawBufferPointer
     let deadline: Deadline
     let executor: LoopExecutor

@@ -1,6 +1,23 @@
 import EvLoop
 
-extension TCPSocket {
+/// A stream whose bytes EvAsync reads with an awaited `read(into:deadline:on:)`, and so
+/// has `reads(into:deadline:on:)`: `TCPSocket` and `UnixSocket` (every `ConnectionSocket`
+/// of this package) and `ByteStream` (pipes, ptys, any stream descriptor).
+///
+/// Why a protocol: "read into a buffer, 0 at the end" is the same awaited operation on
+/// every stream, so the sequence is written once for all of them. A conforming type's
+/// `read` must return 0 only at the end of the stream (for a non-empty buffer).
+public protocol ReadableStream: Sendable {
+    /// Reads up to `buffer.count` bytes into `buffer`; 0 at the end of the stream.
+    nonisolated(nonsending)
+    func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline, on executor: LoopExecutor) async throws -> Int
+}
+
+extension TCPSocket: ReadableStream {}
+extension UnixSocket: ReadableStream {}
+extension ByteStream: ReadableStream {}
+
+extension ReadableStream {
     /// What the peer sends, read into `buffer` one `read(into:deadline:on:)` at a time, as
     /// an asynchronous sequence of chunks; it ends at the end of the stream.
     ///
@@ -34,23 +51,23 @@ extension TCPSocket {
     /// one socket would split the stream between them unpredictably. The sequence never
     /// closes the socket, not even at the end of the stream (the caller owns it).
     public func reads(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
-                      on executor: LoopExecutor) -> StreamReads {
+                      on executor: LoopExecutor) -> StreamReads<Self> {
         precondition(buffer.count > 0,
                      "EvAsync: reads(into:) needs a buffer of at least one byte (an empty read looks like the end of the stream)")
-        return StreamReads(socket: self, buffer: buffer, deadline: deadline, executor: executor)
+        return StreamReads(stream: self, buffer: buffer, deadline: deadline, executor: executor)
     }
 }
 
-/// The chunks read from a stream socket: see `TCPSocket.reads(into:deadline:on:)`.
+/// The chunks read from a stream: see `ReadableStream.reads(into:deadline:on:)`.
 ///
 /// Not `Sendable`: it hands out views of one buffer, which one task reads at a time.
-public struct StreamReads: AsyncSequence {
+public struct StreamReads<Stream: ReadableStream>: AsyncSequence {
     /// The filled part of the caller's buffer, valid until the next iteration.
     public typealias Element = UnsafeRawBufferPointer
     public typealias Failure = EvError
 
-    /// The socket read from.
-    public let socket: TCPSocket
+    /// The stream read from.
+    public let stream: Stream
     let buffer: UnsafeMutableRawBufferPointer
     let deadline: Deadline
     let executor: LoopExecutor
@@ -68,7 +85,7 @@ public struct StreamReads: AsyncSequence {
         public mutating func next() async throws(EvError) -> UnsafeRawBufferPointer? {
             let s = sequence
             return try await sequenceStep(&finished) {
-                let n = try await s.socket.read(into: s.buffer, deadline: s.deadline, on: s.executor)
+                let n = try await s.stream.read(into: s.buffer, deadline: s.deadline, on: s.executor)
                 return n == 0 ? nil : UnsafeRawBufferPointer(rebasing: s.buffer[..<n])
             }
         }

@@ -170,6 +170,77 @@ struct AsyncSequenceTests {
         }
     }
 
+    /// The sequences are the same over every socket and stream that has the operation:
+    /// the connections of a Unix stream listener, the reads of a pipe (ending when its
+    /// writer closes), the datagrams of a Unix datagram socket with their sender.
+    @Test(arguments: conformanceBackends)
+    func sequencesOverUnixSocketsAndPipes(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, h in
+            let streamAddress = try SocketAddress(abstractUnixName: UnixNames.abstract("seq-stream"))
+            let listener = try UnixSocket(loop: loop)
+            h.own(listener.fd)
+            try listener.bind(to: streamAddress)
+            try listener.listen()
+            let (readEnd, writeEnd) = try ByteStream.pipe(loop: loop)
+            h.own(readEnd.fd)
+            let serverAddress = try SocketAddress(abstractUnixName: UnixNames.abstract("seq-dgram"))
+            let clientAddress = try SocketAddress(abstractUnixName: UnixNames.abstract("seq-dgram-client"))
+            let server = try UnixSocket(kind: .datagram, loop: loop)
+            h.own(server.fd)
+            try server.bind(to: serverAddress)
+            let client = try UnixSocket(kind: .datagram, loop: loop)
+            h.own(client.fd)
+            try client.bind(to: clientAddress)
+            let (streamText, pipeText, datagrams) = try runAsync(executor) { () async throws -> (String, String, [String]) in
+                // A Unix stream connection, accepted from the sequence and read to its end.
+                let connecting = Task(executorPreference: executor) {
+                    let socket = try await UnixSocket.connect(to: streamAddress, on: executor)
+                    let out = TestBuffer(Array("over unix".utf8))
+                    try await socket.writeAll(UnsafeRawBufferPointer(out.raw), on: executor)
+                    try await socket.close(on: executor)
+                }
+                var streamText = ""
+                for try await connection in listener.connections(on: executor) {
+                    let buffer = TestBuffer(4)
+                    for try await chunk in connection.reads(into: buffer.raw, on: executor) {
+                        streamText += String(decoding: chunk, as: UTF8.self)
+                    }
+                    try await connection.close(on: executor)
+                    break
+                }
+                try await connecting.value
+                // A pipe, read to its end (the writer closes its end).
+                let writing = Task(executorPreference: executor) {
+                    let out = TestBuffer(Array("through a pipe".utf8))
+                    try await writeEnd.writeAll(UnsafeRawBufferPointer(out.raw), on: executor)
+                    try await writeEnd.close(on: executor)
+                }
+                var pipeText = ""
+                let buffer = TestBuffer(5)
+                for try await chunk in readEnd.reads(into: buffer.raw, on: executor) {
+                    pipeText += String(decoding: chunk, as: UTF8.self)
+                }
+                try await writing.value
+                // Unix datagrams, with their sender.
+                for i in 0..<3 {
+                    let out = TestBuffer(Array("dgram \(i)".utf8))
+                    _ = try await client.send(UnsafeRawBufferPointer(out.raw), to: serverAddress, on: executor)
+                }
+                var datagrams: [String] = []
+                let dgramBuffer = TestBuffer(64)
+                for try await datagram in server.datagrams(into: dgramBuffer.raw, on: executor) {
+                    #expect(datagram.sender == clientAddress)
+                    datagrams.append(String(decoding: datagram.bytes, as: UTF8.self))
+                    if datagrams.count == 3 { break }
+                }
+                return (streamText, pipeText, datagrams)
+            }
+            #expect(streamText == "over unix")
+            #expect(pipeText == "through a pipe")
+            #expect(datagrams == ["dgram 0", "dgram 1", "dgram 2"])
+        }
+    }
+
     /// Signals come out one element per delivery (SIGUSR2, blocked in this thread and
     /// raised to it, as in `awaitedSignal`); afterwards nothing holds the watcher.
     @Test(arguments: conformanceBackends)
