@@ -8,7 +8,6 @@
 // the difference, and the fast work is checked by name only.
 import Testing
 import Ev
-import CEvSys
 #if canImport(Glibc)
 import Glibc
 #endif

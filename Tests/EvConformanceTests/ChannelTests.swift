@@ -4,7 +4,6 @@
 // cancellation, loop cancellation). Every test runs unchanged on every backend.
 import Testing
 import Ev
-import CEvSys
 #if canImport(Glibc)
 import Glibc
 #endif
