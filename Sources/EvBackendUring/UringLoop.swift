@@ -292,11 +292,12 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// Links an IORING_OP_LINK_TIMEOUT to `sqe` (the operation, or the readiness poll it
     /// waits on after an EAGAIN), firing at the activation's deadline: an absolute
     /// CLOCK_MONOTONIC time, so a resubmission keeps the original deadline. When it fires
-    /// the kernel cancels the operation (-ECANCELED) and posts -ETIME for the timeout,
-    /// which marks the activation `deadlineFired` (`handleCQE`); the hand-off then reports
+    /// the kernel cancels the operation (-ECANCELED) and posts -ETIME for the timeout (or
+    /// -EALREADY / -ENOENT when a kernel worker was running it), which marks the activation
+    /// `deadlineFired` (`handleCQE`); the hand-off then reports an -ECANCELED operation as
     /// -ETIMEDOUT. When the operation finishes first, its result stands and the timeout
-    /// ends with -ECANCELED (or -ENOENT, liburing#1208), which only releases the
-    /// completion. A read that moved bytes reports them: the kernel never cancels a request
+    /// ends with -ECANCELED, which only releases the completion. A read that moved bytes
+    /// reports them: the kernel never cancels a request
     /// that has produced a result (PITFALLS D5). The kernel copies the time when it
     /// takes the SQE, so the scratch memory may change after the tick's submit.
     private func linkDeadline(to sqe: UnsafeMutablePointer<io_uring_sqe>, of c: Completion) {
@@ -631,9 +632,14 @@ public final class UringLoop: LoopCore, LoopBackend {
         }
         c.uring.sqes -= 1
         if ud & Self.kindMask != Self.kindMain {
-            // A deadline that fired: the operation's -ECANCELED (its own CQE, before or
-            // after this one) becomes -ETIMEDOUT at the hand-off.
-            if ud & Self.kindMask == Self.kindDeadline && res == -ETIME {
+            // A linked timeout that ends with anything but -ECANCELED has fired: -ETIME (it
+            // cancelled the operation), or -EALREADY / -ENOENT (it fired while a kernel
+            // worker ran the operation, or as it finished: liburing#1208; a blocking
+            // AF_UNIX connect interrupted that way gives -ENOENT on Linux 6.18). Only a
+            // timeout disarmed by the operation finishing first ends with -ECANCELED. The
+            // operation's -ECANCELED (its own CQE, before or after this one) then becomes
+            // -ETIMEDOUT at the hand-off; a real result stays what it is.
+            if ud & Self.kindMask == Self.kindDeadline && res != -ECANCELED {
                 c.uring.flags.insert(.deadlineFired)
             }
             // An internal cancel's, a close's linked cancel or a deadline: it only releases `c`.
@@ -651,8 +657,17 @@ public final class UringLoop: LoopCore, LoopBackend {
             // The connect's socket is writable: SO_ERROR says how it went.
             if raw < 0 {
                 finish(c, raw: raw)
+            } else if c.uring.isDoomed || c.uring.flags.contains(.deadlineFired) {
+                // Cancelled, closed, or its deadline cancelled the connect (reported as
+                // -ETIMEDOUT at the hand-off).
+                finish(c, raw: -Int(ECANCELED))
             } else {
-                finish(c, raw: c.uring.isDoomed ? -Int(ECANCELED) : Syscalls.finishConnect(c.fd))
+                let r = Syscalls.finishConnect(c.fd)
+                // Writable but not connected: an AF_UNIX connect interrupted in the kernel's
+                // worker (see `finishConnect`), which only a cancel or the deadline's linked
+                // timeout does. Reported as cancelled; the hand-off, after the timeout's own
+                // CQE, turns it into -ETIMEDOUT when the deadline did it.
+                finish(c, raw: r == -Int(EAGAIN) ? -Int(ECANCELED) : r)
             }
         default:
             assert(c.uring.phase == .submitted, "EvLoop: io_uring CQE for an activation in phase \(c.uring.phase)")

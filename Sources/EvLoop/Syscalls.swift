@@ -110,11 +110,23 @@ package enum Syscalls {
         }
     }
 
-    /// After a non-blocking connect became writable: 0, or the connection's error.
+    /// After a non-blocking connect became writable: 0, the connection's error, or -EAGAIN
+    /// when the socket is writable but not connected. That happens to an AF_UNIX connect
+    /// interrupted while it waited for room in a full listener's queue (io_uring cancelling
+    /// the blocking connect in its worker for a deadline reports -EINTR, and an unconnected
+    /// Unix socket is writable with SO_ERROR 0): no connection is in progress, so the
+    /// caller must not report success (seen on Linux 6.18).
     package static func finishConnect(_ fd: Int32) -> Int {
         var err: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
         if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { return -Int(cevsys_errno()) }
-        return err == 0 ? 0 : -Int(err)
+        if err != 0 { return -Int(err) }
+        var peer = sockaddr_storage()
+        var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let r = withUnsafeMutablePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &peerLength) }
+        }
+        if r != 0 && cevsys_errno() == ENOTCONN { return -Int(EAGAIN) }
+        return 0
     }
 }

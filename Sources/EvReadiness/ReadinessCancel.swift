@@ -42,6 +42,9 @@ extension ReadinessLoop {
         } else if state & Self.parkedCloseTag != 0 {
             cancelParkedClose(target)
             return .withdrawn
+        } else if state & Self.connectRetryTag != 0 {
+            withdrawConnectRetry(target, raw: raw)
+            return .withdrawn
         } else if state & Self.waitingTag != 0, target.fd >= 0 {
             let fd = target.fd
             let s = table + Int(fd)
@@ -66,5 +69,6 @@ extension ReadinessLoop {
         // Running jobs report their real results when their workers finish.
         withdrawPoolJobs(where: { _ in true })
         while let close = parkedCloses.head { cancelParkedClose(close) }
+        withdrawConnectRetries(where: { _ in true }, raw: -Int(ECANCELED))
     }
 }

@@ -18,7 +18,7 @@ extension ReadinessLoop {
         }
         dirty.removeAll()
         // A registration that failed just now completed its waiters: deliver, don't wait.
-        let timeout = !hasQueuedCallbacks ? requested : 0
+        let timeout = !hasQueuedCallbacks ? cappingForConnectRetries(requested) : 0
 
         // Callbacks are already queued (an immediate send, a nop): the core asks for a
         // zero-timeout wait only so that I/O is not starved. Skipping every other such
@@ -46,6 +46,7 @@ extension ReadinessLoop {
             let e = poller.ready(k)
             handleReady(fd: e.fd, events: e.events)
         }
+        retryConnects()
         return 0
     }
 

@@ -79,6 +79,9 @@ open class ReadinessLoop: LoopCore, LoopBackend {
     /// `.close` operations waiting for pool jobs on the same descriptor to finish.
     @exclusivity(unchecked)
     final var parkedCloses = IntrusiveList()
+    /// Connects refused with EAGAIN (a full Unix listener), tried again each tick
+    /// (ReadinessConnectRetry.swift).
+    final var connectRetries = IntrusiveList()
     @exclusivity(unchecked)
     final var nextJobID: UInt64 = 1
     /// Incremented by every `backendPoll`.
@@ -185,14 +188,7 @@ open class ReadinessLoop: LoopCore, LoopBackend {
             submitToPool(c)
         case .connect:
             guard fd >= 0 else { complete(c, raw: -Int(EBADF)); return }
-            let r = Syscalls.perform(c)
-            if r == -Int(EINPROGRESS) {
-                // Non-blocking connect: the socket becomes writable when the handshake
-                // ends either way; SO_ERROR then tells which (Syscalls.finishConnect).
-                addWaiter(c, fd: fd, needs: ReadyBits.writable)
-            } else {
-                complete(c, raw: r)
-            }
+            startConnect(c)
         case .shutdown:
             complete(c, raw: Syscalls.perform(c))
         case .close:
@@ -282,6 +278,7 @@ open class ReadinessLoop: LoopCore, LoopBackend {
             // no longer be deleted by number (epoll(7) Q6, PITFALLS E3).
             forget(fd, failingWaitersWith: -Int(ECANCELED))
         }
+        withdrawConnectRetries(where: { $0.fd == fd }, raw: -Int(ECANCELED))
         // Pool jobs on this descriptor that have not started are withdrawn. One that is
         // running keeps the descriptor until it finishes: closing under it could let its
         // read land on a new file that reused the number.
