@@ -37,7 +37,7 @@ let tool = CommandLineTool(
         "ev-echo-client --port 7000 --connections 8 --size 1024 --duration 3",
         "ev-echo-client --port 7000 --connections 1000 --duration 2",
         "ev-echo-client --host localhost --port 7000 --connect-timeout 2",
-        "ev-echo-client --unix /tmp/echo.sock --connections 4",
+        "ev-echo-client --unix echo.sock --connections 4",
     ]
 )
 

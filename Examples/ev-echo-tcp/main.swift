@@ -37,7 +37,7 @@ let tool = CommandLineTool(
         "ev-echo-tcp --port 7000",
         "ev-echo-tcp --port 7000 --threads 2 --backend epoll",
         "EV_BACKEND=poll ev-echo-tcp",
-        "ev-echo-tcp --unix /tmp/echo.sock --idle-timeout 30",
+        "ev-echo-tcp --unix echo.sock --idle-timeout 30",
     ]
 )
 

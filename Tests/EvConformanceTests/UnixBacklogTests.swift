@@ -66,29 +66,15 @@ struct UnixBacklogTests {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let path = temporaryPath("evloop-backlog-\(getpid())-\(backend).sock")
-        unlink(path)
+        let (listener, address, path) = try fullListener(h, "\(backend)-wait")
         defer { unlink(path) }
-        let address = try SocketAddress(unixPath: path)
-        let listener = try UnixSocket(kind: .stream, loop: loop)
-        h.own(listener.fd)
-        try listener.bind(to: address)
-        try listener.listen(backlog: 0)
-        // Fill the queue with plain non-blocking clients until one is refused with EAGAIN.
-        var full = false
-        for _ in 0..<16 {
-            let fd = h.own(socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue), 0))
-            let r = address.withSockAddr { Glibc.connect(fd, $0, $1) }
-            if r != 0 && errno == EAGAIN { full = true; break }
-        }
-        #expect(full, "the accept queue never filled")
         let client = try UnixSocket(kind: .stream, loop: loop)
         h.own(client.fd)
         var result: Result<Void, EvError>?
         try client.connect(loop: loop, completion: Completion(), to: address) { _, r in result = r; return .disarm }
         try runFor(loop, .milliseconds(50))
         #expect(result == nil, "the connect finished while the queue was full: \(String(describing: result))")
-        // Room in the queue: accept (plain accept4 on the listener, blocking mode as the loop left it).
+        // Room in the queue: accept one (plain accept(2), in blocking mode).
         Sock.setNonBlocking(listener.fd, false)
         let accepted = Glibc.accept(listener.fd, nil, nil)
         #expect(accepted >= 0)

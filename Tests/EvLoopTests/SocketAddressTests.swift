@@ -124,7 +124,7 @@ import Testing
     /// A path address from the kernel compares equal to the one built from the path whether
     /// or not the kernel counted the NUL, and a length beyond the storage is capped.
     @Test func kernelLengthsAreNormalized() throws {
-        let built = try SocketAddress(unixPath: "/tmp/evloop.sock")
+        let built = try SocketAddress(unixPath: "sockets/evloop.sock")
         let withoutNul = SocketAddress(storage: built.storage, length: built.length - 1)
         #expect(withoutNul == built && withoutNul.hashValue == built.hashValue)
         let padded = SocketAddress(storage: built.storage, length: socklen_t(MemoryLayout<sockaddr_un>.size))
