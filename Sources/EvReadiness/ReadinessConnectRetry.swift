@@ -39,14 +39,19 @@ extension ReadinessLoop {
     }
 
     /// The wait timeout, capped while a connect waits for its next try.
+    @inline(__always)
     func cappingForConnectRetries(_ timeout: UInt64?) -> UInt64? {
         guard !connectRetries.isEmpty else { return timeout }
         return min(timeout ?? .max, Self.connectRetryInterval)
     }
 
     /// Tries every waiting connect again (after the loop's wait).
+    @inline(__always)
     func retryConnects() {
-        guard !connectRetries.isEmpty else { return }
+        if !connectRetries.isEmpty { retryWaitingConnects() }
+    }
+
+    private func retryWaitingConnects() {
         var p = connectRetries.head
         while let c = p {
             p = c.waiterNext
