@@ -87,7 +87,7 @@ final class EchoServer<Socket: ConnectionSocket>: LoopServer {
         stats.openAtShutdown = UInt64(connections.count)
         if accept.state == .active { try? loop.cancel(accept, using: Completion()) }
         if backoff.state == .active { try? LoopTimer.cancel(loop: loop, completion: backoff, using: Completion()) }
-        for c in connections { c.abort() }
+        for c in connections { c.finishGracefully() }
     }
 
     /// Called by a connection once it is closed and idle.

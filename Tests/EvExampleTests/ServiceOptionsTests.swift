@@ -82,4 +82,38 @@ struct ServiceOptionsTests {
         #expect(unknown.stderrText.contains("cannot resolve nonexistent.invalid"), "\(unknown.transcript)")
         #expect(server.stop(SIGTERM) == .exited(0), "\(server.process.transcript)")
     }
+
+    /// SIGTERM ends every connection with an orderly end of stream, also for clients that
+    /// are still sending (issue 16 bug 3: closing a socket with unread input makes TCP send
+    /// a reset, which reached 200 of 200 busy clients on epoll): the server sends its FIN,
+    /// drops what still arrives until the client goes quiet, then closes. The clients keep
+    /// sending 100-byte messages and reading whatever comes back, as echo clients do.
+    @Test(.timeLimit(.minutes(1)), arguments: exampleBackends)
+    func shutdownEndsBusyConnectionsWithoutReset(backend: Backend) throws {
+        try requireBackend(backend)
+        let server = try RunningServer(Examples.tcpServer, ["--backend", backend.rawValue])
+        let clients = try (0..<20).map { _ in try RawTCPClient(port: server.port, timeout: .seconds(10)) }
+        var open = Set(clients.map(\.fd))
+        var orderly = 0, resets = 0, rounds = 0
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let message = [UInt8](repeating: 0x42, count: 100)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !open.isEmpty && ContinuousClock.now < deadline {
+            rounds += 1
+            if rounds == 50 { server.process.send(SIGTERM) }   // after ~50 rounds of traffic
+            for fd in open {
+                _ = message.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            }
+            var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&fds, nfds_t(fds.count), 10) > 0 else { continue }
+            for p in fds where p.revents != 0 {
+                let r = buffer.withUnsafeMutableBytes { recv(p.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if r > 0 || (r < 0 && (errno == EAGAIN || errno == EINTR)) { continue }
+                if r == 0 { orderly += 1 } else { resets += 1 }
+                open.remove(p.fd)
+            }
+        }
+        #expect(orderly == clients.count, "\(resets) resets, \(open.count) unfinished, of \(clients.count) clients")
+        #expect(server.process.finish(timeout: .seconds(20)) == .exited(0), "\(server.process.transcript)")
+    }
 }
