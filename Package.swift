@@ -28,6 +28,7 @@ let package = Package(
         .executable(name: "ev-backend-probe", targets: ["ev-backend-probe"]),
         .executable(name: "ev-echo-tcp-async", targets: ["ev-echo-tcp-async"]),
         .executable(name: "ev-run", targets: ["ev-run"]),
+        .executable(name: "ev-http", targets: ["ev-http"]),
     ],
     targets: [
         // Small C shims for system calls Swift cannot reach directly (variadic syscall()).
@@ -59,6 +60,10 @@ let package = Package(
         // Option parsing and reporting shared by the examples (hand-written: the package
         // takes no dependencies, not even for its examples).
         .target(name: "EvExampleSupport", dependencies: ["Ev"], path: "Examples/EvExampleSupport", swiftSettings: strict),
+        // The HTTP examples' request parser, fixed responses and statistics (shared by the
+        // callback and async servers, unit-tested by EvHTTPSupportTests).
+        .target(name: "EvHTTPSupport", dependencies: ["EvExampleSupport"], path: "Examples/EvHTTPSupport", swiftSettings: strict),
+        .executableTarget(name: "ev-http", dependencies: ["Ev", "EvExampleSupport", "EvHTTPSupport"], path: "Examples/ev-http", swiftSettings: strict),
         // The seccomp filter ev-backend-probe installs to show io_uring fallback (a small
         // C BPF program; kept out of the library's CEvSys because only the example needs it).
         .target(name: "CEvExampleSupport", path: "Examples/CEvExampleSupport"),
@@ -67,6 +72,7 @@ let package = Package(
         .testTarget(name: "EvConformanceTests", dependencies: ["Ev", "CEvSys"], swiftSettings: strict),
         // End-to-end tests of the example programs: they spawn the built executables
         // (found next to the test bundle), so they link nothing but Ev.
+        .testTarget(name: "EvHTTPSupportTests", dependencies: ["EvHTTPSupport"], path: "Tests/EvHTTPSupportTests", swiftSettings: strict),
         .testTarget(name: "EvExampleTests", dependencies: ["Ev"], path: "Tests/EvExampleTests", swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

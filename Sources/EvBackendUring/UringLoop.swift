@@ -771,7 +771,7 @@ public final class UringLoop: LoopCore, LoopBackend {
             _ = writeKill(t)
         }
         while let c = st.pointee.parked.head {
-            guard io_uring_sq_space_left(ring) >= (isCloseWithCancel(c) ? 2 : 1) else { return false }
+            guard io_uring_sq_space_left(ring) >= sqesNeeded(c) else { return false }
             _ = st.pointee.parked.pop()
             // There is room, so each of these writes its SQE(s).
             switch c.kind {
@@ -793,6 +793,20 @@ public final class UringLoop: LoopCore, LoopBackend {
 
     private func isCloseWithCancel(_ c: Completion) -> Bool {
         c.kind == .close && cancelsByDescriptor
+    }
+
+    /// The SQEs a parked completion takes when it is written: two for a close that cancels
+    /// by descriptor first, and for an operation with a deadline (its linked timeout, which
+    /// `issue` writes only together with it). Counting one for the latter lost the
+    /// operation: popped from the queue, refused by `issue`, parked nowhere (issue 14: 1,000
+    /// keep-alive connections with an idle deadline, a few sends never made).
+    @inline(__always)
+    private func sqesNeeded(_ c: Completion) -> UInt32 {
+        switch c.kind {
+        case .close: return cancelsByDescriptor ? 2 : 1
+        case .cancel: return 1
+        default: return c.hasActiveDeadline ? 2 : 1
+        }
     }
 
     /// One io_uring_enter with the kernel's raw result (-errno on failure).

@@ -274,6 +274,45 @@ struct UringSpecificTests {
         }
     }
 
+    /// Operations with deadlines (each an SQE and its linked timeout) parked behind a full
+    /// ring: 20 reads, all but the first with a deadline, through an 8-entry ring all read
+    /// their byte, none is
+    /// lost while it waits for room for both of its entries (issue 14: a parked operation
+    /// with a deadline was dropped when only one entry was free).
+    @Test(arguments: conformanceBackends)
+    func parkedOperationsWithDeadlines(backend: Backend) throws {
+        let loop = try smallRingLoop(backend, entries: 8)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        var got: [Int: CompletionResult] = [:]
+        var reads: [Completion] = []
+        for i in 0..<20 {
+            let c = Completion(.recv(socket: a, buffer: h.buffer(1))) { _, r in
+                if got[i] != nil { Issue.record("read \(i) called twice") }
+                got[i] = r
+                return .disarm
+            }
+            // The first without a deadline: it leaves an odd number of free entries, so a
+            // parked read with a deadline meets a ring with room for one entry only.
+            if i > 0 { c.deadline = .within(.seconds(30)) }
+            reads.append(c)
+            try loop.add(c)
+        }
+        for _ in 0..<10 { try loop.run(.noWait) }
+        if let u = loop as? UringLoop { #expect(u.parkedCount == 0, "every read and its timeout submitted") }
+        let letters = Array("ABCDEFGHIJKLMNOPQRST".utf8)
+        try Sock.put(b, letters)
+        #expect(try runUntil(loop, timeout: .seconds(5)) { got.count == 20 }, "\(got.count) of 20 reads completed")
+        var bytes: [UInt8] = []
+        for (i, c) in reads.enumerated() {
+            #expect(got[i]?.count == 1, "read \(i): \(String(describing: got[i]))")
+            if case .recv(_, let buffer) = c.operation { bytes.append(buffer[0]) }
+        }
+        #expect(bytes.sorted() == letters, "each byte read exactly once")
+    }
+
     /// PITFALLS A9: cancelling an operation that is still waiting for a submission entry
     /// (20 reads through an 8-entry ring) completes it as cancelled without submitting it;
     /// the other 19 still read one byte each.

@@ -41,6 +41,7 @@ enum Examples {
     static let client = "ev-echo-client"
     static let probe = "ev-backend-probe"
     static let run = "ev-run"
+    static let http = "ev-http"
 }
 
 struct ExampleTestError: Error, CustomStringConvertible {

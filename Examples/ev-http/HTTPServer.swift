@@ -1,0 +1,136 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Ev
+import EvExampleSupport
+import EvHTTPSupport
+
+/// One loop, one listening socket, and the HTTP connections it accepted: everything one
+/// server thread owns (with `--threads N`, one per loop of a `LoopGroup`, each with its own
+/// SO_REUSEPORT socket, sharing nothing while serving).
+final class HTTPServer: LoopServer {
+    let loop: LoopCore
+    let listener: TCPSocket
+    private let accept = Completion()
+    private let backoff = Completion()
+    /// At shutdown: connections still not ended after `shutdownGrace` are closed.
+    private let grace = Completion()
+    private var connections: [HTTPConnection] = []
+    private var stopping = false
+
+    var stats = HTTPStatistics()
+
+    /// How long a connection may send nothing (or take nothing of a write) before it is
+    /// closed; nil: forever. A deadline on each read and each write.
+    let idleTimeout: Duration?
+
+    /// How long shutdown waits for connections to send what is queued and end cleanly.
+    static let shutdownGrace: Duration = .seconds(5)
+
+    init(loop: LoopCore, listener: TCPSocket, idleTimeout: Duration?) {
+        self.loop = loop
+        self.listener = listener
+        self.idleTimeout = idleTimeout
+    }
+
+    func start() throws(EvError) {
+        // One accept, rearmed for every connection.
+        try listener.accept(loop: loop, completion: accept) { [unowned self] _, result in
+            self.accepted(result)
+        }
+    }
+
+    private func accepted(_ result: Result<TCPSocket, EvError>) -> CallbackAction {
+        switch result {
+        case .success(let socket):
+            if stopping {
+                close(socket.fd)
+                return .disarm
+            }
+            // Responses go out at once (Nagle would hold a small one for the client's ACK).
+            try? socket.setNoDelay(true)
+            stats.connectionsServed += 1
+            let connection: HTTPConnection
+            do {
+                connection = try HTTPConnection(socket: socket, server: self)
+            } catch {
+                note("connection set-up: \(error)")
+                close(socket.fd)
+                return .rearm
+            }
+            connection.slot = connections.count
+            connections.append(connection)
+            connection.start()
+            return .rearm
+        case .failure(.canceled):
+            return .disarm
+        case .failure(.connectionAborted):
+            // The client gave up between its SYN and our accept.
+            return .rearm
+        case .failure(let error):
+            if stopping { return .disarm }
+            // EMFILE/ENFILE and other persistent errors: the connection stays in the
+            // backlog, so accepting again at once would spin (PITFALLS E8). Retry in 100 ms.
+            note("accept: \(error); retrying in 100 ms")
+            do {
+                try loop.timer(backoff, after: .milliseconds(100)) { [unowned self] _, result in
+                    if case .timer(.success) = result, !self.stopping { self.submit(self.accept) }
+                    return .disarm
+                }
+            } catch {
+                fatalError("ev-http: timer: \(error)")
+            }
+            return .disarm
+        }
+    }
+
+    /// Stops accepting and ends every connection gracefully; those still open after
+    /// `shutdownGrace` (a client that reads nothing) are closed.
+    func stop() {
+        guard !stopping else { return }
+        stopping = true
+        stats.openAtShutdown = UInt64(connections.count)
+        if accept.state == .active { try? loop.cancel(accept, using: Completion()) }
+        if backoff.state == .active { try? loop.cancel(backoff, using: Completion()) }
+        for c in connections { c.finishGracefully() }
+        guard !connections.isEmpty else { return }
+        do {
+            try loop.timer(grace, after: Self.shutdownGrace) { [unowned self] _, _ in
+                for c in self.connections { c.abort() }
+                return .disarm
+            }
+        } catch {
+            for c in connections { c.abort() }
+        }
+    }
+
+    /// Called by a connection once it is closed and idle.
+    func remove(_ connection: HTTPConnection) {
+        let i = connection.slot
+        guard i >= 0, i < connections.count, connections[i] === connection else { return }
+        let last = connections.removeLast()
+        if i < connections.count {
+            connections[i] = last
+            last.slot = i
+        }
+        connection.slot = -1
+        // The last one gone at shutdown: the grace timer has nothing left to do.
+        if stopping && connections.isEmpty && grace.state == .active {
+            try? loop.cancel(grace, using: Completion())
+        }
+    }
+
+    func note(_ message: String) {
+        Report.warn("ev-http: \(message)")
+    }
+
+    func submit(_ c: Completion) {
+        do {
+            try loop.add(c)
+        } catch {
+            fatalError("ev-http: add failed: \(error)")
+        }
+    }
+}
