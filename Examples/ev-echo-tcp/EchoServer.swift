@@ -13,8 +13,7 @@ import EvExampleSupport
 final class EchoServer<Socket: ConnectionSocket>: LoopServer {
     let loop: LoopCore
     let listener: Socket
-    private let accept = Completion()
-    private let backoff = Completion()
+    private let acceptor: ConnectionAcceptor<Socket>
     private var connections: [EchoConnection<Socket>] = []
     private var stopping = false
 
@@ -29,53 +28,20 @@ final class EchoServer<Socket: ConnectionSocket>: LoopServer {
         self.loop = loop
         self.listener = listener
         self.idleTimeout = idleTimeout
+        acceptor = ConnectionAcceptor(program: "ev-echo-tcp", loop: loop, listener: listener)
     }
 
     /// Starts accepting; the loop group runs the loop until the server is stopped.
     func start() throws(EvError) {
-        // One accept, rearmed for every connection (the watcher sets its callback once).
-        try listener.accept(loop: loop, completion: accept) { [unowned self] _, result in
-            self.accepted(result)
-        }
-    }
-
-    private func accepted(_ result: Result<Socket, EvError>) -> CallbackAction {
-        switch result {
-        case .success(let socket):
-            if stopping {
-                close(socket.fd)
-                return .disarm
-            }
+        try acceptor.start { [unowned self] socket in
             // Small echoes go out at once: with Nagle's algorithm a second small segment
             // would wait for the client's delayed ACK (up to 40 ms).
             if let tcp = socket as? TCPSocket { try? tcp.setNoDelay(true) }
-            stats.connectionsServed += 1
+            self.stats.connectionsServed += 1
             let connection = EchoConnection(socket: socket, server: self)
-            connection.slot = connections.count
-            connections.append(connection)
+            connection.slot = self.connections.count
+            self.connections.append(connection)
             connection.start()
-            return .rearm
-        case .failure(.canceled):
-            return .disarm
-        case .failure(.connectionAborted):
-            // The client gave up between its SYN and our accept; nothing to serve.
-            return .rearm
-        case .failure(let error):
-            if stopping { return .disarm }
-            // EMFILE/ENFILE (out of descriptors) and other persistent errors: the pending
-            // connection stays in the backlog, so accepting again at once would spin the
-            // loop at 100 % CPU (PITFALLS E8). Report it and try again in 100 ms; the
-            // accept completion keeps its operation and callback, so re-adding it resumes.
-            note("accept: \(error); retrying in 100 ms")
-            do {
-                try LoopTimer.start(loop: loop, completion: backoff, after: .milliseconds(100)) { [unowned self] _, result in
-                    if case .success = result, !self.stopping { self.submit(self.accept) }
-                    return .disarm
-                }
-            } catch {
-                fatalError("ev-echo-tcp: timer: \(error)")
-            }
-            return .disarm
         }
     }
 
@@ -85,8 +51,7 @@ final class EchoServer<Socket: ConnectionSocket>: LoopServer {
         guard !stopping else { return }
         stopping = true
         stats.openAtShutdown = UInt64(connections.count)
-        if accept.state == .active { try? loop.cancel(accept, using: Completion()) }
-        if backoff.state == .active { try? LoopTimer.cancel(loop: loop, completion: backoff, using: Completion()) }
+        acceptor.stop()
         for c in connections { c.finishGracefully() }
     }
 

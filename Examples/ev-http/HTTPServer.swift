@@ -13,8 +13,7 @@ import EvHTTPSupport
 final class HTTPServer: LoopServer {
     let loop: LoopCore
     let listener: TCPSocket
-    private let accept = Completion()
-    private let backoff = Completion()
+    private let acceptor: ConnectionAcceptor<TCPSocket>
     /// At shutdown: connections still not ended after `shutdownGrace` are closed.
     private let grace = Completion()
     private var connections: [HTTPConnection] = []
@@ -33,57 +32,28 @@ final class HTTPServer: LoopServer {
         self.loop = loop
         self.listener = listener
         self.idleTimeout = idleTimeout
+        acceptor = ConnectionAcceptor(program: "ev-http", loop: loop, listener: listener)
     }
 
     func start() throws(EvError) {
-        // One accept, rearmed for every connection.
-        try listener.accept(loop: loop, completion: accept) { [unowned self] _, result in
-            self.accepted(result)
-        }
+        try acceptor.start { [unowned self] socket in self.accepted(socket) }
     }
 
-    private func accepted(_ result: Result<TCPSocket, EvError>) -> CallbackAction {
-        switch result {
-        case .success(let socket):
-            if stopping {
-                close(socket.fd)
-                return .disarm
-            }
-            // Responses go out at once (Nagle would hold a small one for the client's ACK).
-            try? socket.setNoDelay(true)
-            stats.connectionsServed += 1
-            let connection: HTTPConnection
-            do {
-                connection = try HTTPConnection(socket: socket, server: self)
-            } catch {
-                note("connection set-up: \(error)")
-                close(socket.fd)
-                return .rearm
-            }
-            connection.slot = connections.count
-            connections.append(connection)
-            connection.start()
-            return .rearm
-        case .failure(.canceled):
-            return .disarm
-        case .failure(.connectionAborted):
-            // The client gave up between its SYN and our accept.
-            return .rearm
-        case .failure(let error):
-            if stopping { return .disarm }
-            // EMFILE/ENFILE and other persistent errors: the connection stays in the
-            // backlog, so accepting again at once would spin (PITFALLS E8). Retry in 100 ms.
-            note("accept: \(error); retrying in 100 ms")
-            do {
-                try loop.timer(backoff, after: .milliseconds(100)) { [unowned self] _, result in
-                    if case .timer(.success) = result, !self.stopping { self.submit(self.accept) }
-                    return .disarm
-                }
-            } catch {
-                fatalError("ev-http: timer: \(error)")
-            }
-            return .disarm
+    private func accepted(_ socket: TCPSocket) {
+        // Responses go out at once (Nagle would hold a small one for the client's ACK).
+        try? socket.setNoDelay(true)
+        stats.connectionsServed += 1
+        let connection: HTTPConnection
+        do {
+            connection = try HTTPConnection(socket: socket, server: self)
+        } catch {
+            note("connection set-up: \(error)")
+            close(socket.fd)
+            return
         }
+        connection.slot = connections.count
+        connections.append(connection)
+        connection.start()
     }
 
     /// Stops accepting and ends every connection gracefully; those still open after
@@ -92,8 +62,7 @@ final class HTTPServer: LoopServer {
         guard !stopping else { return }
         stopping = true
         stats.openAtShutdown = UInt64(connections.count)
-        if accept.state == .active { try? loop.cancel(accept, using: Completion()) }
-        if backoff.state == .active { try? loop.cancel(backoff, using: Completion()) }
+        acceptor.stop()
         for c in connections { c.finishGracefully() }
         guard !connections.isEmpty else { return }
         do {
@@ -124,13 +93,5 @@ final class HTTPServer: LoopServer {
 
     func note(_ message: String) {
         Report.warn("ev-http: \(message)")
-    }
-
-    func submit(_ c: Completion) {
-        do {
-            try loop.add(c)
-        } catch {
-            fatalError("ev-http: add failed: \(error)")
-        }
     }
 }
