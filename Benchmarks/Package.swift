@@ -20,13 +20,15 @@ let package = Package(
             name: "evbench",
             dependencies: ["BenchSupport", .product(name: "Ev", package: "EvLoop")]
         ),
-        // The SwiftNIO peers: a TCP echo ping-pong and a million scheduled tasks.
+        // The SwiftNIO peers: a TCP echo ping-pong, a million scheduled tasks, and the HTTP
+        // hello server of the http group (NIOHTTP1).
         .executableTarget(
             name: "niobench",
             dependencies: [
                 "BenchSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Reads the result lines of a run and prints the table (medians, ranges, ratios).

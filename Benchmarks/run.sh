@@ -10,8 +10,14 @@
 # Options: --rounds N, --backends "io_uring epoll poll", --only "ping-pongs timers ...",
 # --skip-build, --files-mb N (the file benchmark's file size, default 1024, 64 with --quick),
 # --files-dir DIR (where its file lives; default the scratch directory, on the disk).
-# Groups for --only: ping-pongs udp timers async pummel echo files callgrind
+# --http-seconds N (each wrk run of the http group; default 5, 2 with --quick).
+# Groups for --only: ping-pongs udp timers async pummel echo files http callgrind
 # (callgrind, the user-space instructions per ping-pong roundtrip, is left out of --quick).
+#   http: wrk (Debian's package, installed with apt-get when missing) against ev-http on
+#        every backend (and ev-http-async), SwiftNIO's NIOHTTP1, libuv (c/uv_http.c) and
+#        the C floors (c/http_floor.c: epoll; io_uring with multishot accept and receive
+#        into a provided-buffer ring), at 50 and 500 connections, one server thread pinned
+#        to CPU 0 with wrk on CPU 1, and two server threads unpinned (see http.sh).
 #   files: 4 KiB O_DIRECT random reads of one file at queue depth 1 and 32: EvLoop on
 #        io_uring (the polled or the main ring, as its probe decides; named in the results)
 #        and on epoll (its thread pool), with fio (Debian's package, installed with apt-get
@@ -52,6 +58,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PROGRAM=run.sh
 # shellcheck source=peers/common.sh
 . "$HERE/peers/common.sh"
+# shellcheck source=http.sh
+. "$HERE/http.sh"
 ROOT=$(dirname "$HERE")
 SCRATCH=${EVBENCH_SCRATCH:-$HERE/.build-bench}
 QUICK=0
@@ -65,6 +73,7 @@ LIBUV=${LIBUV_DIR:-}
 WITH_UV=1
 FILES_MB=""
 FILES_DIR=""
+HTTP_SECONDS=""
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -79,6 +88,7 @@ while [ $# -gt 0 ]; do
         --no-libuv) WITH_UV=0 ;;
         --files-mb) FILES_MB=$2; shift ;;
         --files-dir) FILES_DIR=$2; shift ;;
+        --http-seconds) HTTP_SECONDS=$2; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -86,20 +96,23 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo files"}
+    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo files http"}
     ROUNDS=${ROUNDS:-1}
+    HTTP_SECONDS=${HTTP_SECONDS:-2}
     FILES_MB=${FILES_MB:-64}; FILES_COUNT=20000
     PING_COUNT=20000; UDP_COUNT=50000; PUMMEL_COUNT=100000; TIMERS=200000
     REARM_ROUNDS=100; ASYNC_TOTAL=40000; APUMMEL_COUNT=50000; ECHO_SECONDS=1
     ECHO_CONNS="1 100 1000"
 else
-    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo files callgrind"}
+    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo files http callgrind"}
     ROUNDS=${ROUNDS:-3}
+    HTTP_SECONDS=${HTTP_SECONDS:-5}
     FILES_MB=${FILES_MB:-1024}; FILES_COUNT=100000
     PING_COUNT=50000; UDP_COUNT=100000; PUMMEL_COUNT=200000; TIMERS=1000000
     REARM_ROUNDS=500; ASYNC_TOTAL=100000; APUMMEL_COUNT=100000; ECHO_SECONDS=2
     ECHO_CONNS="1 100 1000"
 fi
+HTTP_CONNS="50 500"
 LIBXEV_COUNTS=${LIBXEV_COUNTS:-$([ "$QUICK" = 1 ] && echo matched || echo shipped)}
 case "$LIBXEV_COUNTS" in shipped|matched) ;; *) echo "run.sh: --libxev-counts shipped|matched" >&2; exit 2 ;; esac
 # Paths given relative to where run.sh was started.
@@ -134,7 +147,7 @@ if [ "$BUILD" = 1 ]; then
     # accessors), which then crashes at run time. NIO's modules are kept.
     for m in EvLoop EvReadiness EvBackendEpoll EvBackendPoll EvBackendUring EvAsync Ev \
              EvExampleSupport CEvExampleSupport BenchSupport evbench niobench bench_report \
-             ev_echo_tcp ev_echo_client; do
+             ev_echo_tcp ev_echo_client EvHTTPSupport ev_http ev_http_async; do
         rm -rf "$SCRATCH/release/$m.build" "$SCRATCH/release/Modules/$m.swiftmodule"
     done
     build || { echo "run.sh: benchmark build failed" >&2; exit 1; }
@@ -144,7 +157,15 @@ if [ "$BUILD" = 1 ]; then
         build --product ev-echo-tcp && build --product ev-echo-client ||
             { echo "run.sh: example build failed" >&2; exit 1; }
     fi
+    if wants http; then
+        build --product ev-http || { echo "run.sh: ev-http build failed" >&2; exit 1; }
+        # The async variant, where the main package has it.
+        if grep -q '"ev-http-async"' "$ROOT/Package.swift"; then
+            build --product ev-http-async || { echo "run.sh: ev-http-async build failed" >&2; exit 1; }
+        fi
+    fi
     mkdir -p "$CBIN"
+    if wants http; then http_build || { echo "run.sh: the http group's C servers did not build" >&2; exit 1; }; fi
     cc -O2 -Wall -Wextra -shared -fPIC -o "$CBIN/malloc_count.so" "$HERE/c/malloc_count.c" || exit 1
     cc -O2 -Wall -Wextra -o "$CBIN/pingpong" "$HERE/c/pingpong.c" -luring -lpthread -ldl || exit 1
     if [ "$WITH_UV" = 1 ] && wants ping-pongs; then
@@ -420,6 +441,10 @@ if wants echo; then
             done
         done
     done
+fi
+
+if wants http; then
+    http_group "$ROUNDS"
 fi
 
 # Instructions per roundtrip (user space, both threads), from callgrind: the difference of

@@ -591,7 +591,9 @@ for bench in benches() where bench.hasPrefix("files-") {
     genericTable(bench)
 }
 echoTable()
+httpTables()
 targets()
+httpTargets()
 if !failures.isEmpty {
     say("### Failed runs")
     say()
