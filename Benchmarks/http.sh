@@ -53,7 +53,11 @@ http_us() {
 http_run() {
     local round=$1 bench=$2 impl=$3 conns=$4 threads=$5
     shift 5
+    # A fresh log per run, made here: the server's own redirection could come after this
+    # script already read the previous run's "listening on" line (and its port).
     local slog="$OUT/http-server.txt"
+    rm -f "$slog"
+    : > "$slog"
     local pin=() wpin=() wthreads=2
     if [ "$threads" = pinned ]; then
         pin=(taskset -c 0)
