@@ -132,6 +132,10 @@ struct UringActivation {
         /// The activation's linked timeout fired (its CQE said -ETIME): the kernel
         /// cancelled the operation for its deadline, and the hand-off reports -ETIMEDOUT.
         static let deadlineFired = Flags(rawValue: 1 << 4)
+        /// Its read or write is on the polled ring (`PolledRing`), whose CQE completes it
+        /// directly; the phase stays idle (the main ring has nothing of it), and a cancel
+        /// is too late (polled I/O cannot be cancelled; it finishes in microseconds).
+        static let polled = Flags(rawValue: 1 << 5)
     }
 
     var bits: Int

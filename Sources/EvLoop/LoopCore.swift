@@ -195,6 +195,15 @@ open class LoopCore: EventLoop {
         hooks.backendCancelAll()
     }
 
+    /// Where this loop runs positional reads and writes of `file` when it is open for
+    /// direct I/O (`File.OpenOptions.direct`), and why (see `DirectIOPath`). The readiness
+    /// backends (epoll, poll) answer `.pool`: they have no asynchronous file I/O, so every
+    /// read and write of a regular file runs on their thread pool; io_uring probes the
+    /// file's device for polled I/O (`UringLoop.directIOPath(for:)`).
+    open func directIOPath(for file: File) -> DirectIOPath {
+        .pool(reason: "\(backend) has no asynchronous file I/O: reads and writes of regular files, O_DIRECT or not, run on the loop's thread pool")
+    }
+
     // MARK: Shared machinery for backends
 
     /// Records the raw result of an active completion (a count or descriptor, or -errno)
