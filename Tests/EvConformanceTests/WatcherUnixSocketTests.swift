@@ -208,6 +208,9 @@ struct WatcherUnixSocketTests {
         #expect(try a.localAddress().description == "unix:(unnamed)")
         #expect(try a.peerAddress().isUnnamedUnix && a.localAddress().length == 2)
 
+        // A Unix address is not a TCP socket's (nothing is opened, so nothing leaks).
+        #expect(throws: EvError.invalidArgument) { try TCPSocket(for: SocketAddress(unixPath: "x.sock"), loop: loop) }
+        #expect(throws: EvError.invalidArgument) { try TCPSocket(family: AF_UNIX, loop: loop) }
         let tcp = try TCPSocket(family: AF_INET, loop: loop)
         h.own(tcp.fd)
         try tcp.bind(to: SocketAddress(ipv4: "127.0.0.1", port: 0))
