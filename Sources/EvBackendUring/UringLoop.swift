@@ -247,7 +247,13 @@ public final class UringLoop: LoopCore, LoopBackend {
         self.st = .allocate(capacity: 1)
         self.st.initialize(to: UringState())
         // Descriptors are best left blocking: the kernel waits for readiness itself.
-        super.init(backend: .ioUring, prefersBlockingDescriptors: true, hooks: UringHooks())
+        super.init(backend: .ioUring, prefersBlockingDescriptors: true, hooks: BackendHooks(
+            submit: { unsafeDowncast($0, to: UringLoop.self).backendSubmit($1) },
+            cancel: { unsafeDowncast($0, to: UringLoop.self).backendCancel($1, target: $2) },
+            poll: { unsafeDowncast($0, to: UringLoop.self).backendPoll(timeout: $1) },
+            cancelAll: { unsafeDowncast($0, to: UringLoop.self).backendCancelAll() },
+            expire: nil  // linked kernel timeouts (IORING_OP_LINK_TIMEOUT) keep deadlines
+        ))
         #endif
     }
 
@@ -1066,24 +1072,4 @@ private struct UringState {
     var forceNonblocking = false
     var injectedEnterResults: [Int32] = []
     #endif
-}
-
-/// How the core reaches this backend's hooks: forwards each to the loop, unretained
-/// (see `AttachableBackendHooks` for why).
-final class UringHooks: AttachableBackendHooks {
-    @exclusivity(unchecked) private var loop: Unmanaged<UringLoop>? = nil
-
-    func attach(_ loop: LoopCore) { self.loop = Unmanaged.passUnretained(unsafeDowncast(loop, to: UringLoop.self)) }
-
-    func backendSubmit(_ c: Completion) { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendSubmit(c) } }
-
-    func backendCancel(_ cancel: Completion, target: Completion) {
-        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancel(cancel, target: target) }
-    }
-
-    func backendPoll(timeout: UInt64?) -> Int32 {
-        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendPoll(timeout: timeout) }
-    }
-
-    func backendCancelAll() { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancelAll() } }
 }
