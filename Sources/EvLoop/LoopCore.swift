@@ -207,7 +207,7 @@ open class LoopCore: EventLoop {
     /// the backend.
     final func resubmitDeferredClose(_ c: Completion) {
         c.runsOnFilePool = false
-        hooks.backendSubmit(c)
+        hooks.submit(self, c)
     }
 
     /// Records the raw result of an active completion (a count or descriptor, or -errno)
