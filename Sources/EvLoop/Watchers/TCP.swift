@@ -56,7 +56,10 @@ public struct TCPSocket: ConnectionSocket, Hashable {
 
     /// Creates an unconnected TCP socket of `family` (`AF_INET` or `AF_INET6`),
     /// close-on-exec, blocking or non-blocking as `loop.prefersBlockingDescriptors` says.
+    /// Any other family is `.invalidArgument` (a Unix stream is a `UnixSocket`: a
+    /// `TCPSocket` of `AF_UNIX` would refuse its TCP options at run time instead).
     public init(family: Int32, loop: some EventLoop) throws(EvError) {
+        guard family == AF_INET || family == AF_INET6 else { throw .invalidArgument }
         fd = try SocketCalls.open(family: family, type: Int32(SOCK_STREAM.rawValue),
                                   blocking: loop.prefersBlockingDescriptors)
     }

@@ -140,7 +140,8 @@ public struct UnixSocket: ConnectionSocket, Hashable {
 
     /// Receives one datagram into `buffer`, reporting its sender. A datagram larger than
     /// the buffer is truncated (`truncated` is true and `count` is the buffer's size).
-    /// The sender of a datagram from a socket that never bound a name has no address.
+    /// The sender of a datagram from a socket that never bound a name has no address. An
+    /// empty datagram is a 0-byte message (never `.endOfFile`: a datagram socket has no end).
     public func receive(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
                         callback: @escaping MessageCallback) throws(EvError) {
         try completion.start(.recvmsg(socket: fd, buffer: buffer), on: loop,
