@@ -268,7 +268,7 @@ import Glibc
                 let file = try await File.open(path: path, options: [.readOnly, .direct], on: executor)
                 let status = try await file.stat(on: executor)
                 let block = try AlignedBuffer(byteCount: 4096, alignment: AlignedBuffer.alignment(for: status))
-                let n = try await file.read(into: block.bytes, at: 0, on: executor)
+                let n = try await file.pread(into: block.bytes, offset: 0, on: executor)
                 let route = "\(executor.loop.directIOPath(for: file))"
                 try await file.close(on: executor)
                 return (n, block.bytes[0], route)
