@@ -43,8 +43,9 @@ public struct TCPSocket: ConnectionSocket, Hashable {
     /// The socket descriptor.
     public let fd: Int32
 
-    /// Accepted connections: the new socket, owned by the callback (close it through the loop).
-    public typealias AcceptCallback = (Completion, Result<TCPSocket, EvError>) -> CallbackAction
+    /// Accepted connections and connects by name: the new socket, owned by the callback (close
+    /// it through the loop), or the error.
+    public typealias SocketCallback = (Completion, Result<TCPSocket, EvError>) -> CallbackAction
     /// Connect, shutdown and close: success or the error.
     public typealias VoidCallback = (Completion, Result<Void, EvError>) -> CallbackAction
     /// Reads and writes: the byte count (a write may be short) or the error.

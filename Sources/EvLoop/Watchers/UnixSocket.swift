@@ -60,7 +60,7 @@ public struct UnixSocket: ConnectionSocket, Hashable {
     public let fd: Int32
 
     /// Accepted connections: the new socket, owned by the callback (close it through the loop).
-    public typealias AcceptCallback = (Completion, Result<UnixSocket, EvError>) -> CallbackAction
+    public typealias SocketCallback = (Completion, Result<UnixSocket, EvError>) -> CallbackAction
     /// Connect, shutdown and close: success or the error.
     public typealias VoidCallback = (Completion, Result<Void, EvError>) -> CallbackAction
     /// Reads, writes and sent datagrams: the byte count (a stream write may be short) or the error.
