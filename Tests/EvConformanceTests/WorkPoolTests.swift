@@ -335,7 +335,7 @@ struct WorkPoolTests {
             let pool = try WorkPool(threads: 3)
             #expect(pool.threads.threadCount == 0, "a pool that was never used started threads")
             let gate = Gate()
-            let workers = Mutex<Set<Int32>>([])
+            let workers = Locked<Set<Int32>>([])
             var done = 0
             for _ in 0..<6 {
                 try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> Int in
