@@ -258,3 +258,26 @@ int cevsys_signal_consume(int signal) {
     do { r = sigtimedwait(&set, NULL, &zero); } while (r < 0 && errno == EINTR);
     return r == signal ? 1 : 0;
 }
+
+// MARK: files
+
+#include <sys/stat.h>
+#ifndef SYS_statx
+#define SYS_statx 332
+#endif
+
+_Static_assert(sizeof(cevsys_statx) == 256, "cevsys_statx must have the kernel's layout");
+
+int cevsys_statx_call(int dirfd, const char *path, int flags, unsigned int mask, cevsys_statx *out) {
+    return (int)syscall(SYS_statx, dirfd, path, flags, mask, out);
+}
+
+int cevsys_o_direct(void) { return O_DIRECT; }
+int cevsys_at_empty_path(void) { return AT_EMPTY_PATH; }
+int cevsys_at_symlink_nofollow(void) { return AT_SYMLINK_NOFOLLOW; }
+int cevsys_at_fdcwd(void) { return AT_FDCWD; }
+int cevsys_at_removedir(void) { return AT_REMOVEDIR; }
+
+int cevsys_fallocate(int fd, int mode, int64_t offset, int64_t length) {
+    return fallocate(fd, mode, (off_t)offset, (off_t)length);
+}

@@ -21,6 +21,27 @@ struct RingSetup {
     let flags: UringLoop.SetupFlags
     let submitsAll: Bool
     let cancelsByDescriptor: Bool
+    /// The file-system operations this kernel's io_uring runs itself (the others run on
+    /// the loop's file pool): bit `kind.rawValue - OperationKind.open.rawValue`.
+    let nativeFileOperations: UInt16
+
+    /// The opcode of each file-system operation, probed at init without making the ring
+    /// unusable when one is missing: Linux 5.6 (OPENAT, STATX, FALLOCATE; FSYNC is 5.1),
+    /// 5.11 (RENAMEAT, UNLINKAT), 5.15 (MKDIRAT), 6.9 (FTRUNCATE, which liburing 2.3 does
+    /// not name yet: opcode 55).
+    static let fileOpcodes: [(kind: OperationKind, code: UInt32, name: String)] = [
+        (.open, IORING_OP_OPENAT.rawValue, "IORING_OP_OPENAT"),
+        (.stat, IORING_OP_STATX.rawValue, "IORING_OP_STATX"),
+        (.fsync, IORING_OP_FSYNC.rawValue, "IORING_OP_FSYNC"),
+        (.fallocate, IORING_OP_FALLOCATE.rawValue, "IORING_OP_FALLOCATE"),
+        (.truncate, ftruncateOpcode, "IORING_OP_FTRUNCATE"),
+        (.rename, IORING_OP_RENAMEAT.rawValue, "IORING_OP_RENAMEAT"),
+        (.unlink, IORING_OP_UNLINKAT.rawValue, "IORING_OP_UNLINKAT"),
+        (.mkdir, IORING_OP_MKDIRAT.rawValue, "IORING_OP_MKDIRAT"),
+    ]
+
+    /// IORING_OP_FTRUNCATE (Linux 6.9; include/uapi/linux/io_uring.h).
+    static let ftruncateOpcode: UInt32 = 55
 
     /// The opcodes `UringLoop` submits; a kernel without any of them is not used.
     static let requiredOpcodes: [(code: io_uring_op, name: String)] = [
@@ -59,9 +80,10 @@ struct RingSetup {
             initialized = true
             try checkFeatures(ring)
             try probeNop(ring, injectedResult: probeEnterResult)
-            try probeOpcodes(ring, override: probeOverride)
+            let native = try probeOpcodes(ring, override: probeOverride)
             let cancelFd = probeCancelByDescriptor(ring)
-            return RingSetup(ring: ring, flags: flags, submitsAll: submitsAll, cancelsByDescriptor: cancelFd)
+            return RingSetup(ring: ring, flags: flags, submitsAll: submitsAll, cancelsByDescriptor: cancelFd,
+                             nativeFileOperations: native)
         } catch {
             if initialized { io_uring_queue_exit(ring) }
             ring.deallocate()
@@ -150,8 +172,9 @@ struct RingSetup {
         }
     }
 
+    /// Checks the required opcodes and returns which file-system operations the kernel has.
     private static func probeOpcodes(_ ring: UnsafeMutablePointer<io_uring>,
-                                     override: ((String, Bool) -> Bool)?) throws(BackendUnavailable) {
+                                     override: ((String, Bool) -> Bool)?) throws(BackendUnavailable) -> UInt16 {
         // Room for every opcode an 8-bit code can name.
         let size = MemoryLayout<io_uring_probe>.size + 256 * MemoryLayout<io_uring_probe_op>.size
         let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
@@ -173,6 +196,13 @@ struct RingSetup {
                 backend: .ioUring,
                 reason: "the kernel's io_uring does not support \(missing.joined(separator: ", ")) (opcode probe; Linux 5.11 or later has them all)")
         }
+        var native: UInt16 = 0
+        for op in fileOpcodes {
+            var supported = io_uring_opcode_supported(probe, Int32(op.code)) != 0
+            if let override { supported = override(op.name, supported) }
+            if supported { native |= 1 << (op.kind.rawValue - OperationKind.open.rawValue) }
+        }
+        return native
     }
 
     /// Whether IORING_ASYNC_CANCEL_FD works (Linux 5.19): a cancel by descriptor aimed at

@@ -124,6 +124,18 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// Whether `.close` can cancel by descriptor (IORING_ASYNC_CANCEL_FD, Linux 5.19).
     package let cancelsByDescriptor: Bool
     private let defersTaskrun: Bool
+    /// The file-system operations this kernel's io_uring runs (bit `kind.rawValue -
+    /// OperationKind.open.rawValue`, from the opcode probe); the others run on the loop's
+    /// file pool, as on epoll and poll.
+    private let nativeFileOperations: UInt16
+
+    /// Whether io_uring runs `kind` in the kernel here (true for every kind that is not a
+    /// file-system operation); false sends it to the loop's file pool. For tests and for
+    /// programs that want to know where their file operations run.
+    public func runsInKernel(_ kind: OperationKind) -> Bool {
+        guard kind.isFileSystem else { return true }
+        return nativeFileOperations & (1 << (kind.rawValue - OperationKind.open.rawValue)) != 0
+    }
 
     /// The loop's mutable bookkeeping (parked work, tracked completions, counters), in
     /// memory of its own. Swift checks exclusive access to a class's stored `var`s at run
@@ -207,6 +219,7 @@ public final class UringLoop: LoopCore, LoopBackend {
         self.submitsAll = setup.submitsAll
         self.cancelsByDescriptor = setup.cancelsByDescriptor && allowCancelByDescriptor
         self.defersTaskrun = setup.flags.contains(.deferTaskrun)
+        self.nativeFileOperations = setup.nativeFileOperations
         self.st = .allocate(capacity: 1)
         self.st.initialize(to: UringState())
         // Descriptors are best left blocking: the kernel waits for readiness itself.
@@ -252,6 +265,18 @@ public final class UringLoop: LoopCore, LoopBackend {
 
     package func backendSubmit(_ c: Completion) {
         c.uring = UringActivation()
+        if c.kind.isFileSystem {
+            // A path with a NUL byte never reaches the kernel; an opcode the kernel lacks
+            // (the init probe) runs on the file pool, as on epoll and poll.
+            if let f = c.fileScratch, f.pointee.pathInvalid {
+                complete(c, raw: -Int(EINVAL))
+                return
+            }
+            if !runsInKernel(c.kind) {
+                runOnFilePool(c)
+                return
+            }
+        }
         if c.kind == .close {
             submitClose(c, fd: c.fd)
             return
@@ -385,10 +410,50 @@ public final class UringLoop: LoopCore, LoopBackend {
         case .poll:
             // One-shot POLL_ADD; the result is the ready events (revents).
             io_uring_prep_poll_add(sqe, fd, c.pollEvents)
+        case .open, .stat, .fsync, .fallocate, .truncate, .rename, .unlink, .mkdir:
+            prepareFileSystem(sqe, c)
         case .nop, .timer, .cancel, .work:
             preconditionFailure("EvLoop: the core handles \(c.kind) itself")
         }
     }
+
+    /// The SQE of a file-system operation. Its paths and statx buffer are in the
+    /// completion's file scratch memory, which stays put until the callback, so the kernel
+    /// may read them at submission or later from a worker (it copies paths at submission
+    /// since Linux 5.x, but nothing here depends on that).
+    private func prepareFileSystem(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ c: Completion) {
+        let f = c.fileScratch!
+        let path = UnsafePointer(f.pointee.path)
+        let at = cevsys_at_fdcwd()
+        let argument = c.offset
+        switch c.kind {
+        case .open:
+            io_uring_prep_openat(sqe, at, path, FileSystemCall.openFlags(argument), FileSystemCall.openMode(argument))
+        case .stat:
+            let statusPointer = UnsafeMutableRawPointer(f) + MemoryLayout<FileRequestScratch>.offset(of: \.status)!
+            let name = argument == 2 ? FileSystemCall.emptyPath : path
+            io_uring_prep_statx(sqe, FileSystemCall.statDirectory(fd: c.fd, argument: argument), name,
+                                FileSystemCall.statFlags(argument), UInt32(CEVSYS_STATX_MASK),
+                                OpaquePointer(statusPointer))
+        case .fsync:
+            io_uring_prep_fsync(sqe, c.fd, argument != 0 ? UInt32(IORING_FSYNC_DATASYNC) : 0)
+        case .fallocate:
+            io_uring_prep_fallocate(sqe, c.fd, f.pointee.mode, off_t(Int64(bitPattern: argument)),
+                                    off_t(Int64(bitPattern: f.pointee.length)))
+        case .truncate:
+            // IORING_OP_FTRUNCATE (6.9): the length travels in the offset field.
+            io_uring_prep_rw(Int32(RingSetup.ftruncateOpcode), sqe, c.fd, nil, 0, argument)
+        case .rename:
+            io_uring_prep_renameat(sqe, at, path, at, UnsafePointer(f.pointee.secondPath), 0)
+        case .unlink:
+            io_uring_prep_unlinkat(sqe, at, path, argument != 0 ? cevsys_at_removedir() : 0)
+        case .mkdir:
+            io_uring_prep_mkdirat(sqe, at, path, mode_t(truncatingIfNeeded: argument))
+        default:
+            preconditionFailure("EvLoop: \(c.kind) is not a file-system operation")
+        }
+    }
+
 
     /// RWF_NOWAIT (linux/fs.h; not exported by Glibc to Swift).
     private static let rwfNoWait: Int32 = 0x0000_0008

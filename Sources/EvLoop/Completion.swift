@@ -252,8 +252,8 @@ public final class Completion {
     package var heapIndex: Int32 = -1
     @exclusivity(unchecked) @usableFromInline package var _state: State = .dead
     @exclusivity(unchecked) @usableFromInline package var _kind: OperationKind = .nop
-    /// `keepsLoopAlive`, `isQueued`, `activatedInBackground`, `resultReady` and the three
-    /// deadline bits, one bit each.
+    /// `keepsLoopAlive`, `isQueued`, `activatedInBackground`, `resultReady`, the three
+    /// deadline bits and `runsOnFilePool`, one bit each (the byte is full).
     @exclusivity(unchecked) @usableFromInline package var _flags: UInt8 = Completion.keepsLoopAliveFlag
     /// The loop's drain epoch when this activation started (see `LoopCore.cancelAll`).
     @exclusivity(unchecked) package var drainEpoch: UInt8 = 0
@@ -268,6 +268,14 @@ public final class Completion {
     @usableFromInline static let relativeDeadlineFlag: UInt8 = 32
     /// The current activation has a deadline (`_activeDeadline`).
     @usableFromInline static let deadlineActiveFlag: UInt8 = 64
+    /// This activation is a file-system operation on the loop's file pool (`runOnFilePool`).
+    @usableFromInline static let filePoolFlag: UInt8 = 128
+
+    /// Whether this activation runs on the loop's file pool (cancelled by the core).
+    @inlinable package var runsOnFilePool: Bool {
+        get { _flags & Completion.filePoolFlag != 0 }
+        set { setFlag(Completion.filePoolFlag, newValue) }
+    }
 
     @inlinable
     func setFlag(_ bit: UInt8, _ on: Bool) {
@@ -302,6 +310,11 @@ public final class Completion {
     deinit {
         releaseRetainedPayload()
         if let s = _scratch {
+            if let f = s.pointee.file {
+                f.pointee.releasePaths()
+                f.deinitialize(count: 1)
+                f.deallocate()
+            }
             s.deinitialize(count: 1)
             s.deallocate()
         }
@@ -396,6 +409,8 @@ public final class Completion {
             _argument = UInt64(events.rawValue)
         case .work(let job):
             _buffer = Unmanaged.passRetained(job).toOpaque()
+        case .open, .stat, .statDescriptor, .fsync, .fallocate, .truncate, .rename, .unlink, .mkdir:
+            storeFileSystem(op)
         }
     }
 
@@ -428,6 +443,8 @@ public final class Completion {
         case .close: return .close(fd: _fd)
         case .poll: return .poll(fd: _fd, events: PollEvents(rawValue: pollEvents))
         case .work: return .work(job: workJob!)
+        case .open, .stat, .fsync, .fallocate, .truncate, .rename, .unlink, .mkdir:
+            return makeFileSystemOperation()
         }
     }
 
@@ -449,6 +466,9 @@ package struct CompletionScratch {
     /// A deadline as the kernel reads it (io_uring's linked timeout, absolute
     /// CLOCK_MONOTONIC): `timespec` has `__kernel_timespec`'s layout on 64-bit Linux.
     package var linkTimeout = timespec()
+    /// A file-system operation's paths and status buffer (`FileRequestScratch`), allocated
+    /// for the first such operation; freed with the completion.
+    package var file: UnsafeMutablePointer<FileRequestScratch>? = nil
     package init() {}
 
     /// Points `message` at one buffer and, when `withAddress`, at `address`

@@ -34,18 +34,26 @@ public enum CompletionResult: Sendable {
     /// resolver's jobs) or its pool was shut down first. `WorkPool.run` hands the value to
     /// its callback in the closure's own type.
     case work(Result<any Sendable, EvError>)
+    /// `.open`: the new descriptor (close-on-exec), which the callback now owns.
+    case open(Result<Int32, EvError>)
+    /// `.stat` and `.statDescriptor`: what statx reported.
+    case stat(Result<FileStatus, EvError>)
+    /// fsync, fallocate, truncate, rename, unlink, mkdir.
+    case fileSystem(Result<Void, EvError>)
 
     /// The error, if the operation failed.
     public var error: EvError? {
         switch self {
         case .nop: return nil
-        case .timer(let r), .cancel(let r), .connect(let r), .shutdown(let r), .close(let r):
+        case .timer(let r), .cancel(let r), .connect(let r), .shutdown(let r), .close(let r), .fileSystem(let r):
             if case .failure(let e) = r { return e }
         case .accept(let r): if case .failure(let e) = r { return e }
         case .read(let r), .write(let r): if case .failure(let e) = r { return e }
         case .recvmsg(let r): if case .failure(let e) = r { return e }
         case .poll(let r): if case .failure(let e) = r { return e }
         case .work(let r): if case .failure(let e) = r { return e }
+        case .open(let r): if case .failure(let e) = r { return e }
+        case .stat(let r): if case .failure(let e) = r { return e }
         }
         return nil
     }
@@ -121,6 +129,8 @@ extension Completion {
             return raw < 0 ? .poll(.failure(err())) : .poll(.success(PollEvents(rawValue: UInt32(truncatingIfNeeded: raw))))
         case .work:
             return .work(workOutcome(raw: raw))
+        case .open, .stat, .fsync, .fallocate, .truncate, .rename, .unlink, .mkdir:
+            return fileSystemResult(raw: raw)
         }
     }
 

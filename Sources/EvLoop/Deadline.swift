@@ -61,6 +61,11 @@ extension OperationKind {
             return true
         case .nop, .timer, .cancel, .shutdown, .close:
             return false
+        case .open, .stat, .fsync, .fallocate, .truncate, .rename, .unlink, .mkdir:
+            // File-system operations run in a kernel worker or on a pool thread, which
+            // cannot be interrupted once started; a local file system answers without
+            // waiting on a peer (see `FileSystem`).
+            return false
         }
     }
 }

@@ -72,6 +72,14 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
     /// (107 bytes and the terminating NUL): refused before the kernel sees it, never
     /// silently truncated (a truncated path names another file).
     case nameTooLong
+    /// EISDIR: a directory where a file is needed (opening one for writing, unlinking one).
+    case isDirectory
+    /// ENOTDIR: a file where a directory is needed (a path component, rmdir of a file).
+    case notDirectory
+    /// EEXIST: the name exists already (mkdir, an exclusive create).
+    case fileExists
+    /// ENOTEMPTY: removing (or renaming onto) a directory that has entries.
+    case directoryNotEmpty
     /// A cancel came too late: the target is already completing and will report its real result.
     case inProgress
     /// `run` was called from inside a callback of the same loop.
@@ -107,6 +115,10 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case EMFILE, ENFILE, ENOBUFS, ENOMEM: self = .systemResources
         case ENOENT: self = .noSuchFile
         case ENAMETOOLONG: self = .nameTooLong
+        case EISDIR: self = .isDirectory
+        case ENOTDIR: self = .notDirectory
+        case EEXIST: self = .fileExists
+        case ENOTEMPTY: self = .directoryNotEmpty
         case EALREADY: self = .inProgress
         case EvError.cancelOfCancelCode: self = .cannotCancelCancel
         default: self = .errno(code)
@@ -138,6 +150,10 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case .systemResources: return EMFILE
         case .notFound, .noSuchFile: return ENOENT
         case .nameTooLong: return ENAMETOOLONG
+        case .isDirectory: return EISDIR
+        case .notDirectory: return ENOTDIR
+        case .fileExists: return EEXIST
+        case .directoryNotEmpty: return ENOTEMPTY
         case .inProgress: return EALREADY
         case .nestedRun, .completionActive, .cannotCancelCancel, .notifierInUse: return nil
         case .errno(let e): return e
@@ -166,6 +182,10 @@ public enum EvError: Error, Hashable, Sendable, CustomStringConvertible {
         case .notFound: return "nothing to cancel (already finished or never added)"
         case .noSuchFile: return "no such file or directory"
         case .nameTooLong: return "name too long (a Unix socket path holds at most 107 bytes)"
+        case .isDirectory: return "is a directory"
+        case .notDirectory: return "not a directory"
+        case .fileExists: return "file exists"
+        case .directoryNotEmpty: return "directory not empty"
         case .inProgress: return "cancel too late: operation already completing"
         case .nestedRun: return "run() called from inside a callback of the same loop"
         case .completionActive: return "completion is still active; wait for its callback before reusing it"

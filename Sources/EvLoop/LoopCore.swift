@@ -80,6 +80,20 @@ open class LoopCore: EventLoop {
     /// created by the first `.work` the loop starts.
     final var work: LoopWork?
 
+    /// The threads file-system operations run on when the backend does not run them in the
+    /// kernel (epoll and poll always, io_uring for an opcode its kernel lacks): two, started
+    /// on first use, so a loop that never touches the file system starts none. Shut down
+    /// with the loop. Package-visible so that tests can occupy its threads (to cancel an
+    /// operation before it starts).
+    package final var filePool: WorkPool {
+        if let p = filePoolStorage { return p }
+        // Two threads cannot be refused (`WorkPool.init` throws only for fewer than one).
+        let p = try! WorkPool(threads: 2)
+        filePoolStorage = p
+        return p
+    }
+    private var filePoolStorage: WorkPool?
+
     /// The backend's hooks (see `AttachableBackendHooks`): a strong, immutable reference, so calling
     /// through it costs no retain.
     private let hooks: any AttachableBackendHooks
@@ -207,7 +221,7 @@ open class LoopCore: EventLoop {
         c.state = .active
         c.resultReady = false
         c.generation &+= 1
-        c._flags &= ~Completion.deadlineActiveFlag
+        c._flags &= ~(Completion.deadlineActiveFlag | Completion.filePoolFlag)
         activeCount += 1
         c.activatedInBackground = !c.keepsLoopAlive
         if c.activatedInBackground {
@@ -269,7 +283,12 @@ open class LoopCore: EventLoop {
         case .work:
             cancelWork(c, target: target)
         default:
-            hooks.backendCancel(c, target: target)
+            // A file-system operation on the file pool is the core's, like `.work`.
+            if target.runsOnFilePool {
+                cancelWork(c, target: target)
+            } else {
+                hooks.backendCancel(c, target: target)
+            }
         }
     }
 

@@ -40,6 +40,10 @@ package final class LoopWork {
     /// Active `.work` completions whose job is queued, running or posted (linked through
     /// `waiterNext`/`waiterPrev`, which no backend uses for work: the core keeps them).
     private var inFlight = IntrusiveList()
+    /// The jobs of file-system operations run on the loop's file pool
+    /// (`LoopCore.runOnFilePool`), by completion: unlike `.work`, their completion holds no
+    /// job (its fields hold the operation's arguments).
+    private var fileJobs: [ObjectIdentifier: WorkPool.Job] = [:]
 
     init(loop: LoopCore) throws(EvError) {
         self.loop = loop
@@ -55,9 +59,31 @@ package final class LoopWork {
         }
     }
 
+    /// Hands a file-system operation's job to the file pool (see `LoopCore.runOnFilePool`).
+    func submitFileOperation(_ c: Completion, job: WorkPool.Job) {
+        fileJobs[ObjectIdentifier(c)] = job
+        submit(c, job: job)
+    }
+
+    /// The job `c` runs: its `.work` job, or its file-system operation's.
+    private func job(of c: Completion) -> WorkPool.Job? {
+        c.workJob ?? fileJobs[ObjectIdentifier(c)]
+    }
+
+    /// A finished file-system job's raw result (the `Int` its closure returned; a job the
+    /// pool's shutdown cancelled before it ran is `-ECANCELED`).
+    private static func rawResult(of job: WorkPool.Job) -> Int {
+        switch job.takeOutcome() {
+        case .success(let value): return value as? Int ?? -Int(EINVAL)
+        case .failure(let e): return -Int(e.errnoValue ?? EINVAL)
+        }
+    }
+
     /// Hands `c`'s job to its pool.
     func submit(_ c: Completion, job: WorkPool.Job) {
-        switch job.threads.submit(job, to: inbox) {
+        let queued = job.threads.submit(job, to: inbox)
+        if queued != .queued && c.kind != .work { fileJobs[ObjectIdentifier(c)] = nil }
+        switch queued {
         case .queued:
             // Set after the submission, yet before the job can be delivered: delivery
             // happens on this thread, later.
@@ -114,7 +140,7 @@ package final class LoopWork {
     /// last job in flight withdrawn, the inbox's wait is withdrawn too, unless `cancelAll`
     /// (which withdraws it itself) is the caller.
     private func withdraw(_ c: Completion, raw: Int, retiringPoll: Bool = true) -> Bool {
-        guard let job = c.workJob, job.completion?.toOpaque() == Unmanaged.passUnretained(c).toOpaque() else {
+        guard let job = job(of: c), job.completion?.toOpaque() == Unmanaged.passUnretained(c).toOpaque() else {
             return false
         }
         switch job.threads.withdraw(job) {
@@ -128,6 +154,7 @@ package final class LoopWork {
             return false
         }
         inFlight.remove(c)
+        if c.kind != .work { fileJobs[ObjectIdentifier(c)] = nil }
         loop.complete(c, raw: raw)
         if retiringPoll && inFlight.isEmpty { retirePoll() }
         return true
@@ -178,7 +205,12 @@ package final class LoopWork {
             job.threads.markDelivered(job)
             let c = u.takeUnretainedValue()
             inFlight.remove(c)
-            loop.complete(c, raw: 0)
+            if c.kind == .work {
+                loop.complete(c, raw: 0)   // the outcome stays in the job, for `makeResult`
+            } else {
+                fileJobs[ObjectIdentifier(c)] = nil
+                loop.complete(c, raw: Self.rawResult(of: job))
+            }
         }
     }
 }
@@ -190,15 +222,38 @@ extension LoopCore {
             complete(c, raw: -Int(EINVAL))
             return
         }
-        if work == nil {
-            do {
-                work = try LoopWork(loop: self)
-            } catch {
-                complete(c, raw: -Int(error.errnoValue ?? EMFILE))
-                return
-            }
+        guard let work = ensureWork(for: c) else { return }
+        work.submit(c, job: job)
+    }
+
+    /// The loop's `LoopWork`, created on first use; nil (with `c` completed with the error)
+    /// when its eventfd cannot be opened.
+    private func ensureWork(for c: Completion) -> LoopWork? {
+        if let work { return work }
+        do {
+            let made = try LoopWork(loop: self)
+            work = made
+            return made
+        } catch {
+            complete(c, raw: -Int(error.errnoValue ?? EMFILE))
+            return nil
         }
-        work.unsafelyUnwrapped.submit(c, job: job)
+    }
+
+    /// Runs a file-system operation on the loop's file pool: on epoll and poll always, on
+    /// io_uring when the kernel lacks the operation's opcode (the opcode probe at init).
+    /// Its result comes back like a `.work` job's (the core's `LoopWork`), so cancelling
+    /// it before a thread takes it withdraws it (`.canceled`), on every backend alike.
+    package final func runOnFilePool(_ c: Completion) {
+        if let f = c.fileScratch, f.pointee.pathInvalid {
+            complete(c, raw: -Int(EINVAL))
+            return
+        }
+        guard let work = ensureWork(for: c) else { return }
+        let call = FileSystemCall(c)
+        let job = WorkPool.Job(threads: filePool.threads) { () throws(EvError) -> any Sendable in call.perform() }
+        c.runsOnFilePool = true
+        work.submitFileOperation(c, job: job)
     }
 
     /// A `.work` activation's deadline passed (see `LoopWork.expire`).

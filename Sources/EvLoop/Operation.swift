@@ -52,6 +52,35 @@ public enum Operation {
     /// runs the closure again.
     case work(job: WorkPool.Job)
 
+    // File-system operations (`File`, `FileSystem`). Paths are relative to the working
+    // directory; the loop copies each path into memory the completion owns (NUL-terminated,
+    // at a fixed address), because the kernel (io_uring) or a pool thread reads it after
+    // the call that starts the operation has returned. A path with a NUL byte in it is
+    // refused with `.invalidArgument` (it would name another file). io_uring runs them in
+    // the kernel when it has the opcode; otherwise, and on epoll and poll, they run on the
+    // loop's file pool (`LoopCore.filePool`).
+
+    /// openat(2) of `path` with open(2) `flags` (O_CLOEXEC is always added) and
+    /// `permissions` for a file it creates; the result is the new descriptor.
+    case open(path: String, flags: Int32, permissions: UInt32)
+    /// statx(2) of `path`, following a final symbolic link when `followSymlinks`.
+    case stat(path: String, followSymlinks: Bool)
+    /// statx(2) of an open descriptor (AT_EMPTY_PATH).
+    case statDescriptor(fd: Int32)
+    /// fsync(2), or fdatasync(2) when `dataOnly` (IORING_FSYNC_DATASYNC).
+    case fsync(fd: Int32, dataOnly: Bool)
+    /// fallocate(2): `mode` 0 allocates (and extends the file), FALLOC_FL_KEEP_SIZE (1)
+    /// allocates without changing the size, FALLOC_FL_PUNCH_HOLE | KEEP_SIZE (3) frees.
+    case fallocate(fd: Int32, mode: Int32, offset: UInt64, length: UInt64)
+    /// ftruncate(2) to `length` bytes.
+    case truncate(fd: Int32, length: UInt64)
+    /// renameat(2): moves `from` to `to`, replacing a file there.
+    case rename(from: String, to: String)
+    /// unlinkat(2): removes a file, or an empty directory when `directory` (AT_REMOVEDIR).
+    case unlink(path: String, directory: Bool)
+    /// mkdirat(2) with `permissions` (less the umask).
+    case mkdir(path: String, permissions: UInt32)
+
     /// The kind of operation, without its arguments.
     @inlinable public var kind: OperationKind {
         switch self {
@@ -72,13 +101,23 @@ public enum Operation {
         case .close: return .close
         case .poll: return .poll
         case .work: return .work
+        case .open: return .open
+        case .stat, .statDescriptor: return .stat
+        case .fsync: return .fsync
+        case .fallocate: return .fallocate
+        case .truncate: return .truncate
+        case .rename: return .rename
+        case .unlink: return .unlink
+        case .mkdir: return .mkdir
         }
     }
 
     /// The descriptor the operation works on, if any.
     public var fd: Int32? {
         switch self {
-        case .nop, .timer, .cancel, .work: return nil
+        case .nop, .timer, .cancel, .work, .open, .stat, .rename, .unlink, .mkdir: return nil
+        case .statDescriptor(let fd), .fsync(let fd, _), .fallocate(let fd, _, _, _), .truncate(let fd, _):
+            return fd
         case .accept(let fd), .connect(let fd, _), .read(let fd, _), .write(let fd, _),
              .pread(let fd, _, _), .pwrite(let fd, _, _), .recv(let fd, _), .send(let fd, _),
              .recvmsg(let fd, _), .sendmsg(let fd, _, _), .shutdown(let fd, _), .close(let fd),
@@ -94,6 +133,20 @@ public enum OperationKind: UInt8, Sendable, CaseIterable {
     case recv, send, recvmsg, sendmsg, shutdown, close, poll
     /// A closure on a `WorkPool` (handled by the core on every backend, like nop, timer and cancel).
     case work
+    /// File-system operations (see `Operation.open` and the cases after it).
+    case open, stat, fsync, fallocate, truncate, rename, unlink, mkdir
+}
+
+extension OperationKind {
+    /// Whether this kind is one of the file-system operations (open, stat, fsync,
+    /// fallocate, truncate, rename, unlink, mkdir): they are declared last, so this is
+    /// one compare.
+    @inlinable package var isFileSystem: Bool { rawValue >= OperationKind.open.rawValue }
+
+    /// Whether the operation names a path (kept in the completion's file scratch memory).
+    @inlinable package var namesPath: Bool {
+        self == .open || self == .stat || self == .rename || self == .unlink || self == .mkdir
+    }
 }
 
 extension OperationKind {
@@ -106,6 +159,7 @@ extension OperationKind {
         case .accept, .read, .pread, .recv, .recvmsg: return 0x001   // POLLIN
         case .connect, .write, .pwrite, .send, .sendmsg: return 0x004   // POLLOUT
         case .nop, .timer, .cancel, .shutdown, .close, .poll, .work: return 0
+        case .open, .stat, .fsync, .fallocate, .truncate, .rename, .unlink, .mkdir: return 0
         }
     }
 }

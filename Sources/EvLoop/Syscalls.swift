@@ -35,6 +35,9 @@ package enum Syscalls {
         switch c.kind {
         case .nop, .timer, .cancel, .work:
             return 0
+        case .open, .stat, .fsync, .fallocate, .truncate, .rename, .unlink, .mkdir:
+            // Blocking calls: the readiness engine sends them to the file pool instead.
+            preconditionFailure("EvLoop: \(c.kind) runs on the file pool, not on the loop thread")
         case .accept:
             let s = c.scratch!
             return retryingEINTR {

@@ -198,6 +198,9 @@ open class ReadinessLoop: LoopCore, LoopBackend {
         case .poll:
             guard fd >= 0 else { complete(c, raw: -Int(EBADF)); return }
             addWaiter(c, fd: fd, needs: c.pollEvents & ReadyBits.interest)
+        case .open, .stat, .fsync, .fallocate, .truncate, .rename, .unlink, .mkdir:
+            // File-system calls block (there is no readiness to wait for): the core's file pool.
+            runOnFilePool(c)
         case .nop, .timer, .cancel, .work:
             preconditionFailure("EvLoop: the core handles \(c.kind) itself")
         }

@@ -207,6 +207,45 @@ import Glibc
         #expect(exitStatus == .success(.exited(0)))
     }
 
+    /// README, "Recipe: files and the file system": open, pwrite, fdatasync, close and
+    /// rename through one completion, reused from each callback.
+    @Test(arguments: conformanceBackends)
+    func filesRecipe(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let harness = Harness(loop)
+        defer { harness.finish() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        let record = UnsafeRawBufferPointer(harness.buffer(Array("entry 1\n".utf8)))
+        var saved: Result<Void, EvError>?
+        let c = Completion()
+        try File.open(loop: loop, completion: c, path: dir.at("journal.tmp"), options: [.writeOnly, .create, .truncate]) { _, result in
+            guard case .success(let file) = result else { return .disarm }
+            try? file.pwrite(loop: loop, completion: c, buffer: record, offset: 0) { _, _ in
+                try? file.sync(loop: loop, completion: c, dataOnly: true) { _, _ in
+                    try? file.close(loop: loop, completion: c) { _, _ in
+                        try? FileSystem.rename(loop: loop, completion: c, from: dir.at("journal.tmp"), to: dir.at("journal")) { _, renamed in
+                            saved = renamed
+                            return .disarm
+                        }
+                        return .disarm
+                    }
+                    return .disarm
+                }
+                return .disarm
+            }
+            return .disarm
+        }
+        #expect(try runUntilDone(loop))
+        #expect(saved.map { (try? $0.get()) != nil } == true, "\(String(describing: saved))")
+        let fd = open(dir.at("journal"), O_RDONLY | O_CLOEXEC)
+        #expect(fd >= 0)
+        if fd >= 0 {
+            #expect(fileContent(fd) == Array("entry 1\n".utf8))
+            close(fd)
+        }
+    }
+
     /// "A server on a loop group" and "A slow reader" together: the README's group server
     /// with its `Connection`, on two loops; a client that sends 8 MiB before it reads
     /// anything gets every byte back, in order (the reader paused and resumed on the way).

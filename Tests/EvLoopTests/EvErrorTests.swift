@@ -18,6 +18,7 @@ import Testing
         (EMFILE, .systemResources), (ENFILE, .systemResources), (ENOBUFS, .systemResources),
         (ENOMEM, .systemResources), (ENOENT, .noSuchFile), (ENAMETOOLONG, .nameTooLong), (EALREADY, .inProgress),
         (EvError.cancelOfCancelCode, .cannotCancelCancel),
+        (EISDIR, .isDirectory), (ENOTDIR, .notDirectory), (EEXIST, .fileExists), (ENOTEMPTY, .directoryNotEmpty),
     ]
 
     @Test(arguments: named.map { ErrnoCase($0.0, $0.1) })
@@ -26,7 +27,7 @@ import Testing
     }
 
     @Test func otherErrnoValuesAreKept() {
-        for code in [EIO, EAGAIN, EINTR, ENOSPC, EFAULT, EISDIR, 0, 4095, 100_000] {
+        for code in [EIO, EAGAIN, EINTR, ENOSPC, EFAULT, EXDEV, 0, 4095, 100_000] {
             #expect(EvError(errno: code) == .errno(code))
             #expect(EvError.errno(code).errnoValue == code)
         }
@@ -36,7 +37,8 @@ import Testing
         let all: [EvError] = [.canceled, .connectionRefused, .connectionReset, .connectionAborted, .brokenPipe,
                               .badFileDescriptor, .timedOut, .notConnected, .addressInUse, .addressNotAvailable,
                               .unreachable, .permissionDenied, .invalidArgument, .systemResources, .noSuchFile,
-                              .nameTooLong, .inProgress]
+                              .nameTooLong, .inProgress, .isDirectory, .notDirectory, .fileExists,
+                              .directoryNotEmpty]
         for e in all {
             #expect(e.errnoValue.map { EvError(errno: $0) } == e, "\(e)")
         }

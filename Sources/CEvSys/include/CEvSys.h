@@ -151,4 +151,62 @@ int cevsys_signal_pending(int signal);
 /// timeout): 1 if one was consumed, 0 if none was pending.
 int cevsys_signal_consume(int signal);
 
+// MARK: files (FileSystem, direct I/O)
+
+/// The kernel's `struct statx` (linux/stat.h, 256 bytes), declared here because glibc's
+/// copy stops before the fields newer kernels fill (stx_mnt_id, STATX_DIOALIGN's
+/// stx_dio_mem_align and stx_dio_offset_align, Linux 6.1). Fields a kernel does not know
+/// stay zero; `stx_mask` says which ones it filled.
+typedef struct cevsys_statx_timestamp {
+    int64_t tv_sec;
+    uint32_t tv_nsec;
+    int32_t reserved;
+} cevsys_statx_timestamp;
+
+typedef struct cevsys_statx {
+    uint32_t stx_mask;
+    uint32_t stx_blksize;
+    uint64_t stx_attributes;
+    uint32_t stx_nlink;
+    uint32_t stx_uid;
+    uint32_t stx_gid;
+    uint16_t stx_mode;
+    uint16_t pad1;
+    uint64_t stx_ino;
+    uint64_t stx_size;
+    uint64_t stx_blocks;
+    uint64_t stx_attributes_mask;
+    cevsys_statx_timestamp stx_atime;
+    cevsys_statx_timestamp stx_btime;
+    cevsys_statx_timestamp stx_ctime;
+    cevsys_statx_timestamp stx_mtime;
+    uint32_t stx_rdev_major;
+    uint32_t stx_rdev_minor;
+    uint32_t stx_dev_major;
+    uint32_t stx_dev_minor;
+    uint64_t stx_mnt_id;
+    uint32_t stx_dio_mem_align;
+    uint32_t stx_dio_offset_align;
+    uint64_t spare[12];
+} cevsys_statx;
+
+/// STATX_BASIC_STATS | STATX_BTIME | STATX_DIOALIGN: what `FileStatus` asks for.
+enum { CEVSYS_STATX_MASK = 0x07ffU | 0x0800U | 0x2000U, CEVSYS_STATX_DIOALIGN = 0x2000U,
+       CEVSYS_STATX_BTIME = 0x0800U };
+
+/// statx(2) through syscall(2) (glibc's wrapper takes its own struct): fills `out`.
+int cevsys_statx_call(int dirfd, const char *path, int flags, unsigned int mask, cevsys_statx *out);
+
+/// O_DIRECT, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, AT_FDCWD and AT_REMOVEDIR on this
+/// architecture (O_DIRECT is declared only under _GNU_SOURCE and differs between x86_64
+/// and arm64).
+int cevsys_o_direct(void);
+int cevsys_at_empty_path(void);
+int cevsys_at_symlink_nofollow(void);
+int cevsys_at_fdcwd(void);
+int cevsys_at_removedir(void);
+
+/// fallocate(2) (declared by glibc only under _GNU_SOURCE).
+int cevsys_fallocate(int fd, int mode, int64_t offset, int64_t length);
+
 #endif

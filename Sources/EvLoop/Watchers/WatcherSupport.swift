@@ -45,6 +45,28 @@ extension CompletionResult {
     /// in flight. Reported as a value (never a crash), like every other error.
     private var mismatch: EvError { .invalidArgument }
 
+    /// A file-system operation without a value (fsync, fallocate, truncate, rename,
+    /// unlink, mkdir).
+    @inline(__always)
+    var fileSystemResult: Result<Void, EvError> {
+        if case .fileSystem(let r) = self { return r }
+        return .failure(mismatch)
+    }
+
+    /// An opened file.
+    @inline(__always)
+    var openResult: Result<File, EvError> {
+        if case .open(let r) = self { return r.map(File.init(fd:)) }
+        return .failure(mismatch)
+    }
+
+    /// A file's status.
+    @inline(__always)
+    var statusResult: Result<FileStatus, EvError> {
+        if case .stat(let r) = self { return r }
+        return .failure(mismatch)
+    }
+
     /// A received message (recvmsg).
     @inline(__always)
     var messageResult: Result<ReceivedMessage, EvError> {
