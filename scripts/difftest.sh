@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A longer run of the differential tester (Tests/EvConformanceTests/Differential): random
 # programs on every backend, each checked for the loop's invariants and for the outcome
-# the semantics fix, and compared across backends. The test command runs 4,000 seeds per
+# the semantics fix, and compared across backends. The test command runs 3,000 seeds per
 # backend from seed 0; this runs more, from other seeds. See docs/TESTING.md.
 #
 #   bash scripts/difftest.sh --seeds 50000            # seeds 1,000,000.. on every backend
@@ -52,7 +52,7 @@ if [ -n "$one" ]; then
 elif [ -n "$minutes" ]; then
     end=$(( SECONDS + minutes * 60 ))
     while [ "$SECONDS" -lt "$end" ]; do
-        # Seeds far from the test command's (0..3,999), different in every batch.
+        # Seeds far from the test command's (0..2,999), different in every batch.
         batch $(( (RANDOM * 32768 + RANDOM) * 1000 + 1000000 )) 10000
     done
 else

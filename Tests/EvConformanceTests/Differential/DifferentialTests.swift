@@ -37,7 +37,7 @@ private struct SeedRange {
 @Suite struct DifferentialTests {
     /// Seeds per backend in the test command (about 2 ms of CPU each, and a few ms of
     /// waiting for timers, which the rest of the parallel suite fills).
-    static let seedsPerBackend: UInt64 = 4_000
+    static let seedsPerBackend: UInt64 = 3_000
 
     /// Runs one seed on one backend: the violations (with the trace) or the outcome.
     private static func runOne(seed: UInt64, backend: Backend, replay: Bool) throws -> Result<DifferentialOutcome, DifferentialFailure> {
