@@ -8,8 +8,14 @@
 #                                add about 6-10 minutes per round)
 #
 # Options: --rounds N, --backends "io_uring epoll poll", --only "ping-pongs timers ...",
-# --skip-build. Groups for --only: ping-pongs udp timers async pummel echo callgrind
+# --skip-build, --files-mb N (the file benchmark's file size, default 1024, 64 with --quick),
+# --files-dir DIR (where its file lives; default the scratch directory, on the disk).
+# Groups for --only: ping-pongs udp timers async pummel echo files callgrind
 # (callgrind, the user-space instructions per ping-pong roundtrip, is left out of --quick).
+#   files: 4 KiB O_DIRECT random reads of one file at queue depth 1 and 32: EvLoop on
+#        io_uring (the polled or the main ring, as its probe decides; named in the results)
+#        and on epoll (its thread pool), with fio (Debian's package, installed with apt-get
+#        when missing; --ioengine=io_uring --direct=1 --rw=randread --bs=4k) as the floor.
 #
 # Peers in the same run (BENCHMARKS.md, "Peers"):
 #   --libxev PATH (or LIBXEV_DIR=PATH)   a checkout of mitchellh/libxev: its own benchmarks
@@ -57,6 +63,8 @@ LIBXEV=${LIBXEV_DIR:-}
 LIBXEV_COUNTS=""
 LIBUV=${LIBUV_DIR:-}
 WITH_UV=1
+FILES_MB=""
+FILES_DIR=""
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -69,6 +77,8 @@ while [ $# -gt 0 ]; do
         --libxev-counts) LIBXEV_COUNTS=$2; shift ;;
         --libuv) LIBUV=$2; shift ;;
         --no-libuv) WITH_UV=0 ;;
+        --files-mb) FILES_MB=$2; shift ;;
+        --files-dir) FILES_DIR=$2; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -76,14 +86,16 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo"}
+    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo files"}
     ROUNDS=${ROUNDS:-1}
+    FILES_MB=${FILES_MB:-64}; FILES_COUNT=20000
     PING_COUNT=20000; UDP_COUNT=50000; PUMMEL_COUNT=100000; TIMERS=200000
     REARM_ROUNDS=100; ASYNC_TOTAL=40000; APUMMEL_COUNT=50000; ECHO_SECONDS=1
     ECHO_CONNS="1 100 1000"
 else
-    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo callgrind"}
+    ONLY=${ONLY:-"ping-pongs udp timers async pummel echo files callgrind"}
     ROUNDS=${ROUNDS:-3}
+    FILES_MB=${FILES_MB:-1024}; FILES_COUNT=100000
     PING_COUNT=50000; UDP_COUNT=100000; PUMMEL_COUNT=200000; TIMERS=1000000
     REARM_ROUNDS=500; ASYNC_TOTAL=100000; APUMMEL_COUNT=100000; ECHO_SECONDS=2
     ECHO_CONNS="1 100 1000"
@@ -199,6 +211,20 @@ echo "== results in $OUT"
     [ "$UV_BENCH_OK" = 1 ] && echo "# peer: libuv-bench $(cat "$SCRATCH/libuv/version" 2>/dev/null) (its own benchmark runner, Release)"
 } >> "$RESULTS"
 
+# The file benchmark's floor: fio, from Debian's package (installed like libuv1-dev).
+FIO_OK=0
+if wants files; then
+    if ! command -v fio > /dev/null 2>&1; then
+        echo "== installing fio (the file benchmark's floor)"
+        apt_install fio || true
+    fi
+    command -v fio > /dev/null 2>&1 && FIO_OK=1
+    [ "$FIO_OK" = 1 ] && echo "# peer: $(fio --version) (Debian fio), --ioengine=io_uring --direct=1 --rw=randread --bs=4k" >> "$RESULTS"
+    FILES_DIR=${FILES_DIR:-$SCRATCH/files}
+    mkdir -p "$FILES_DIR"
+    FILES_PATH="$FILES_DIR/randread-${FILES_MB}m.dat"
+fi
+
 # Which backends can run here (a forced backend never falls back).
 AVAILABLE=""
 for b in $BACKENDS; do
@@ -304,6 +330,48 @@ for round in $(seq 1 "$ROUNDS"); do
         done
     fi
 done
+
+# fio_run ROUND DEPTH: fio's 4 KiB O_DIRECT random reads of the same file with io_uring at
+# queue depth DEPTH, for as many reads as EvLoop does, pinned like EvLoop. Its JSON gives
+# IOPS and the CPU (usr + sys %) of the job, turned into CPU µs per read.
+fio_run() {
+    local round=$1 depth=$2 json
+    [ "$FIO_OK" = 1 ] || return 0
+    json=$(timeout 300 taskset -c 0 fio --name=randread --filename="$FILES_PATH" --ioengine=io_uring --direct=1 \
+        --rw=randread --bs=4k --iodepth="$depth" --size="${FILES_MB}m" --number_ios="$FILES_COUNT" \
+        --randrepeat=1 --norandommap --output-format=json 2>>"$LOG")
+    local line
+    line=$(printf '%s' "$json" | python3 -c '
+import json, sys
+job = json.load(sys.stdin)["jobs"][0]
+r = job["read"]
+ios = r["total_ios"]
+seconds = r["runtime"] / 1000.0
+cpu_us = (job["usr_cpu"] + job["sys_cpu"]) / 100.0 * seconds * 1e6
+print("%.3f %d %.6f %.4f" % (r["iops"], ios, seconds, cpu_us / ios if ios else 0))
+' 2>>"$LOG")
+    if [ -z "$line" ]; then
+        echo "   files-randread-qd$depth [fio/io_uring]: FAILED (see log.txt)"
+        echo "FAILED bench=files-randread-qd$depth impl=fio/io_uring round=$round" >> "$RESULTS"
+        return
+    fi
+    set -- $line
+    echo "   files-randread-qd$depth [fio/io_uring]: $1 reads/s, CPU $4 µs/read"
+    echo "RESULT bench=files-randread-qd$depth impl=fio/io_uring value=$1 unit=reads/s op=read ops=$2 seconds=$3 cpu_us_per_op=$4 allocs_per_op=na depth=$depth round=$round" >> "$RESULTS"
+}
+if wants files; then
+    for round in $(seq 1 "$ROUNDS"); do
+        echo "== files: 4 KiB O_DIRECT random reads of a ${FILES_MB} MiB file, round $round of $ROUNDS"
+        for depth in 1 32; do
+            for b in $AVAILABLE; do
+                [ "$b" = poll ] && continue   # the same pool as epoll
+                run "$round" 1 "files-randread-qd$depth" "evloop/$b" "$BIN/evbench" files-randread --backend "$b" \
+                    --file "$FILES_PATH" --size-mb "$FILES_MB" --depth "$depth" --count "$FILES_COUNT" --warmup 1000
+            done
+            fio_run "$round" "$depth"
+        done
+    done
+fi
 
 # Echo throughput: ev-echo-client against ev-echo-tcp, unpinned (the server may use both
 # CPUs with --threads 2), interleaved by backend, ROUNDS rounds.

@@ -135,6 +135,10 @@ struct UringActivation {
         /// hand-off like `cancelSucceeded`: a user's cancel whose CQE comes later must
         /// then report "not found", since the target reports `.timedOut`.
         static let deadlineFired = Flags(rawValue: 1 << 4)
+        /// Its read or write is on the polled ring (`PolledRing`), whose CQE completes it
+        /// directly; the phase stays idle (the main ring has nothing of it), and a cancel
+        /// is too late (polled I/O cannot be cancelled; it finishes in microseconds).
+        static let polled = Flags(rawValue: 1 << 5)
     }
 
     var bits: Int

@@ -128,6 +128,30 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// OperationKind.open.rawValue`, from the opcode probe); the others run on the loop's
     /// file pool, as on epoll and poll.
     private let nativeFileOperations: UInt16
+    /// Direct I/O: the polled ring and what each device's probe said (DirectIOUring.swift).
+    let directIO = UringDirectIO()
+
+    #if DEBUG
+    /// For tests (debug builds only): send every O_DIRECT file to the polled ring whatever
+    /// its device's probe said (see `UringDirectIO.forcePolled`).
+    package var forcePolledDirectIO: Bool {
+        get { directIO.forcePolled }
+        set { directIO.forcePolled = newValue }
+    }
+    #endif
+    /// For tests: SQEs written to the polled ring.
+    package var polledSubmissions: Int { directIO.polledSubmissions }
+
+    /// Where this loop runs positional reads and writes (`pread`, `pwrite`) of `file`, and
+    /// why: the polled ring (IORING_SETUP_IOPOLL, `PolledRing`) when the file is open with
+    /// O_DIRECT and its device completes a polled read (probed once per device, st_dev, by
+    /// an actual one-block O_DIRECT read on the IOPOLL ring), else the main ring, with the
+    /// reason. A file opened through the loop with `.direct` is asked at its open; one
+    /// opened otherwise is asked here, and from then on takes the path this returns until
+    /// it is closed through the loop. Operations with a deadline stay on the main ring (an
+    /// IOPOLL ring takes no linked timeout), and so do reads and writes at the current
+    /// offset (`read`, `write`).
+    public override func directIOPath(for file: File) -> DirectIOPath { probedDirectIOPath(for: file) }
 
     /// Whether io_uring runs `kind` in the kernel here (true for every kind that is not a
     /// file-system operation); false sends it to the loop's file pool. For tests and for
@@ -223,7 +247,13 @@ public final class UringLoop: LoopCore, LoopBackend {
         self.st = .allocate(capacity: 1)
         self.st.initialize(to: UringState())
         // Descriptors are best left blocking: the kernel waits for readiness itself.
-        super.init(backend: .ioUring, prefersBlockingDescriptors: true, hooks: UringHooks())
+        super.init(backend: .ioUring, prefersBlockingDescriptors: true, hooks: BackendHooks(
+            submit: { unsafeDowncast($0, to: UringLoop.self).backendSubmit($1) },
+            cancel: { unsafeDowncast($0, to: UringLoop.self).backendCancel($1, target: $2) },
+            poll: { unsafeDowncast($0, to: UringLoop.self).backendPoll(timeout: $1) },
+            cancelAll: { unsafeDowncast($0, to: UringLoop.self).backendCancelAll() },
+            expire: nil  // linked kernel timeouts (IORING_OP_LINK_TIMEOUT) keep deadlines
+        ))
         #endif
     }
 
@@ -276,6 +306,11 @@ public final class UringLoop: LoopCore, LoopBackend {
                 runOnFilePool(c)
                 return
             }
+        }
+        if goesToPolledRing(c) {
+            c.uring.flags.insert(.polled)
+            if submitPolled(c, userData: Self.userData(c, kind: Self.kindMain)) { return }
+            c.uring.flags.remove(.polled)   // the polled ring is full: the main ring takes it
         }
         if c.kind == .close {
             submitClose(c, fd: c.fd)
@@ -461,6 +496,8 @@ public final class UringLoop: LoopCore, LoopBackend {
     // MARK: Close
 
     private func submitClose(_ c: Completion, fd: Int32) {
+        // A later file under this number is asked afresh (`directIOPath(for:)`).
+        if !directIO.polledDescriptors.isEmpty { directIO.polledDescriptors.remove(fd) }
         // Operations on the descriptor that never reached the kernel never will.
         cancelParked(onDescriptor: fd)
         // Operations in flight on it must not be restarted after an EAGAIN or EINTR (the
@@ -534,6 +571,11 @@ public final class UringLoop: LoopCore, LoopBackend {
         guard target.generation == cancel.cancelTargetGeneration, target.state == .active,
               !target.resultReady else {
             complete(cancel, raw: -Int(ENOENT))
+            return true
+        }
+        if target.uring.flags.contains(.polled) {
+            // Polled I/O cannot be cancelled: it reports its real result (soon).
+            complete(cancel, raw: -Int(EALREADY))
             return true
         }
         switch target.uring.phase {
@@ -752,7 +794,11 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// The CQE of `c`'s own operation.
     @inline(__always)
     private func operationFinished(_ c: Completion, raw: Int) {
-        if raw >= 0 { finish(c, raw: raw); return }
+        if raw >= 0 {
+            if c.kind == .open { opened(c, fd: raw) }
+            finish(c, raw: raw)
+            return
+        }
         switch Int32(-raw) {
         case EAGAIN where c.kind.readinessNeeded != 0:
             // PITFALLS D7: a non-blocking descriptor (or io-wq's retry limit) returned
@@ -770,6 +816,32 @@ public final class UringLoop: LoopCore, LoopBackend {
         default:
             finish(c, raw: raw)
         }
+    }
+
+    /// An open succeeded: a file opened with O_DIRECT learns its direct-I/O path now (the
+    /// device's probe runs once), so its reads and writes take the polled ring from the
+    /// first one when the device supports it.
+    private func opened(_ c: Completion, fd: Int) {
+        guard FileSystemCall.openFlags(c.offset) & cevsys_o_direct() != 0 else { return }
+        _ = probedDirectIOPath(for: File(fd: Int32(truncatingIfNeeded: fd)))
+    }
+
+    /// A CQE of the polled ring: the read or write of `c` is done.
+    private func polledFinished(userData ud: UInt64, result res: Int32) {
+        guard let pointer = UnsafeRawPointer(bitPattern: UInt(ud & Self.pointerMask)) else { return }
+        let c = Unmanaged<Completion>.fromOpaque(pointer).takeUnretainedValue()
+        guard UInt64(c.generation & 0xFFFF) == ud >> 48, c.uring.flags.contains(.polled) else {
+            assertionFailure("EvLoop: polled-ring CQE for a completion that has no polled I/O in flight")
+            return
+        }
+        c.uring.flags.remove(.polled)
+        if res == -EAGAIN {
+            // The device's queue was full (EAGAIN never reaches a callback): the main ring
+            // runs it, where the kernel waits for room itself.
+            if mustQueue || !issue(c, .operation) { park(c, .operation) }
+            return
+        }
+        complete(c, raw: Int(res))
     }
 
     private func isRestartable(_ kind: OperationKind) -> Bool {
@@ -814,6 +886,15 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// then makes one `io_uring_enter` that submits the rest and waits up to `timeout`
     /// nanoseconds for a completion, and reports every CQE that has arrived.
     package func backendPoll(timeout: UInt64?) -> Int32 {
+        // Polled I/O completes without an interrupt: only polling finds it, so the polled
+        // ring is polled once per tick, and while anything is in flight there the main
+        // wait below does not sleep (a zero timeout, not a short bound: a bound of even
+        // 50 µs would add up to that much latency to every polled read, which is what the
+        // polled ring exists to save; the cost is a busy loop, only while polled I/O is in
+        // flight, which is what IOPOLL means).
+        if directIO.polledInFlight > 0 {
+            reapPolled { ud, res in polledFinished(userData: ud, result: res) }
+        }
         // Work parked because the SQ was full: submit the ring's worth without waiting,
         // and repeat until the rest fits. SQ entries free up at submission, not at
         // completion, so this loop always makes progress.
@@ -830,7 +911,7 @@ public final class UringLoop: LoopCore, LoopBackend {
         }
         let hasResults = io_uring_cq_ready(ring) > 0
             || evuring_sq_flags(ring) & UInt32(IORING_SQ_CQ_OVERFLOW) != 0
-        let wait = timeout != 0 && !hasResults && !hasQueuedCallbacks
+        let wait = timeout != 0 && !hasResults && !hasQueuedCallbacks && directIO.polledInFlight == 0
         if case .failed(let e) = submit(waitFor: wait, timeout: timeout) { return e }
         reap()
         return 0
@@ -997,24 +1078,4 @@ private struct UringState {
     var forceNonblocking = false
     var injectedEnterResults: [Int32] = []
     #endif
-}
-
-/// How the core reaches this backend's hooks: forwards each to the loop, unretained
-/// (see `AttachableBackendHooks` for why).
-final class UringHooks: AttachableBackendHooks {
-    @exclusivity(unchecked) private var loop: Unmanaged<UringLoop>? = nil
-
-    func attach(_ loop: LoopCore) { self.loop = Unmanaged.passUnretained(unsafeDowncast(loop, to: UringLoop.self)) }
-
-    func backendSubmit(_ c: Completion) { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendSubmit(c) } }
-
-    func backendCancel(_ cancel: Completion, target: Completion) {
-        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancel(cancel, target: target) }
-    }
-
-    func backendPoll(timeout: UInt64?) -> Int32 {
-        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendPoll(timeout: timeout) }
-    }
-
-    func backendCancelAll() { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancelAll() } }
 }

@@ -32,14 +32,23 @@ package struct CompletionQueue {
     }
 
     package mutating func pop() -> Completion? {
+        popUnretained()?.takeUnretainedValue()
+    }
+
+    /// Pops without taking a reference, for a caller that knows the completion stays alive
+    /// while it uses it (the dispatch loop: the activation's retain holds it) and so can
+    /// skip the retain and release a `Completion` value costs.
+    @inline(__always)
+    package mutating func popUnretained() -> Unmanaged<Completion>? {
         guard let h = _head else { return nil }
-        let c = h.takeUnretainedValue()
-        _head = c._queueNext
-        if _head == nil { _tail = nil }
-        c._queueNext = nil
-        c.isQueued = false
+        h._withUnsafeGuaranteedRef { c in
+            _head = c._queueNext
+            if _head == nil { _tail = nil }
+            c._queueNext = nil
+            c.isQueued = false
+        }
         count -= 1
-        return c
+        return h
     }
 
     /// Removes `c` if it is in this queue (O(n)); returns whether it was found.

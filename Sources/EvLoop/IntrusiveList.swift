@@ -24,6 +24,20 @@ package struct IntrusiveList {
 
     @inlinable package var isEmpty: Bool { count == 0 }
 
+    /// Calls `body` with each completion linked from `first` on, in order, without
+    /// retaining them (a `Completion` value per step cost a retain and a release). The next
+    /// link is read before `body` runs, so `body` may remove the completion it is given;
+    /// it must not remove others. Static, taking the head by value, so that `body` may
+    /// change the list it walks.
+    @inlinable
+    package static func walk(from first: Unmanaged<Completion>?, _ body: (Completion) -> Void) {
+        var next = first
+        while let u = next {
+            next = u._withUnsafeGuaranteedRef { $0._waiterNext }
+            u._withUnsafeGuaranteedRef(body)
+        }
+    }
+
     @inlinable
     package mutating func append(_ c: Completion) {
         let u = Unmanaged.passUnretained(c)

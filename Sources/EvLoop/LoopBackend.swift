@@ -2,9 +2,10 @@
 /// `_SelectorBackendProtocol` is for NIO's selectors). Package-internal: users see
 /// `EventLoop`, the concrete loops and `LoopCore`, never these hooks.
 ///
-/// A backend is a subclass of `LoopCore` that conforms to this protocol and passes its
-/// `ForwardingBackendHooks` to `LoopCore.init`: the compiler checks that every requirement
-/// is there. Everything with semantics (run modes, timers, cancellation rules,
+/// A backend is a final subclass of `LoopCore` (or of a class that is one, as `EpollLoop`
+/// and `PollLoop` are of `ReadinessLoop`) that conforms to this protocol, so that the
+/// compiler checks that every requirement is there, and passes a `BackendHooks` that calls
+/// them to `LoopCore.init`. Everything with semantics (run modes, timers, cancellation rules,
 /// the completed FIFO) stays in the core, written once; a backend only moves work to the
 /// kernel and reports raw results through `LoopCore.complete(_:raw:)`.
 ///
@@ -34,29 +35,51 @@ package protocol LoopBackend: AnyObject {
     func backendCancelAll()
 }
 
-/// How the core holds its backend: each backend module declares one small final class
-/// that conforms to this protocol and forwards the four hooks to its loop (the `LoopCore`
-/// subclass), held unretained in an `Unmanaged`.
+/// How the core calls its backend: one closure per hook, each taking the loop (the
+/// `LoopCore` subclass itself, at +0) and calling the backend's method on it. A backend
+/// builds them in its initializer from closure literals that name its own final type
+/// (`{ unsafeDowncast($0, to: UringLoop.self).backendSubmit($1) }`), so they capture
+/// nothing and compile in the backend's module as direct calls.
 ///
-/// Why not a reference to the loop typed `any LoopBackend`: it would have to be unowned
-/// (a loop must not keep itself alive), and every call through an unowned reference
-/// retains and releases it (measured: +500 instructions per epoll ping-pong roundtrip,
-/// callgrind). The holder is owned by the loop and reached through a `let`, so a hook
-/// costs one more direct call and no reference counting. Why concrete classes and not one
-/// generic holder here, or a protocol extension: both stay unspecialized across modules
-/// (witness-table calls and metadata look-ups per hook: +200 and +1,400 instructions per
-/// roundtrip, measured).
-package protocol AttachableBackendHooks: LoopBackend {
-    /// Called once, from `LoopCore.init`, with the loop being created.
-    func attach(_ loop: LoopCore)
+/// Why not a reference to the loop typed `any LoopBackend`: the loop must not keep itself
+/// alive, and a call through an `unowned` or `unowned(unsafe)` existential retains and
+/// releases the loop around every call (+500 instructions per epoll ping-pong roundtrip,
+/// callgrind). Why not a forwarding class per backend (the previous design): each backend
+/// module wrote the same forwarding methods again. Why not a generic initializer here that
+/// builds the closures from the `LoopBackend` conformance: Swift 6.3 does not specialize a
+/// `package` generic in another module, so its closures called the backend through the
+/// protocol witnesses with the type's metadata (+70 instructions per roundtrip, measured;
+/// a generic forwarding class cost +200).
+package struct BackendHooks {
+    let submit: (LoopCore, Completion) -> Void
+    let cancel: (LoopCore, _ cancel: Completion, _ target: Completion) -> Void
+    let poll: (LoopCore, _ timeout: UInt64?) -> Int32
+    let cancelAll: (LoopCore) -> Void
+    /// Set when the backend leaves operation deadlines to the core (`DeadlineExpiring`).
+    let expire: ((LoopCore, Completion) -> Void)?
+
+    /// The hooks, one per `LoopBackend` requirement (and `DeadlineExpiring.backendExpire`
+    /// for a backend that conforms to it, nil for one that keeps deadlines itself).
+    package init(
+        submit: @escaping (LoopCore, Completion) -> Void,
+        cancel: @escaping (LoopCore, _ cancel: Completion, _ target: Completion) -> Void,
+        poll: @escaping (LoopCore, _ timeout: UInt64?) -> Int32,
+        cancelAll: @escaping (LoopCore) -> Void,
+        expire: ((LoopCore, Completion) -> Void)?
+    ) {
+        self.submit = submit
+        self.cancel = cancel
+        self.poll = poll
+        self.cancelAll = cancelAll
+        self.expire = expire
+    }
 }
 
 /// What a backend implements when it leaves operation deadlines to the core (epoll and
 /// poll): the core keeps each active deadline in its timer heap, next to the timers, and
 /// calls `backendExpire` when one passes. A backend that keeps deadlines itself (io_uring
 /// links a kernel timeout to the operation's SQE) does not conform, and the core never
-/// puts an operation's deadline in the heap for it. The hooks object passed to
-/// `LoopCore.init` conforms to both protocols or to `AttachableBackendHooks` alone.
+/// puts an operation's deadline in the heap for it.
 package protocol DeadlineExpiring: AnyObject {
     /// The deadline of `target` (an active I/O operation, no result yet) has passed:
     /// withdraw it and complete it with `-ETIMEDOUT`. An operation that can no longer be

@@ -94,26 +94,21 @@ open class LoopCore: EventLoop {
     }
     private var filePoolStorage: WorkPool?
 
-    /// The backend's hooks (see `AttachableBackendHooks`): a strong, immutable reference, so calling
-    /// through it costs no retain.
-    private let hooks: any AttachableBackendHooks
-    /// The same hooks, when the backend leaves deadlines to the core's timer heap (epoll,
-    /// poll); nil when it keeps them itself (io_uring's linked timeouts).
-    private let expiry: (any DeadlineExpiring)?
+    /// The backend's hooks (see `BackendHooks`): immutable, capturing nothing, each called
+    /// with `self`, so a call costs no reference counting.
+    private let hooks: BackendHooks
 
     /// True when descriptors used with this loop work best in blocking mode (io_uring
     /// waits inside the kernel); false for readiness backends, which need O_NONBLOCK.
     public final let prefersBlockingDescriptors: Bool
 
-    /// For backends: a subclass that conforms to `LoopBackend` passes its
-    /// `AttachableBackendHooks`; `backend` names the kernel interface it implements.
-    package init(backend: Backend, prefersBlockingDescriptors: Bool, hooks: some AttachableBackendHooks) {
+    /// For backends: a subclass that conforms to `LoopBackend` passes the hooks that call
+    /// it (see `BackendHooks`); `backend` names the kernel interface it implements.
+    package init(backend: Backend, prefersBlockingDescriptors: Bool, hooks: BackendHooks) {
         self.backend = backend
         self.prefersBlockingDescriptors = prefersBlockingDescriptors
         self.now = .now()
         self.hooks = hooks
-        self.expiry = hooks as? any DeadlineExpiring
-        hooks.attach(self)
     }
 
     // MARK: Public API
@@ -149,10 +144,12 @@ open class LoopCore: EventLoop {
             } else {
                 timeout = nil
             }
-            let failed = hooks.backendPoll(timeout: timeout)
+            let failed = hooks.poll(self, timeout)
             if failed != 0 { throw EvError(errno: failed) }
             updateNow()
-            expireTimers()
+            // Checked here: a call into the heap on every tick with no timer cost ~24
+            // instructions (callgrind, epoll ping-pong).
+            if !timers.isEmpty { expireTimers() }
             let delivered = dispatchCompleted()
             switch mode {
             case .noWait: return
@@ -199,7 +196,16 @@ open class LoopCore: EventLoop {
         for t in timers.removeAll() where t.kind == .timer { complete(t, raw: -Int(ECANCELED)) }
         // Pool work that has not started; running work delivers its real result.
         work?.cancelAll()
-        hooks.backendCancelAll()
+        hooks.cancelAll(self)
+    }
+
+    /// Where this loop runs positional reads and writes of `file` when it is open for
+    /// direct I/O (`File.OpenOptions.direct`), and why (see `DirectIOPath`). The readiness
+    /// backends (epoll, poll) answer `.pool`: they have no asynchronous file I/O, so every
+    /// read and write of a regular file runs on their thread pool; io_uring probes the
+    /// file's device for polled I/O (`UringLoop.directIOPath(for:)`).
+    open func directIOPath(for file: File) -> DirectIOPath {
+        .pool(reason: "\(backend) has no asynchronous file I/O: reads and writes of regular files, O_DIRECT or not, run on the loop's thread pool")
     }
 
     // MARK: Shared machinery for backends
@@ -242,7 +248,7 @@ open class LoopCore: EventLoop {
             startWork(c)
         default:
             if c.hasDeadline, let deadline = c.startDeadline(now: now.nanoseconds) {
-                if expiry != nil {
+                if hooks.expire != nil {
                     // Kept in the heap; `expireTimers` hands it to the backend to withdraw.
                     timers.insert(c, deadline: deadline)
                 } else {
@@ -250,7 +256,7 @@ open class LoopCore: EventLoop {
                     c.storeLinkTimeout(deadline)
                 }
             }
-            hooks.backendSubmit(c)
+            hooks.submit(self, c)
         }
     }
 
@@ -287,7 +293,7 @@ open class LoopCore: EventLoop {
             if target.runsOnFilePool {
                 cancelWork(c, target: target)
             } else {
-                hooks.backendCancel(c, target: target)
+                hooks.cancel(self, c, target)
             }
         }
     }
@@ -304,7 +310,7 @@ open class LoopCore: EventLoop {
                 // An operation's deadline (only backends that keep deadlines in the heap
                 // put one there): it completes with -ETIMEDOUT unless it can no longer
                 // be withdrawn, and then reports its real result (see `Deadline`).
-                expiry.unsafelyUnwrapped.backendExpire(c)
+                hooks.expire.unsafelyUnwrapped(self, c)
             }
         }
     }
@@ -313,32 +319,43 @@ open class LoopCore: EventLoop {
     private func dispatchCompleted() -> Int {
         var remaining = completed.count
         var delivered = 0
-        while remaining > 0, let c = completed.pop() {
+        // Unretained: the retain `add` took keeps each completion alive while its callback
+        // runs, and is dropped only after (a `Completion` value here cost a retain and a
+        // release per callback).
+        while remaining > 0, let u = completed.popUnretained() {
             remaining -= 1
             delivered += 1
-            let result = c.makeResult(raw: c.rawResult)
-            c.resultReady = false
-            c.state = .dead
-            activeCount -= 1
-            if c.activatedInBackground {
-                backgroundCount -= 1
-                if drainingBackground > 0 && c.drainEpoch != drainEpoch { drainingBackground -= 1 }
-            }
-            let action = slowCallbacks == nil ? c.callback(c, result) : slowCallbacks.unsafelyUnwrapped.run(c, result)
-            if action == .rearm {
-                precondition(c.state == .dead,
-                             "EvLoop: a callback returned .rearm for a completion it had already added again")
-                // The retain taken by `add` carries over to the new activation.
-                activate(c)
-                rearming = true
-                start(c)
-                rearming = false
-            } else {
-                Unmanaged.passUnretained(c).release()   // the retain taken by `add`
+            if u._withUnsafeGuaranteedRef({ dispatch($0) }) == .disarm {
+                u.release()   // the retain taken by `add`
             }
             if stopRequested { break }
         }
         return delivered
+    }
+
+    /// Runs one completed operation's callback and rearms it if it asks; returns what it
+    /// asked (on `.disarm` the caller drops the activation's retain).
+    @inline(__always)
+    private func dispatch(_ c: Completion) -> CallbackAction {
+        let result = c.makeResult(raw: c.rawResult)
+        c.resultReady = false
+        c.state = .dead
+        activeCount -= 1
+        if c.activatedInBackground {
+            backgroundCount -= 1
+            if drainingBackground > 0 && c.drainEpoch != drainEpoch { drainingBackground -= 1 }
+        }
+        let action = slowCallbacks == nil ? c.callback(c, result) : slowCallbacks.unsafelyUnwrapped.run(c, result)
+        if action == .rearm {
+            precondition(c.state == .dead,
+                         "EvLoop: a callback returned .rearm for a completion it had already added again")
+            // The retain taken by `add` carries over to the new activation.
+            activate(c)
+            rearming = true
+            start(c)
+            rearming = false
+        }
+        return action
     }
 
     deinit {

@@ -70,9 +70,7 @@ extension ReadinessLoop {
         var consumed: UInt32 = 0   // bits some waiter tried to use
         var blocked: UInt32 = 0    // directions that got EAGAIN in this round
         var spurious = false
-        var w = s.pointee.waiters.head
-        while let c = w {
-            w = c.waiterNext
+        IntrusiveList.walk(from: s.pointee.waiters._head) { c in
             let want = needs(c)
             if c.kind == .poll {
                 let hit = revents & (c.pollEvents | ReadyBits.error | ReadyBits.hangup)
@@ -81,19 +79,19 @@ extension ReadinessLoop {
                     removeWaiter(c, slot: s)
                     complete(c, raw: Int(hit))
                 }
-                continue
+                return
             }
-            guard revents & want != 0 || failure else { continue }
+            guard revents & want != 0 || failure else { return }
             consumed |= want
             // After one EAGAIN in a direction the others in line would get it too; and
             // trying them would let a later write overtake an earlier one.
-            if blocked & want != 0 { continue }
+            if blocked & want != 0 { return }
             var r = attempt(c)
             if r == -Int(EAGAIN) {
                 if !failure {
                     blocked |= want
                     spurious = true
-                    continue
+                    return
                 }
                 // ERR/HUP are level-triggered and reported whether asked for or not; a
                 // waiter left in place would wake the loop forever. The system call could

@@ -54,7 +54,7 @@ import CEvSys
 /// `deinit`, after the pool's threads are joined) and, through its poller, the epoll set.
 /// Descriptors handed to operations stay the caller's: the loop closes one only when asked
 /// to, by a `.close` operation.
-open class ReadinessLoop: LoopCore, LoopBackend {
+open class ReadinessLoop: LoopCore, LoopBackend, DeadlineExpiring {
     // Hot stored properties are `@exclusivity(unchecked)`; see the comment in LoopCore.
     // The engine's state is internal (not private) because its methods are spread over
     // this module's Readiness*.swift files; `final`, so no subclass can override it.
@@ -130,7 +130,14 @@ open class ReadinessLoop: LoopCore, LoopBackend {
         self.table = .allocate(capacity: 64)
         self.table.initialize(repeating: FdSlot(), count: 64)
         // Readiness needs O_NONBLOCK descriptors: a ready-then-empty read must not block.
-        super.init(backend: backend, prefersBlockingDescriptors: false, hooks: ReadinessHooks())
+        super.init(backend: backend, prefersBlockingDescriptors: false, hooks: BackendHooks(
+            submit: { unsafeDowncast($0, to: ReadinessLoop.self).backendSubmit($1) },
+            cancel: { unsafeDowncast($0, to: ReadinessLoop.self).backendCancel($1, target: $2) },
+            poll: { unsafeDowncast($0, to: ReadinessLoop.self).backendPoll(timeout: $1) },
+            cancelAll: { unsafeDowncast($0, to: ReadinessLoop.self).backendCancelAll() },
+            // A readiness wait has no kernel timer: deadlines wait in the core's heap.
+            expire: { unsafeDowncast($0, to: ReadinessLoop.self).backendExpire($1) }
+        ))
     }
 
     deinit {
@@ -311,27 +318,4 @@ open class ReadinessLoop: LoopCore, LoopBackend {
         s.pointee.kind = kind
         return kind
     }
-}
-
-/// How the core reaches this backend's hooks: forwards each to the loop, unretained
-/// (see `AttachableBackendHooks` for why). Deadlines live in the core's timer heap
-/// (`DeadlineExpiring`): a readiness wait has no kernel timer of its own.
-final class ReadinessHooks: AttachableBackendHooks, DeadlineExpiring {
-    @exclusivity(unchecked) private var loop: Unmanaged<ReadinessLoop>? = nil
-
-    func attach(_ loop: LoopCore) { self.loop = Unmanaged.passUnretained(unsafeDowncast(loop, to: ReadinessLoop.self)) }
-
-    func backendSubmit(_ c: Completion) { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendSubmit(c) } }
-
-    func backendCancel(_ cancel: Completion, target: Completion) {
-        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancel(cancel, target: target) }
-    }
-
-    func backendPoll(timeout: UInt64?) -> Int32 {
-        loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendPoll(timeout: timeout) }
-    }
-
-    func backendCancelAll() { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendCancelAll() } }
-
-    func backendExpire(_ target: Completion) { loop.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.backendExpire(target) } }
 }

@@ -20,9 +20,16 @@ extension ReadinessLoop {
     @inline(__always)
     func jobID(_ c: Completion) -> UInt64 { UInt64(-c.backendState) }
 
+    @inline(__always)
     func ensureSlot(_ fd: Int32) {
+        if Int(fd) >= tableCapacity { growTable(toHold: fd) }
+    }
+
+    /// Out of line: the table grows a few times in a loop's life, and `ensureSlot` runs
+    /// on every operation (a call to the whole function cost ~27 instructions each).
+    @inline(never)
+    private func growTable(toHold fd: Int32) {
         let needed = Int(fd) + 1
-        guard needed > tableCapacity else { return }
         var newCapacity = tableCapacity * 2
         while newCapacity < needed { newCapacity *= 2 }
         let t = UnsafeMutablePointer<FdSlot>.allocate(capacity: newCapacity)
@@ -34,21 +41,14 @@ extension ReadinessLoop {
     }
 
     func hasWaiter(_ s: UnsafeMutablePointer<FdSlot>, needing bits: UInt32) -> Bool {
-        var w = s.pointee.waiters.head
-        while let c = w {
-            if needs(c) & bits != 0 { return true }
-            w = c.waiterNext
-        }
-        return false
+        var found = false
+        IntrusiveList.walk(from: s.pointee.waiters._head) { c in found = found || needs(c) & bits != 0 }
+        return found
     }
 
     func wanted(_ s: UnsafeMutablePointer<FdSlot>) -> UInt32 {
         var bits: UInt32 = 0
-        var w = s.pointee.waiters.head
-        while let c = w {
-            bits |= needs(c)
-            w = c.waiterNext
-        }
+        IntrusiveList.walk(from: s.pointee.waiters._head) { bits |= needs($0) }
         return bits
     }
 

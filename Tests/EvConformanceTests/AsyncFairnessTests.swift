@@ -170,7 +170,8 @@ struct AsyncFairnessTests {
                 try await reader.value
                 return (slices.value, seenAt - slicesAtRead.value)
             }
-            #expect(slicesAtRead.value > 5, "the task was working while the data came")
+            // In slices, not in time: on a loaded machine 20 ms may be only a few slices.
+            #expect(slicesAtSend.value >= 1, "the task was working while the data came")
             #expect(total < 3000, "the read completed while the task was still working")
             #expect(seenAfter >= 0 && seenAfter <= 1, "the read completed during a yield")
             // Counted in slices, not in time, so that a slow machine cannot blur it: with

@@ -66,7 +66,10 @@ struct AsyncServiceTests {
                         return "ran"
                     }, on: executor)
                 }
-                try await executor.sleep(for: .milliseconds(30))
+                // Until the first job runs on the pool thread (not a fixed pause: on a
+                // loaded machine the task may not have started its job within 30 ms).
+                for _ in 0..<5000 where gate.waiters < 1 { try await executor.sleep(for: .milliseconds(1)) }
+                try await executor.sleep(for: .milliseconds(5))
                 running.cancel()
                 queued.cancel()
                 let second: String

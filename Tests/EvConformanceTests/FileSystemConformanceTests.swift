@@ -12,8 +12,10 @@ import Glibc
 struct ScratchDirectory {
     let path: String
 
-    init() throws {
-        var template = Array(temporaryPath("evloop-fs-XXXXXX").utf8CString)
+    /// A new directory under TMPDIR, or under `base`.
+    init(under base: String? = nil) throws {
+        let name = "evloop-fs-XXXXXX"
+        var template = Array((base.map { $0 + "/" + name } ?? temporaryPath(name)).utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw SysCallError("mkdtemp")
         }

@@ -586,6 +586,10 @@ timersTable()
 for bench in benches() where bench.hasPrefix("async") {
     genericTable(bench)
 }
+for bench in benches() where bench.hasPrefix("files-") {
+    // 4 KiB O_DIRECT random reads (reads/s = IOPS; CPU µs per read); fio is the floor.
+    genericTable(bench)
+}
 echoTable()
 targets()
 if !failures.isEmpty {

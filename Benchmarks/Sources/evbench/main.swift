@@ -14,6 +14,8 @@
 //   evbench timer-rearm       --backend epoll                (EvLoop's own: rearmed timers)
 //   evbench async1|async2|async4|async8                 --backend ...
 //   evbench async_pummel_1|async_pummel_2|async_pummel_4|async_pummel_8 --backend ...
+//   evbench files-randread    --backend io_uring --file PATH [--size-mb 1024] [--depth 32]
+//                             [--count 100000] [--warmup 1000]  (4 KiB O_DIRECT random reads)
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -50,6 +52,11 @@ case "udp_pummel_1v1", "udp-pummel-1v1":
     UDPPummel.run(setup, count: arguments.int("count", default: 1_000_000), warmup: arguments.int("warmup", default: 10_000))
 case "million-timers":
     MillionTimers.run(setup, count: arguments.int("count", default: 1_000_000))
+case "files-randread":
+    guard let path = arguments.string("file") else { BenchOutput.fail("files-randread needs --file PATH (on a file system with O_DIRECT)") }
+    FileRandomReads.run(setup, path: path, size: arguments.int("size-mb", default: 1024) << 20,
+                        depth: max(1, arguments.int("depth", default: 32)),
+                        count: arguments.int("count", default: 100_000), warmup: arguments.int("warmup", default: 1_000))
 case "timer-rearm":
     TimerRearm.run(setup, timers: arguments.int("timers", default: 1_000), rounds: arguments.int("rounds", default: 1_000))
 case let name? where name.hasPrefix("async_pummel_") || name.hasPrefix("async-pummel-"):
@@ -68,6 +75,7 @@ default:
     BenchOutput.fail("""
         usage: evbench BENCHMARK --backend io_uring|epoll|poll [--count N] [--warmup N]
         benchmarks: ping-pongs ping-pongs-concrete ping-pongs-async ping-udp1 udp_pummel_1v1 million-timers timer-rearm
+                    files-randread --file PATH [--size-mb N] [--depth N]
                     async1 async2 async4 async8 async_pummel_1 async_pummel_2 async_pummel_4 async_pummel_8
         """)
 }
