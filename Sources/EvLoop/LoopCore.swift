@@ -166,21 +166,20 @@ open class LoopCore: EventLoop {
             return
         }
         guard completion.kind == .timer else { throw .invalidArgument }
+        // Cancelled (by a cancel that has reported, or will report, success, or by
+        // cancelAll) and waiting for its callback: the cancel has won, and the timer is left
+        // as it is. Moving it would withdraw the cancellation, and the cancel's report would
+        // be false: the timer fired later with .success (issue 16, found by the
+        // differential tester).
+        if completion.heapIndex < 0 && completion.resultReady && completion.rawResult != 0 { throw .canceled }
         completion.setTimerDeadline(deadline)
         if completion.heapIndex >= 0 {
             timers.update(completion, deadline: deadline.nanoseconds)
-        } else if completion.resultReady {
-            // Cancelled (by a cancel that has reported, or will report, success, or by
-            // cancelAll) and waiting for its callback: the cancel has won. Moving the timer
-            // would withdraw the cancellation, and the cancel's report would be false: the
-            // timer fired later with .success (issue 16, found by the differential tester).
-            guard completion.rawResult == 0 else { throw .canceled }
+        } else if completion.resultReady, completed.remove(completion) {
             // It expired this tick but its callback has not run: the old arm is withdrawn
             // and only the new deadline will fire.
-            if completed.remove(completion) {
-                completion.resultReady = false
-                timers.insert(completion, deadline: deadline.nanoseconds)
-            }
+            completion.resultReady = false
+            timers.insert(completion, deadline: deadline.nanoseconds)
         }
     }
 

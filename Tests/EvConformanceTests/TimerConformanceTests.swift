@@ -169,7 +169,9 @@ struct TimerConformanceTests {
         try loop.timer(timer, after: .seconds(2)) { _, r in timerResults.append(r); return .disarm }
         try loop.cancel(timer, using: cancel) { _, r in cancelResults.append(r); return .disarm }
         #expect(timer.state == .active, "the callbacks run in the next tick")
+        let armed = LoopTimer.deadline(of: timer)
         #expect(throws: EvError.canceled) { try loop.resetTimer(timer, deadline: loop.now + .milliseconds(5)) }
+        #expect(LoopTimer.deadline(of: timer) == armed, "a refused reset changes nothing")
         #expect(try runUntilDone(loop))
         try runFor(loop, .milliseconds(20))
         #expect(timerResults.count == 1 && timerResults.first?.isCanceled == true, "\(timerResults)")
