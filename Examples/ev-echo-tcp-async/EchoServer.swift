@@ -49,7 +49,7 @@ enum EchoServer {
                     // The signals are blocked in every thread (main.swift), so they stay
                     // pending until this signalfd reads them, even if they came earlier.
                     let signals = try SignalWatcher(signals: [SIGINT, SIGTERM])
-                    let info = try await signals.next(on: executor)
+                    let info = try await signals.wait(on: executor)
                     Report.say("received \(info.signal == SIGINT ? "SIGINT" : "SIGTERM"), shutting down")
                     throw ShutdownRequested()
                 }
@@ -117,10 +117,11 @@ enum EchoTask {
         do {
             while true {
                 let n = try await connection.read(into: buffer, on: executor)
-                if n == 0 { break }   // the client shut down its side: all echoed
                 try await connection.writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), on: executor)
                 echoed += n
             }
+        } catch EvError.endOfFile {
+            // The client shut down its side: all echoed.
         } catch is CancellationError {
             cancelled = true
         } catch {

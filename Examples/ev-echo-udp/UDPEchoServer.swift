@@ -37,7 +37,7 @@ struct UDPEchoStatistics: ServerStatistics {
 ///
 /// The receive is armed through the UDP watcher once per slot and then re-added as it is
 /// (operation and callback unchanged); the reply only changes the send's buffer length and
-/// destination. The watcher's `write` would wrap its callback in a new closure on every
+/// destination. The watcher's `send` would wrap its callback in a new closure on every
 /// call, so the reply sets the send completion's operation instead: nothing is allocated
 /// per datagram.
 final class UDPEchoServer: LoopServer {
@@ -76,7 +76,7 @@ final class UDPEchoServer: LoopServer {
     /// Starts receiving; the loop group runs the loop until the server is stopped.
     func start() throws(EvError) {
         for slot in slots {
-            try socket.read(loop: loop, completion: slot.receive, buffer: slot.buffer) { [unowned self, unowned slot] _, result in
+            try socket.receive(loop: loop, completion: slot.receive, buffer: slot.buffer) { [unowned self, unowned slot] _, result in
                 self.received(slot, result)
             }
         }

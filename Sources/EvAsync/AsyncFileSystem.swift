@@ -10,8 +10,8 @@ import EvLoop
 // callback forms, so the same errors on every backend. Await them on the loop's executor.
 // Cancelling the task cancels the operation: one that has not started (still queued for
 // the file pool) throws `CancellationError`; one that won the race returns its result (an
-// opened file is returned, never leaked). Like `File`'s reads and writes they take no
-// deadline: a kernel worker or pool thread that runs one cannot be interrupted.
+// opened file is returned, never leaked). They take no deadline: none of them waits for
+// readiness, and a kernel worker or pool thread that runs one cannot be interrupted.
 
 extension File {
     /// Opens `path` through the loop (see the callback form); the caller owns the file.

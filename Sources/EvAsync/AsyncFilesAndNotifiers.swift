@@ -7,47 +7,61 @@ import CEvSys
 import EvLoop
 
 // Awaitable forms of the File and Async watchers' operations (see AsyncSockets.swift for
-// the rules they share: await them on the loop's executor; cancellation throws
-// `CancellationError`; closes always happen).
+// the rules they share: await them on the loop's executor; the callback forms' names and
+// errors, `.endOfFile` at the end included; cancellation throws `CancellationError`; a
+// `deadline` on every operation that does I/O; closes always happen).
 
 extension File {
-    /// Reads up to `buffer.count` bytes at the file's current position; returns the count,
-    /// or 0 at the end of the file (or for an empty buffer).
+    /// Reads up to `buffer.count` bytes at the file's current position and returns the
+    /// count; throws `EvError.endOfFile` at the end of the file (returns 0 only for an empty
+    /// buffer).
     ///
     /// Regular files are always "ready", so the readiness backends (epoll, poll) run file
     /// reads and writes on the loop's small thread pool; io_uring does them in the kernel.
-    /// Either way the task resumes on the loop thread.
+    /// Either way the task resumes on the loop thread. `deadline` (as `Completion.deadline`)
+    /// withdraws an operation that has not started when it passes (`EvError.timedOut`); one
+    /// the pool or the kernel has started reports its real result.
     nonisolated(nonsending)
-    public func read(into buffer: UnsafeMutableRawBufferPointer, on executor: LoopExecutor) async throws -> Int {
-        try readCount(try await executor.perform(.read(fd: fd, buffer: buffer)))
+    public func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
+                     on executor: LoopExecutor) async throws -> Int {
+        try readCount(try await executor.perform(.read(fd: fd, buffer: buffer), deadline: deadline))
     }
 
-    /// Reads up to `buffer.count` bytes at `offset` (pread); 0 at or past the end.
+    /// Reads up to `buffer.count` bytes at `offset` without moving the file's position
+    /// (pread) and returns the count; throws `EvError.endOfFile` at or past the end.
     nonisolated(nonsending)
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, on executor: LoopExecutor) async throws -> Int {
-        try readCount(try await executor.perform(.pread(fd: fd, buffer: buffer, offset: offset)))
+    public func pread(into buffer: UnsafeMutableRawBufferPointer, offset: UInt64, deadline: Deadline = .none,
+                      on executor: LoopExecutor) async throws -> Int {
+        try readCount(try await executor.perform(.pread(fd: fd, buffer: buffer, offset: offset), deadline: deadline))
     }
 
     /// Writes up to `buffer.count` bytes at the current position (appends in order when the
     /// file was opened with `.append`); returns the count written.
     nonisolated(nonsending)
-    public func write(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor) async throws -> Int {
-        try writeCount(try await executor.perform(.write(fd: fd, buffer: buffer)))
+    public func write(_ buffer: UnsafeRawBufferPointer, deadline: Deadline = .none,
+                      on executor: LoopExecutor) async throws -> Int {
+        try writeCount(try await executor.perform(.write(fd: fd, buffer: buffer), deadline: deadline))
     }
 
-    /// Writes up to `buffer.count` bytes at `offset` (pwrite); returns the count written.
+    /// Writes up to `buffer.count` bytes at `offset` without moving the file's position
+    /// (pwrite); returns the count written.
     nonisolated(nonsending)
-    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64, on executor: LoopExecutor) async throws -> Int {
-        try writeCount(try await executor.perform(.pwrite(fd: fd, buffer: buffer, offset: offset)))
+    public func pwrite(_ buffer: UnsafeRawBufferPointer, offset: UInt64, deadline: Deadline = .none,
+                       on executor: LoopExecutor) async throws -> Int {
+        try writeCount(try await executor.perform(.pwrite(fd: fd, buffer: buffer, offset: offset), deadline: deadline))
     }
 
-    /// Writes all of `buffer` at `offset`, resuming after short writes.
+    /// Writes all of `buffer` at `offset` (pwrite), resuming after short writes, within one
+    /// overall `deadline`.
     nonisolated(nonsending)
-    public func writeAll(_ buffer: UnsafeRawBufferPointer, at offset: UInt64, on executor: LoopExecutor) async throws {
+    public func pwriteAll(_ buffer: UnsafeRawBufferPointer, offset: UInt64, deadline: Deadline = .none,
+                          on executor: LoopExecutor) async throws {
+        executor.preconditionOnLoopThread("File.pwriteAll(_:offset:deadline:on:)")
+        let overall = deadline.fixed(from: executor.loopUnchecked.now)
         var done = 0
         while done < buffer.count {
             let rest = UnsafeRawBufferPointer(rebasing: buffer[done...])
-            let n = try await write(rest, at: offset + UInt64(done), on: executor)
+            let n = try await pwrite(rest, offset: offset + UInt64(done), deadline: overall, on: executor)
             // A regular file never accepts 0 bytes of a non-empty write without an error
             // (ENOSPC and friends are errors); stop rather than spin if one ever does.
             if n == 0 { throw EvError.errno(EIO) }
@@ -73,12 +87,17 @@ extension AsyncNotifier {
     ///
     /// Throws `EvError.notifierInUse` if a wait is armed on the notifier already, in either
     /// form: one notifier, one wait at a time, as for `Async.wait` (issue 16).
+    ///
+    /// `deadline` bounds the whole wait (spurious wake-ups included): `EvError.timedOut`
+    /// when no notification came before it.
     nonisolated(nonsending)
-    public func wait(on executor: LoopExecutor) async throws {
+    public func wait(deadline: Deadline = .none, on executor: LoopExecutor) async throws {
+        executor.preconditionOnLoopThread("AsyncNotifier.wait(deadline:on:)")
         guard claimWait() else { throw EvError.notifierInUse }
         defer { releaseWait() }
+        let overall = deadline.fixed(from: executor.loopUnchecked.now)
         while true {
-            let result = try await executor.perform(.poll(fd: fd, events: .readable))
+            let result = try await executor.perform(.poll(fd: fd, events: .readable), deadline: overall)
             guard case .poll(let r) = result else { unexpected(result) }
             _ = try r.get()
             var counter: UInt64 = 0
@@ -93,5 +112,15 @@ extension AsyncNotifier {
                 throw EvError(errno: e)
             }
         }
+    }
+}
+
+extension Async {
+    /// The awaited `wait(loop:completion:callback:)`: suspends until the notifier has been
+    /// notified (see `AsyncNotifier.wait(deadline:on:)`, which this is: the same errors,
+    /// `.notifierInUse` included, and the same `deadline`).
+    nonisolated(nonsending)
+    public func wait(deadline: Deadline = .none, on executor: LoopExecutor) async throws {
+        try await notifier.wait(deadline: deadline, on: executor)
     }
 }

@@ -23,8 +23,13 @@ import EvLoop
 //
 // Cancellation: cancelling the awaiting task cancels the operation; the method then throws
 // `CancellationError` (see `LoopExecutor.perform` for the race with completion).
-// Deadlines: the operations that can wait take a `deadline` (`Deadline`, as in the callback
-// forms' `Completion.deadline`); on expiry they throw `EvError.timedOut`. Closing a
+// Names: each method has the base name of its callback form (accept, connect, read, write,
+// shutdown, close; a datagram socket's receive and send), and throws the errors that form
+// reports in its `Result`.
+// End of stream: as in the callback form, a read at the end of a stream (the peer closed or
+// shut down its side) throws `EvError.endOfFile`; a read into an empty buffer returns 0.
+// Deadlines: every operation that does I/O takes a `deadline` (`Deadline`, as in the
+// callback forms' `Completion.deadline`); on expiry it throws `EvError.timedOut`. Closing a
 // descriptor ignores cancellation: a close always happens.
 
 extension ConnectionSocket {
@@ -49,8 +54,9 @@ extension ConnectionSocket {
         try r.get()
     }
 
-    /// Reads up to `buffer.count` bytes into `buffer`; returns the count, or 0 when the peer
-    /// has closed its side (end of stream) or `buffer` is empty.
+    /// Reads up to `buffer.count` bytes into `buffer` and returns the count. Throws
+    /// `EvError.endOfFile` when the peer has closed its side (end of stream), as the
+    /// callback form reports `.failure(.endOfFile)`; returns 0 only for an empty `buffer`.
     ///
     /// The buffer only needs to stay valid for the duration of the call: the method returns
     /// after the loop (and the kernel) are done with it, cancellation included.
@@ -70,10 +76,22 @@ extension ConnectionSocket {
         return try writeCount(result)
     }
 
-    /// Writes all of `buffer`, resuming after short writes.
+    /// Writes all of `buffer`, resuming after short writes. `deadline` covers the whole
+    /// write (a `.within` duration is counted from the call, not from each partial write);
+    /// on expiry it throws `EvError.timedOut`, and the bytes already written stay written.
     nonisolated(nonsending)
-    public func writeAll(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor) async throws {
-        try await writeEverything(buffer, on: executor) { .send(socket: fd, buffer: $0) }
+    public func writeAll(_ buffer: UnsafeRawBufferPointer, deadline: Deadline = .none,
+                         on executor: LoopExecutor) async throws {
+        try await writeEverything(buffer, deadline: deadline, on: executor) { .send(socket: fd, buffer: $0) }
+    }
+
+    /// Writes all of `bytes`, resuming after short writes: the awaited form of an
+    /// owned-bytes write (`WriteQueue.enqueue(loop:bytes:callback:)`), for bytes that no
+    /// caller's buffer holds (the await keeps them alive until they are written).
+    /// `deadline` covers the whole write, as for `writeAll(_:deadline:on:)`.
+    nonisolated(nonsending)
+    public func writeAll(_ bytes: OwnedBytes, deadline: Deadline = .none, on executor: LoopExecutor) async throws {
+        try await writeOwned(bytes.unsafeBuffer, bytes, deadline: deadline, on: executor) { .send(socket: fd, buffer: $0) }
     }
 
     /// Shuts down one or both directions (`.write`: the peer reads end of stream after the
@@ -127,8 +145,9 @@ extension UDPSocket {
     /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
     /// bytes sent.
     nonisolated(nonsending)
-    public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, on executor: LoopExecutor) async throws -> Int {
-        try await sendDatagram(fd, buffer, to: address, on: executor)
+    public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, deadline: Deadline = .none,
+                     on executor: LoopExecutor) async throws -> Int {
+        try await sendDatagram(fd, buffer, to: address, deadline: deadline, on: executor)
     }
 
     /// Closes the socket through the loop (pending receives are cancelled first).
@@ -156,14 +175,35 @@ func connected<S: ConnectionSocket>(_ socket: S, to address: SocketAddress, dead
 }
 
 /// Writes all of `buffer` with the write operation `operation` makes for each remaining
-/// part, resuming after short writes.
+/// part, resuming after short writes, within one overall `deadline`.
 nonisolated(nonsending)
-func writeEverything(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor,
+func writeEverything(_ buffer: UnsafeRawBufferPointer, deadline: Deadline, on executor: LoopExecutor,
                      _ operation: (UnsafeRawBufferPointer) -> Operation) async throws {
+    executor.preconditionOnLoopThread("an awaited write")
+    let overall = deadline.fixed(from: executor.loopUnchecked.now)
     var offset = 0
     while offset < buffer.count {
         let rest = UnsafeRawBufferPointer(rebasing: buffer[offset...])
-        offset += try writeCount(try await executor.perform(operation(rest)))
+        offset += try writeCount(try await executor.perform(operation(rest), deadline: overall))
+    }
+}
+
+/// `writeEverything` of owned bytes: `owner` (the `OwnedBytes` whose storage `buffer`
+/// points into) is held until the last write has finished.
+nonisolated(nonsending)
+func writeOwned(_ buffer: UnsafeRawBufferPointer, _ owner: OwnedBytes, deadline: Deadline, on executor: LoopExecutor,
+              _ operation: (UnsafeRawBufferPointer) -> Operation) async throws {
+    defer { withExtendedLifetime(owner) {} }
+    try await writeEverything(buffer, deadline: deadline, on: executor, operation)
+}
+
+extension Deadline {
+    /// The same deadline for a sequence of operations started from `now` on: `.within(d)`
+    /// becomes the instant `now + d` (so that it bounds them all, instead of restarting
+    /// with each); the others are already fixed.
+    func fixed(from now: LoopInstant) -> Deadline {
+        if case .within(let duration) = self { return .at(now + duration) }
+        return self
     }
 }
 
@@ -180,8 +220,8 @@ func receiveDatagram(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, de
 /// sendmsg(2) of one datagram on `fd` through the loop (UDPSocket's and UnixSocket's `send`).
 nonisolated(nonsending)
 func sendDatagram(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, to address: SocketAddress?,
-                  on executor: LoopExecutor) async throws -> Int {
-    try writeCount(try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address)))
+                  deadline: Deadline, on executor: LoopExecutor) async throws -> Int {
+    try writeCount(try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address), deadline: deadline))
 }
 
 /// shutdown(2) of `fd` through the loop.
@@ -200,15 +240,12 @@ func closeNow(_ fd: Int32) {
     _ = close(fd)
 }
 
-/// A read's byte count, with the end of a stream as 0.
+/// A read's byte count; the end of a stream is thrown as `EvError.endOfFile`, as the
+/// callback form reports it.
 @inline(__always)
 func readCount(_ result: CompletionResult) throws -> Int {
     guard case .read(let r) = result else { unexpected(result) }
-    switch r {
-    case .success(let n): return n
-    case .failure(.endOfFile): return 0
-    case .failure(let e): throw e
-    }
+    return try r.get()
 }
 
 @inline(__always)

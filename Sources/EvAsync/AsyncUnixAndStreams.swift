@@ -4,9 +4,10 @@ import EvLoop
 // socket, datagrams) and of every ByteStream operation. UnixSocket's stream operations
 // (accept, connect, read, write, writeAll, shutdown, close) are `ConnectionSocket`'s, in
 // AsyncSockets.swift; the rules are the same for all of them: await them on the loop's
-// executor, cancellation throws `CancellationError`, closes always happen, and a read
-// returns 0 at the end of a stream. The operations that can wait take a `deadline`, as
-// their callback forms do through `Completion.deadline` (`EvError.timedOut` on expiry).
+// executor, cancellation throws `CancellationError`, closes always happen, and a read at the
+// end of a stream throws `EvError.endOfFile` (as the callback form reports it). Every
+// operation that does I/O takes a `deadline`, as its callback form does through
+// `Completion.deadline` (`EvError.timedOut` on expiry).
 
 extension UnixSocket {
     /// Creates a Unix socket of `kind` (in the mode the executor's loop prefers), connects
@@ -31,14 +32,16 @@ extension UnixSocket {
     /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
     /// bytes sent.
     nonisolated(nonsending)
-    public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, on executor: LoopExecutor) async throws -> Int {
-        try await sendDatagram(fd, buffer, to: address, on: executor)
+    public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, deadline: Deadline = .none,
+                     on executor: LoopExecutor) async throws -> Int {
+        try await sendDatagram(fd, buffer, to: address, deadline: deadline, on: executor)
     }
 }
 
 extension ByteStream {
-    /// Reads up to `buffer.count` bytes; returns the count, or 0 at the end of the stream
-    /// (the writer closed its end) or for an empty buffer.
+    /// Reads up to `buffer.count` bytes and returns the count. Throws `EvError.endOfFile`
+    /// at the end of the stream (the writer closed its end), as the callback form reports
+    /// it; returns 0 only for an empty buffer.
     nonisolated(nonsending)
     public func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
                      on executor: LoopExecutor) async throws -> Int {
@@ -54,10 +57,19 @@ extension ByteStream {
         try writeCount(try await executor.perform(writeOperation(from: buffer), deadline: deadline))
     }
 
-    /// Writes all of `buffer`, resuming after short writes.
+    /// Writes all of `buffer`, resuming after short writes, within one overall `deadline`
+    /// (see `ConnectionSocket.writeAll(_:deadline:on:)`).
     nonisolated(nonsending)
-    public func writeAll(_ buffer: UnsafeRawBufferPointer, on executor: LoopExecutor) async throws {
-        try await writeEverything(buffer, on: executor) { writeOperation(from: $0) }
+    public func writeAll(_ buffer: UnsafeRawBufferPointer, deadline: Deadline = .none,
+                         on executor: LoopExecutor) async throws {
+        try await writeEverything(buffer, deadline: deadline, on: executor) { writeOperation(from: $0) }
+    }
+
+    /// Writes all of `bytes` (kept alive by the await until written), within one overall
+    /// `deadline`: the awaited owned-bytes write.
+    nonisolated(nonsending)
+    public func writeAll(_ bytes: OwnedBytes, deadline: Deadline = .none, on executor: LoopExecutor) async throws {
+        try await writeOwned(bytes.unsafeBuffer, bytes, deadline: deadline, on: executor) { writeOperation(from: $0) }
     }
 
     /// Shuts down one or both directions of a socket stream (`.errno(ENOTSOCK)` on a pipe:

@@ -130,8 +130,14 @@ final class WatcherAwait<Value: Sendable>: LoopCancellable {
     let completion = Completion()
     private var cancelCompletion: Completion?
     private var continuation: UnsafeContinuation<Result<Value, EvError>?, Never>?
+    /// How to cancel the operation when it is not `completion`'s (a `WriteQueue` write):
+    /// called on the loop thread, instead of cancelling `completion`.
+    private let cancelling: (() -> Void)?
 
-    init(executor: LoopExecutor) { self.executor = executor }
+    init(executor: LoopExecutor, cancelling: (() -> Void)? = nil) {
+        self.executor = executor
+        self.cancelling = cancelling
+    }
 
     /// Calls `start` with the completion and a function the watcher's callback must call
     /// exactly once with the result, then suspends until it has. Throws `CancellationError`
@@ -179,7 +185,12 @@ final class WatcherAwait<Value: Sendable>: LoopCancellable {
     }
 
     func cancelOnLoop(_ id: UInt64) {
-        guard continuation != nil, completion.state == .active else { return }
+        guard continuation != nil else { return }
+        if let cancelling {
+            cancelling()
+            return
+        }
+        guard completion.state == .active else { return }
         cancelInFlight(completion, reusing: &cancelCompletion, on: executor.loopUnchecked)
     }
 }

@@ -1,7 +1,7 @@
 import EvLoop
 
 extension SignalWatcher {
-    /// The signals this watcher receives, one `next(on:)` per element, as an asynchronous
+    /// The signals this watcher receives, one `wait(deadline:on:)` per element, as an asynchronous
     /// sequence.
     ///
     /// ```swift
@@ -23,7 +23,7 @@ extension SignalWatcher {
     ///   loop cancelled the wait, `loop.cancelAll()`).
     /// - The signals must be blocked in every thread (`SignalWatcher.block(_:)`), and the
     ///   watcher must outlive the iteration (it owns the signalfd).
-    /// - Each element costs what `next(on:)` costs: a small await object, a completion and
+    /// - Each element costs what `wait(deadline:on:)` costs: a small await object, a completion and
     ///   the watcher's callback closure (signals are rare events).
     ///
     /// Iterate on the loop's executor.
@@ -55,7 +55,7 @@ public struct ReceivedSignals: AsyncSequence {
         public mutating func next() async throws(EvError) -> SignalInfo? {
             let s = sequence
             return try await sequenceStep(&finished) {
-                try await s.watcher.next(on: s.executor)
+                try await s.watcher.wait(on: s.executor)
             }
         }
 

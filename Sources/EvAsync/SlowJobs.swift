@@ -21,7 +21,7 @@ public struct SlowJob: Sendable, CustomStringConvertible {
     public let taskName: String?
     /// Where the job ended, when that was one of EvAsync's awaits: the loop operation it
     /// was about to start ("recv", "timer", "accept", ...) or the call it entered
-    /// ("LoopChannel.receive()", "LoopExecutor.yield()", "SignalWatcher.next(on:)"); nil
+    /// ("LoopChannel.receive()", "LoopExecutor.yield()", "SignalWatcher.wait(deadline:on:)"); nil
     /// when it finished, or suspended on something else (another actor, a continuation of
     /// its own).
     public let suspendedIn: String?
@@ -50,8 +50,8 @@ enum SuspensionPoint {
         case .operation(let kind): return "\(kind)"
         case .call(let name): return "\(name)"
         case .watcherWait(let value):
-            if value == SignalInfo.self { return "SignalWatcher.next(on:)" }
-            if value == Subprocess.ExitStatus.self { return "Subprocess.exit(on:)" }
+            if value == SignalInfo.self { return "SignalWatcher.wait(deadline:on:)" }
+            if value == Subprocess.ExitStatus.self { return "Subprocess.wait(deadline:on:)" }
             return "a watcher's wait for \(value)"
         }
     }

@@ -4,11 +4,13 @@ import EvLoop
 /// has `reads(into:deadline:on:)`: `TCPSocket` and `UnixSocket` (every `ConnectionSocket`
 /// of this package) and `ByteStream` (pipes, ptys, any stream descriptor).
 ///
-/// Why a protocol: "read into a buffer, 0 at the end" is the same awaited operation on
-/// every stream, so the sequence is written once for all of them. A conforming type's
-/// `read` must return 0 only at the end of the stream (for a non-empty buffer).
+/// Why a protocol: "read into a buffer, `EvError.endOfFile` at the end" is the same awaited
+/// operation on every stream, so the sequence is written once for all of them. A conforming
+/// type's `read` must throw `EvError.endOfFile` at the end of the stream, as the callback
+/// forms report it (and as every read of this package does).
 public protocol ReadableStream: Sendable {
-    /// Reads up to `buffer.count` bytes into `buffer`; 0 at the end of the stream.
+    /// Reads up to `buffer.count` bytes into `buffer`; throws `EvError.endOfFile` at the end
+    /// of the stream.
     nonisolated(nonsending)
     func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline, on executor: LoopExecutor) async throws -> Int
 }
@@ -30,16 +32,16 @@ extension ReadableStream {
     /// ```
     ///
     /// Why a sequence: "read until the peer is done" is the loop every stream consumer
-    /// writes, and its two easy mistakes (forgetting that 0 means end of stream, handing
-    /// on more than the bytes read) are taken care of here.
+    /// writes, and its two easy mistakes (treating the end of the stream as a failure,
+    /// handing on more than the bytes read) are taken care of here.
     ///
     /// - **Each chunk is the filled part of `buffer`**, valid until the next iteration
     ///   (the next read writes into the same memory): copy or consume it inside the loop.
     ///   Nothing is allocated per chunk. `buffer` must stay valid while the sequence is
-    ///   iterated, and must not be empty: an empty buffer would read 0 bytes, which is
-    ///   indistinguishable from the end of the stream (a precondition failure says so).
+    ///   iterated, and must not be empty: an empty buffer would read 0 bytes forever
+    ///   (a precondition failure says so).
     /// - **The end of the stream ends the sequence** (the peer closed or shut down its
-    ///   side: the read returned 0).
+    ///   side: the read threw `EvError.endOfFile`, which the sequence does not rethrow).
     /// - **Cancelling the consuming task ends it** too (the pending read is cancelled
     ///   through the loop; bytes it had already received are delivered first).
     /// - **Errors are thrown** as `EvError` (`.connectionReset` when the peer reset the
@@ -53,7 +55,7 @@ extension ReadableStream {
     public func reads(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
                       on executor: LoopExecutor) -> StreamReads<Self> {
         precondition(buffer.count > 0,
-                     "EvAsync: reads(into:) needs a buffer of at least one byte (an empty read looks like the end of the stream)")
+                     "EvAsync: reads(into:) needs a buffer of at least one byte (an empty read reads nothing, forever)")
         return StreamReads(stream: self, buffer: buffer, deadline: deadline, executor: executor)
     }
 }
@@ -85,8 +87,12 @@ public struct StreamReads<Stream: ReadableStream>: AsyncSequence {
         public mutating func next() async throws(EvError) -> UnsafeRawBufferPointer? {
             let s = sequence
             return try await sequenceStep(&finished) {
-                let n = try await s.stream.read(into: s.buffer, deadline: s.deadline, on: s.executor)
-                return n == 0 ? nil : UnsafeRawBufferPointer(rebasing: s.buffer[..<n])
+                do {
+                    let n = try await s.stream.read(into: s.buffer, deadline: s.deadline, on: s.executor)
+                    return UnsafeRawBufferPointer(rebasing: s.buffer[..<n])
+                } catch EvError.endOfFile {
+                    return nil
+                }
             }
         }
 

@@ -498,6 +498,9 @@ public final class UringLoop: LoopCore, LoopBackend {
     private func submitClose(_ c: Completion, fd: Int32) {
         // A later file under this number is asked afresh (`directIOPath(for:)`).
         if !directIO.polledDescriptors.isEmpty { directIO.polledDescriptors.remove(fd) }
+        // File-system operations on the file pool (a kernel without their opcode) that
+        // use this descriptor: withdrawn, or waited for (`closeWaitsForFilePool`).
+        if closeWaitsForFilePool(c) { return }
         // Operations on the descriptor that never reached the kernel never will.
         cancelParked(onDescriptor: fd)
         // Operations in flight on it must not be restarted after an EAGAIN or EINTR (the

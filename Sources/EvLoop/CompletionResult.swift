@@ -114,9 +114,11 @@ extension Completion {
             if raw < 0 { return .recvmsg(.failure(err())) }
             let s = scratch!
             let truncated = (s.pointee.message.msg_flags & Int32(MSG_TRUNC)) != 0
-            if raw == 0 && bufferCount > 0 && s.pointee.message.msg_namelen == 0 && !truncated {
+            if raw == 0 && bufferCount > 0 && s.pointee.message.msg_namelen == 0 && !truncated
+                && !Syscalls.isDatagramSocket(fd) {
                 // A connected stream socket at end of stream. (An empty UDP datagram has
-                // a sender address and is reported as a 0-byte message.)
+                // a sender address; an empty Unix datagram from a sender that never bound
+                // a name has none, so the socket's type tells, asked only on this path.)
                 return .recvmsg(.failure(.endOfFile))
             }
             let addr = SocketAddress(storage: s.pointee.address, length: s.pointee.message.msg_namelen)

@@ -209,6 +209,13 @@ open class LoopCore: EventLoop {
 
     // MARK: Shared machinery for backends
 
+    /// Gives a `.close` that waited for the file pool (`closeWaitsForFilePool`) back to
+    /// the backend.
+    final func resubmitDeferredClose(_ c: Completion) {
+        c.runsOnFilePool = false
+        hooks.submit(self, c)
+    }
+
     /// Records the raw result of an active completion (a count or descriptor, or -errno)
     /// and queues its callback for this or the next tick. Never calls back directly.
     package final func complete(_ c: Completion, raw: Int) {

@@ -44,6 +44,9 @@ package final class LoopWork {
     /// (`LoopCore.runOnFilePool`), by completion: unlike `.work`, their completion holds no
     /// job (its fields hold the operation's arguments).
     private var fileJobs: [ObjectIdentifier: WorkPool.Job] = [:]
+    /// `.close`s waiting for a file-system job that runs on their descriptor (see
+    /// `LoopCore.closeWaitsForFilePool`).
+    private var deferredCloses: [Completion] = []
 
     init(loop: LoopCore) throws(EvError) {
         self.loop = loop
@@ -77,6 +80,37 @@ package final class LoopWork {
         case .success(let value): return value as? Int ?? -Int(EINVAL)
         case .failure(let e): return -Int(e.errnoValue ?? EINVAL)
         }
+    }
+
+    /// Withdraws the file-system jobs on `fd` that no thread has taken (`.canceled`); true
+    /// when one is running (it still uses the descriptor number).
+    func withdrawFileJobs(onDescriptor fd: Int32) -> Bool {
+        var running = false
+        var p = inFlight.head
+        while let c = p {
+            p = c.waiterNext
+            guard c.kind != .work, c.fd == fd else { continue }
+            if !withdraw(c, raw: -Int(ECANCELED)) { running = true }
+        }
+        return running
+    }
+
+    /// Holds `close` until no file-system job runs on its descriptor.
+    func deferClose(_ close: Completion) { deferredCloses.append(close) }
+
+    /// Hands back to the backend the deferred closes whose descriptor no job uses any more.
+    private func releaseDeferredCloses() {
+        var waiting: [Completion] = []
+        for close in deferredCloses {
+            var busy = false
+            var p = inFlight.head
+            while let c = p {
+                if c.kind != .work && c.fd == close.fd { busy = true; break }
+                p = c.waiterNext
+            }
+            if busy { waiting.append(close) } else { loop.resubmitDeferredClose(close) }
+        }
+        deferredCloses = waiting
     }
 
     /// Hands `c`'s job to its pool.
@@ -212,6 +246,7 @@ package final class LoopWork {
                 loop.complete(c, raw: Self.rawResult(of: job))
             }
         }
+        if !deferredCloses.isEmpty { releaseDeferredCloses() }
     }
 }
 
@@ -254,6 +289,19 @@ extension LoopCore {
         let job = WorkPool.Job(threads: filePool.threads) { () throws(EvError) -> any Sendable in call.perform() }
         c.runsOnFilePool = true
         work.submitFileOperation(c, job: job)
+    }
+
+    /// For a backend's `.close`: file-system operations on the file pool that use the same
+    /// descriptor and have not started are withdrawn (`.canceled`); when one is running,
+    /// the close waits for it (returns true: the backend must stop there, and gets the
+    /// close again, through `backendSubmit`, once that job has delivered). The job would
+    /// otherwise run fsync or ftruncate on whatever file reuses the number. Meanwhile a
+    /// cancel of the close is too late (`.inProgress`), as for a running job.
+    package final func closeWaitsForFilePool(_ c: Completion) -> Bool {
+        guard c.fd >= 0, let work, work.withdrawFileJobs(onDescriptor: c.fd) else { return false }
+        c.runsOnFilePool = true
+        work.deferClose(c)
+        return true
     }
 
     /// A `.work` activation's deadline passed (see `LoopWork.expire`).

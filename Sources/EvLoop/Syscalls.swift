@@ -25,6 +25,14 @@ package enum Syscalls {
         }
     }
 
+    /// Whether `fd` is a datagram socket (SO_TYPE): a 0-byte `recvmsg` without a sender
+    /// address is an empty datagram there, end of stream on a stream socket.
+    package static func isDatagramSocket(_ fd: Int32) -> Bool {
+        var type: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == Int32(SOCK_DGRAM.rawValue)
+    }
+
     /// Performs `c`'s operation once, now. Does not handle `.nop`, `.timer`, `.cancel`, `.work`
     /// (the loop does) and, for `.connect`, only starts the connection
     /// (`-EINPROGRESS` means: wait for writability, then call `finishConnect`).

@@ -291,6 +291,9 @@ open class ReadinessLoop: LoopCore, LoopBackend, DeadlineExpiring {
             forget(fd, failingWaitersWith: -Int(ECANCELED))
         }
         withdrawConnectRetries(where: { $0.fd == fd }, raw: -Int(ECANCELED))
+        // File-system operations (fsync, ftruncate...) on the core's file pool: the same
+        // rule, kept by the core.
+        if closeWaitsForFilePool(c) { return }
         // Pool jobs on this descriptor that have not started are withdrawn. One that is
         // running keeps the descriptor until it finishes: closing under it could let its
         // read land on a new file that reused the number.

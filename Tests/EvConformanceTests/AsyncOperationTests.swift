@@ -29,11 +29,16 @@ struct AsyncOperationTests {
                         var seen = [currentThreadID()]
                         let buffer = TestBuffer(1024)
                         var received: [UInt8] = []
+                        // The end of the stream is `.endOfFile`, as in the callback form.
                         while true {
-                            let n = try await conn.read(into: buffer.raw, on: executor)
-                            seen.append(currentThreadID())
-                            if n == 0 { break }
-                            received += buffer.raw[0..<n]
+                            do {
+                                let n = try await conn.read(into: buffer.raw, on: executor)
+                                seen.append(currentThreadID())
+                                received += buffer.raw[0..<n]
+                            } catch EvError.endOfFile {
+                                seen.append(currentThreadID())
+                                break
+                            }
                         }
                         let out = TestBuffer(received)
                         try await conn.writeAll(UnsafeRawBufferPointer(out.raw), on: executor)
@@ -48,9 +53,11 @@ struct AsyncOperationTests {
                     let buffer = TestBuffer(message.count + 16)
                     var got = 0
                     while true {
-                        let n = try await client.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.raw[got...]), on: executor)
-                        if n == 0 { break }
-                        got += n
+                        do {
+                            got += try await client.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.raw[got...]), on: executor)
+                        } catch EvError.endOfFile {
+                            break
+                        }
                     }
                     try await client.close(on: executor)
                     let serverThreads = try await group.next() ?? []
@@ -319,15 +326,18 @@ struct AsyncOperationTests {
             let data = (0..<10_000).map { patternByte($0, seed: 3) }
             let readBack = try runAsync(executor) {
                 let out = TestBuffer(data)
-                try await file.writeAll(UnsafeRawBufferPointer(out.raw), at: 0, on: executor)
+                try await file.pwriteAll(UnsafeRawBufferPointer(out.raw), offset: 0, on: executor)
                 let tail = TestBuffer(Array("tail".utf8))
-                _ = try await file.write(UnsafeRawBufferPointer(tail.raw), at: UInt64(data.count), on: executor)
+                _ = try await file.pwrite(UnsafeRawBufferPointer(tail.raw), offset: UInt64(data.count), on: executor)
                 let buffer = TestBuffer(data.count + 100)
                 var got = 0
                 while true {
-                    let n = try await file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.raw[got...]), at: UInt64(got), on: executor)
-                    if n == 0 { break }
-                    got += n
+                    do {
+                        got += try await file.pread(into: UnsafeMutableRawBufferPointer(rebasing: buffer.raw[got...]),
+                                                    offset: UInt64(got), on: executor)
+                    } catch EvError.endOfFile {
+                        break   // as the callback form reports it
+                    }
                 }
                 return Array(buffer.raw[0..<got])
             }
@@ -406,14 +416,14 @@ struct AsyncOperationTests {
         try withAsyncLoop(backend) { _, executor, _ in
             let (quick, cancelled, killed) = try runAsync(executor) {
                 let child = try Subprocess.spawn(path: "/bin/sh", arguments: ["-c", "exit 3"], stdin: .null, stdout: .null, stderr: .null)
-                let quick = try await child.exit(on: executor)
+                let quick = try await child.wait(on: executor)
 
                 let sleeper = try Subprocess.spawn(path: "/bin/sleep", arguments: ["10"], stdin: .null, stdout: .null, stderr: .null)
                 let pid = sleeper.pid
                 let waiter = Task(executorPreference: executor) { () async -> String in
                     do {
                         let watched = try Subprocess(pid: pid)
-                        return "\(try await watched.exit(on: executor))"
+                        return "\(try await watched.wait(on: executor))"
                     } catch is CancellationError {
                         return "cancelled"
                     } catch {
@@ -425,7 +435,7 @@ struct AsyncOperationTests {
                 let cancelled = await waiter.value
                 // Not reaped by the cancelled await, so the pid is still this child's.
                 kill(pid, SIGKILL)
-                let killed = try await sleeper.exit(on: executor)
+                let killed = try await sleeper.wait(on: executor)
                 return (quick, cancelled, killed)
             }
             #expect(quick == .exited(3))
@@ -450,13 +460,13 @@ struct AsyncOperationTests {
                     try await executor.sleep(for: .milliseconds(10))
                     raise(SIGUSR2)   // this (the loop) thread
                 }
-                let info = try await watcher.next(on: executor)
+                let info = try await watcher.wait(on: executor)
                 try await raiser.value
                 // A wait with nothing pending, cancelled.
                 let waiter = Task(executorPreference: executor) { () async -> String in
                     do {
                         let w = try SignalWatcher(signals: [SIGUSR2])
-                        return "\(try await w.next(on: executor).signal)"
+                        return "\(try await w.wait(on: executor).signal)"
                     } catch is CancellationError {
                         return "cancelled"
                     } catch {

@@ -145,7 +145,8 @@ struct AsyncUnixAndStreamTests {
     }
 
     /// A child's output read with the awaitable ByteStream operations: `read(into:on:)`
-    /// until 0, the exit through `exit(on:)`, and stdin written with `writeAll` and closed.
+    /// until `.endOfFile`, the exit through `wait(on:)`, and stdin written with `writeAll`
+    /// and closed.
     @Test(arguments: conformanceBackends)
     func awaitedChildOutput(backend: Backend) throws {
         try withAsyncLoop(backend) { _, executor, _ in
@@ -160,7 +161,7 @@ struct AsyncUnixAndStreamTests {
                 try await input.close(on: executor)
                 let bytes = try await readToEnd { try await output.read(into: $0, on: executor) }
                 try await output.close(on: executor)
-                return (String(decoding: bytes, as: UTF8.self), try await child.exit(on: executor))
+                return (String(decoding: bytes, as: UTF8.self), try await child.wait(on: executor))
             }
             #expect(text == "desserts\n")
             #expect(status == .exited(2))
@@ -168,15 +169,18 @@ struct AsyncUnixAndStreamTests {
     }
 }
 
-/// Everything `read` delivers until it returns 0 (the end of the stream), read in chunks
-/// of 4 KiB.
+/// Everything `read` delivers until it throws `.endOfFile` (the end of the stream), read in
+/// chunks of 4 KiB.
 nonisolated(nonsending)
 private func readToEnd(_ read: (UnsafeMutableRawBufferPointer) async throws -> Int) async throws -> [UInt8] {
     let buffer = TestBuffer(4096)
     var bytes: [UInt8] = []
     while true {
-        let n = try await read(buffer.raw)
-        if n == 0 { return bytes }
-        bytes += buffer.raw[..<n]
+        do {
+            let n = try await read(buffer.raw)
+            bytes += buffer.raw[..<n]
+        } catch EvError.endOfFile {
+            return bytes
+        }
     }
 }

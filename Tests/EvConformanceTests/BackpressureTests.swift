@@ -148,7 +148,7 @@ struct BackpressureTests {
                 sizes.append(size)
                 let bytes = stream(seed + i, 0..<size)
                 expected += bytes
-                let done: WriteRequest.Callback = { _, result in
+                let done: WriteRequest.CountCallback = { _, result in
                     if case .success(size) = result {} else { failures += 1 }
                     return .disarm
                 }

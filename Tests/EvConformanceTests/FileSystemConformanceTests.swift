@@ -287,6 +287,33 @@ struct FileSystemConformanceTests {
         #expect(access(dir.at("never"), F_OK) != 0, "the withdrawn open ran")
     }
 
+    /// A close through the loop withdraws the file-system operations still queued for the
+    /// pool on that descriptor (`.canceled`: an fsync must never run on a file that reused
+    /// the number), then closes.
+    @Test(arguments: conformanceBackends)
+    func closeWithdrawsQueuedOperationsOnItsDescriptor(backend: Backend) throws {
+        let (loop, h, dir) = try fileTestLoop(backend, onPool: true)
+        defer { h.finish(); dir.remove() }
+        let fd = open(dir.at("f"), O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        #expect(fd >= 0)
+        let file = File(fd: fd)
+        let gate = Gate(), blockers = Outcomes<Int>()
+        try loop.filePool.runHeld(loop: loop, by: gate, returning: 1, into: blockers)
+        try loop.filePool.runHeld(loop: loop, by: gate, returning: 2, into: blockers)
+        #expect(gate.awaitWaiters(2))
+        var synced: Result<Void, EvError>?, cut: Result<Void, EvError>?, closed: Result<Void, EvError>?
+        try file.sync(loop: loop, completion: Completion()) { _, r in synced = r; return .disarm }
+        try file.truncate(loop: loop, completion: Completion(), length: 0) { _, r in cut = r; return .disarm }
+        try file.close(loop: loop, completion: Completion()) { _, r in closed = r; return .disarm }
+        #expect(try runUntil(loop) { closed != nil })
+        #expect(synced.map { if case .failure(.canceled) = $0 { return true }; return false } == true, "\(String(describing: synced))")
+        #expect(cut.map { if case .failure(.canceled) = $0 { return true }; return false } == true, "\(String(describing: cut))")
+        #expect(closed.map { (try? $0.get()) != nil } == true, "\(String(describing: closed))")
+        gate.open()
+        #expect(try runUntilDone(loop))
+        #expect(blockers.count == 2)
+    }
+
     /// `cancelAll()` ends queued file operations with `.canceled`; `run(.untilDone)` then
     /// drains, and nothing queued ran. On io_uring's native path the operations in the
     /// kernel report their real result or `.canceled`, and an open that won keeps its

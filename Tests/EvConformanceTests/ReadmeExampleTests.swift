@@ -246,6 +246,39 @@ import Glibc
         }
     }
 
+    /// README, "Recipe: files and the file system", direct I/O: stat for the alignment, an
+    /// AlignedBuffer, an awaited read at offset 0 of a file opened with `.direct`, and the
+    /// loop's direct-I/O path with its reason.
+    @Test(arguments: conformanceBackends)
+    func directIORecipe(backend: Backend) throws {
+        let (found, reason) = directIODirectory()
+        guard let dir = found else {
+            let message = "EVLOOP TEST SKIPPED: O_DIRECT is not supported where the tests can write: \(reason)\n"
+            _ = Array(message.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            try Test.cancel(Comment(rawValue: message))
+        }
+        defer { dir.remove() }
+        let path = dir.at("blocks")
+        let fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        #expect(fd >= 0)
+        #expect(Array(repeating: UInt8(7), count: 8192).withUnsafeBytes { Glibc.write(fd, $0.baseAddress, 8192) } == 8192)
+        close(fd)
+        try withAsyncLoop(backend) { loop, executor, _ in
+            let (n, first, route) = try runAsync(executor) { () async throws -> (Int, UInt8, String) in
+                let file = try await File.open(path: path, options: [.readOnly, .direct], on: executor)
+                let status = try await file.stat(on: executor)
+                let block = try AlignedBuffer(byteCount: 4096, alignment: AlignedBuffer.alignment(for: status))
+                let n = try await file.pread(into: block.bytes, offset: 0, on: executor)
+                let route = "\(executor.loop.directIOPath(for: file))"
+                try await file.close(on: executor)
+                return (n, block.bytes[0], route)
+            }
+            #expect(n == 4096 && first == 7)
+            #expect(route.contains("ring (") || route.contains("pool ("), "\(route)")
+            _ = loop
+        }
+    }
+
     /// "A server on a loop group" and "A slow reader" together: the README's group server
     /// with its `Connection`, on two loops; a client that sends 8 MiB before it reads
     /// anything gets every byte back, in order (the reader paused and resumed on the way).

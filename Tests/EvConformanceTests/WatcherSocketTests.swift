@@ -211,15 +211,15 @@ private func udpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, roun
 
     let serverBuffer = h.buffer(2048)
     let serverRead = Completion(), serverWrite = Completion()
-    try server.read(loop: loop, completion: serverRead, buffer: serverBuffer) { _, result in
+    try server.receive(loop: loop, completion: serverRead, buffer: serverBuffer) { _, result in
         guard case .success(let message) = result else {
             if case .failure(let e) = result, e != .canceled { Issue.record("server recv: \(e)") }
             return .disarm
         }
         do {
-            try server.write(loop: loop, completion: serverWrite,
-                             buffer: UnsafeRawBufferPointer(rebasing: serverBuffer[..<message.count]),
-                             to: message.address) { _, r in
+            try server.send(loop: loop, completion: serverWrite,
+                            buffer: UnsafeRawBufferPointer(rebasing: serverBuffer[..<message.count]),
+                            to: message.address) { _, r in
                 if case .failure(let e) = r { Issue.record("server send: \(e)") }
                 // The reply is out: receive the next datagram (same operation, same callback).
                 do { try loop.add(serverRead) } catch { Issue.record("rearm: \(error)") }
@@ -240,11 +240,11 @@ private func udpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, roun
         let out = h.buffer(bytes)
         var sent: Result<Int, EvError>?
         var reply: Result<ReceivedMessage, EvError>?
-        try client.write(loop: loop, completion: send, buffer: UnsafeRawBufferPointer(out), to: serverAddress) { _, r in
+        try client.send(loop: loop, completion: send, buffer: UnsafeRawBufferPointer(out), to: serverAddress) { _, r in
             sent = r
             return .disarm
         }
-        try client.read(loop: loop, completion: receive, buffer: clientBuffer) { _, r in reply = r; return .disarm }
+        try client.receive(loop: loop, completion: receive, buffer: clientBuffer) { _, r in reply = r; return .disarm }
         #expect(try runUntil(h.loop) { sent != nil && reply != nil }, sourceLocation: sourceLocation)
         #expect(sent == .success(bytes.count), sourceLocation: sourceLocation)
         guard case .success(let m)? = reply else {

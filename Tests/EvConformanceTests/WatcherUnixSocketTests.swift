@@ -124,6 +124,16 @@ struct WatcherUnixSocketTests {
         #expect(fromNobody.address.unixPath == nil && fromNobody.address.abstractUnixName == nil,
                 "an unnamed sender has no name: \(fromNobody.address)")
         #expect(fromNobody.address.description == "(no address)" || fromNobody.address.description == "unix:(unnamed)")
+
+        // An empty datagram from an unnamed sender is a 0-byte message, not end of stream
+        // (it has no sender address either, as a stream at its end has none).
+        atServer = nil
+        try server.receive(loop: loop, completion: Completion(), buffer: serverBuffer) { _, r in atServer = r; return .disarm }
+        try anonymous.send(loop: loop, completion: Completion(), buffer: UnsafeRawBufferPointer(start: nil, count: 0),
+                           to: serverAddress) { _, _ in .disarm }
+        #expect(try runUntil(loop) { atServer != nil })
+        guard case .success(let empty)? = atServer else { Issue.record("empty datagram: \(String(describing: atServer))"); return }
+        #expect(empty.count == 0 && !empty.truncated)
     }
 
     /// SO_PEERCRED: both ends of a pair, and both ends of a connection accepted through the
@@ -198,6 +208,9 @@ struct WatcherUnixSocketTests {
         #expect(try a.localAddress().description == "unix:(unnamed)")
         #expect(try a.peerAddress().isUnnamedUnix && a.localAddress().length == 2)
 
+        // A Unix address is not a TCP socket's (nothing is opened, so nothing leaks).
+        #expect(throws: EvError.invalidArgument) { try TCPSocket(for: SocketAddress(unixPath: "x.sock"), loop: loop) }
+        #expect(throws: EvError.invalidArgument) { try TCPSocket(family: AF_UNIX, loop: loop) }
         let tcp = try TCPSocket(family: AF_INET, loop: loop)
         h.own(tcp.fd)
         try tcp.bind(to: SocketAddress(ipv4: "127.0.0.1", port: 0))

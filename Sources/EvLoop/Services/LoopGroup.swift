@@ -218,7 +218,9 @@ public final class LoopGroup<Loop: EventLoop & SendableMetatype>: Sendable {
 
     // MARK: On each loop's thread
 
-    private func record(_ index: Int, _ stage: LoopGroupFailure.Stage, _ error: any Error) {
+    /// Records a failure of loop `index`, which `join()` (or a failing `start`) throws.
+    /// Package-internal for EvAsync's tasks per loop, whose errors are the loop's failures.
+    package func record(_ index: Int, _ stage: LoopGroupFailure.Stage, _ error: any Error) {
         state.withLock { $0.failures.append(LoopGroupFailure(index: index, stage: stage, error: error)) }
     }
 

@@ -13,7 +13,7 @@ import Synchronization
 /// closed (or reused) descriptor number. Do not close `fd` yourself.
 ///
 /// One notifier, one wait at a time: any number of threads may notify, but only one wait
-/// (`Async.wait`, through any `Async` wrapping the notifier, or the awaitable `wait(on:)`)
+/// (`Async.wait`, through any `Async` wrapping the notifier, or the awaitable `wait(deadline:on:)`)
 /// may be armed on it; another is refused with `.notifierInUse` (see `Async` for why).
 ///
 /// ```swift
@@ -107,7 +107,7 @@ public final class AsyncNotifier: Sendable {
 public final class Async {
     /// The callback: `.success` after one or more notifications, `.failure(.canceled)` when
     /// the wait was cancelled.
-    public typealias Callback = (Completion, Result<Void, EvError>) -> CallbackAction
+    public typealias VoidCallback = (Completion, Result<Void, EvError>) -> CallbackAction
 
     /// The thread-safe handle: give this to other threads.
     public let notifier: AsyncNotifier
@@ -132,7 +132,7 @@ public final class Async {
     /// Throws `.completionActive` if `completion` is still active (it is left untouched) and
     /// `.notifierInUse` if the notifier already has a wait armed.
     public func wait(loop: some EventLoop, completion: Completion,
-                     callback: @escaping Callback) throws(EvError) {
+                     callback: @escaping VoidCallback) throws(EvError) {
         // Checked before anything changes: an active completion keeps its operation and
         // callback, and a refused wait leaves the armed one's claim alone.
         guard completion.state == .dead else { throw .completionActive }

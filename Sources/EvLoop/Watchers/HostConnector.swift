@@ -5,9 +5,6 @@ import Musl
 #endif
 
 extension TCPSocket {
-    /// A new connection, owned by the callback (close it through the loop), or the error.
-    public typealias SocketCallback = (Completion, Result<TCPSocket, EvError>) -> CallbackAction
-
     /// Connects to `host` by name: resolves it with `resolver`, then tries each address in
     /// turn (getaddrinfo's order: the most likely to work first) until one accepts, all
     /// within one overall deadline (`completion.deadline`), and hands the connected socket

@@ -75,7 +75,7 @@ public final class Subprocess {
     /// the child keeps running and can be waited for again). Like every callback it answers
     /// `.rearm` (wait again: after a cancel, for the exit; after the exit, the same status
     /// is reported again on the next tick) or `.disarm`.
-    public typealias Callback = (Completion, Result<ExitStatus, EvError>) -> CallbackAction
+    public typealias ExitStatusCallback = (Completion, Result<ExitStatus, EvError>) -> CallbackAction
 
     /// The child's process id.
     public let pid: pid_t
@@ -224,7 +224,7 @@ public final class Subprocess {
     /// completion is then dead); `.rearm` waits again (after a cancel or an error, for the
     /// exit; once the child has exited, the same status is reported again on the next tick).
     public func wait(loop: some EventLoop, completion: Completion,
-                     callback: @escaping Callback) throws(EvError) {
+                     callback: @escaping ExitStatusCallback) throws(EvError) {
         if let status = exitStatus {
             // Reaped already: report the same status again, through the loop (callbacks
             // never run inside `add`).
@@ -264,7 +264,7 @@ public final class Subprocess {
 
     /// Configures `completion` to report `status` (of a child already reaped) through a
     /// `.nop`, on the next tick; a rearm reports it again.
-    private static func reportAgain(_ status: ExitStatus, in completion: Completion, to callback: @escaping Callback) {
+    private static func reportAgain(_ status: ExitStatus, in completion: Completion, to callback: @escaping ExitStatusCallback) {
         completion.operation = .nop
         completion.callback = { c, _ in callback(c, .success(status)) }
     }

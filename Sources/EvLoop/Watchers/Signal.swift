@@ -68,7 +68,7 @@ public struct SignalInfo: Sendable, Hashable {
 /// ```
 public final class SignalWatcher {
     /// The callback: one signal, or an error (`.canceled` when the wait was cancelled).
-    public typealias Callback = (Completion, Result<SignalInfo, EvError>) -> CallbackAction
+    public typealias SignalCallback = (Completion, Result<SignalInfo, EvError>) -> CallbackAction
 
     /// The signalfd (close-on-exec, non-blocking).
     public let fd: Int32
@@ -100,7 +100,7 @@ public final class SignalWatcher {
 
     /// Arms `completion` to report the next signal (at once if one is pending).
     public func wait(loop: some EventLoop, completion: Completion,
-                     callback: @escaping Callback) throws(EvError) {
+                     callback: @escaping SignalCallback) throws(EvError) {
         completion.operation = .poll(fd: fd, events: .readable)
         completion.callback = { [self] c, result in
             switch result {

@@ -53,7 +53,7 @@
 public final class StreamReader {
     /// What a read gives: the bytes read (valid until the callback returns), or the error
     /// (`.endOfFile` when the peer closed its side). `.rearm` reads again, `.disarm` stops.
-    public typealias ReadCallback = (StreamReader, Result<UnsafeRawBufferPointer, EvError>) -> CallbackAction
+    public typealias BytesCallback = (StreamReader, Result<UnsafeRawBufferPointer, EvError>) -> CallbackAction
 
     /// The descriptor read from.
     public let fd: Int32
@@ -83,7 +83,13 @@ public final class StreamReader {
     }
 
     private let buffer: Buffer
-    private var callback: ReadCallback?
+    /// The reader's buffer, for EvAsync's awaited read (which reads into it while the
+    /// caller holds the reader).
+    package var bufferBytes: UnsafeMutableRawBufferPointer { buffer.bytes }
+    /// True while EvAsync's awaited read is in flight (that read and the callback form
+    /// exclude each other: one buffer, one reader).
+    package var isAwaitingRead = false
+    private var callback: BytesCallback?
     /// True while the user's read callback runs (the read completion is dead then).
     private var delivering = false
     /// A pause's cancel was issued for the read's current activation.
@@ -117,8 +123,8 @@ public final class StreamReader {
     /// Arms the read; `callback` runs with each read's bytes (see the type's comment). A
     /// reader paused before it started stays paused until `resume`. Throws
     /// `.completionActive` if the reader has been started already and not stopped.
-    public func start<L: EventLoop>(loop: L, callback: @escaping ReadCallback) throws(EvError) {
-        guard !isStarted, completion.state == .dead else { throw .completionActive }
+    public func start<L: EventLoop>(loop: L, callback: @escaping BytesCallback) throws(EvError) {
+        guard !isStarted, !isAwaitingRead, completion.state == .dead else { throw .completionActive }
         self.callback = callback
         completion.operation = isSocket ? .recv(socket: fd, buffer: buffer.bytes) : .read(fd: fd, buffer: buffer.bytes)
         // Made once per start, not per read: every later read is a `.rearm` or a re-add of

@@ -43,8 +43,9 @@ public struct TCPSocket: ConnectionSocket, Hashable {
     /// The socket descriptor.
     public let fd: Int32
 
-    /// Accepted connections: the new socket, owned by the callback (close it through the loop).
-    public typealias AcceptCallback = (Completion, Result<TCPSocket, EvError>) -> CallbackAction
+    /// Accepted connections and connects by name: the new socket, owned by the callback (close
+    /// it through the loop), or the error.
+    public typealias SocketCallback = (Completion, Result<TCPSocket, EvError>) -> CallbackAction
     /// Connect, shutdown and close: success or the error.
     public typealias VoidCallback = (Completion, Result<Void, EvError>) -> CallbackAction
     /// Reads and writes: the byte count (a write may be short) or the error.
@@ -56,7 +57,10 @@ public struct TCPSocket: ConnectionSocket, Hashable {
 
     /// Creates an unconnected TCP socket of `family` (`AF_INET` or `AF_INET6`),
     /// close-on-exec, blocking or non-blocking as `loop.prefersBlockingDescriptors` says.
+    /// Any other family is `.invalidArgument` (a Unix stream is a `UnixSocket`: a
+    /// `TCPSocket` of `AF_UNIX` would refuse its TCP options at run time instead).
     public init(family: Int32, loop: some EventLoop) throws(EvError) {
+        guard family == AF_INET || family == AF_INET6 else { throw .invalidArgument }
         fd = try SocketCalls.open(family: family, type: Int32(SOCK_STREAM.rawValue),
                                   blocking: loop.prefersBlockingDescriptors)
     }

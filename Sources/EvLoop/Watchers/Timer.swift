@@ -36,19 +36,19 @@
 public struct LoopTimer: Sendable {
     /// The timer's callback: `.success` when the deadline passed, `.failure(.canceled)` when
     /// the timer was cancelled (or drained by `cancelAll`).
-    public typealias Callback = (Completion, Result<Void, EvError>) -> CallbackAction
+    public typealias VoidCallback = (Completion, Result<Void, EvError>) -> CallbackAction
 
     public init() {}
 
     /// Arms `completion` to fire at `deadline` (an absolute instant on the loop's clock).
     public static func start(loop: some EventLoop, completion: Completion, deadline: LoopInstant,
-                             callback: @escaping Callback) throws(EvError) {
+                             callback: @escaping VoidCallback) throws(EvError) {
         try loop.timer(completion, deadline: deadline) { c, result in callback(c, result.voidResult) }
     }
 
     /// Arms `completion` to fire `after` from the loop's cached `now`.
     public static func start(loop: some EventLoop, completion: Completion, after: Duration,
-                             callback: @escaping Callback) throws(EvError) {
+                             callback: @escaping VoidCallback) throws(EvError) {
         try start(loop: loop, completion: completion, deadline: loop.now + after, callback: callback)
     }
 
@@ -71,7 +71,7 @@ public struct LoopTimer: Sendable {
     /// `.success` and the cancel reports `.notFound`). `using` is a second completion that
     /// carries the cancel; its callback reports the outcome.
     public static func cancel(loop: some EventLoop, completion: Completion, using cancel: Completion,
-                              callback: @escaping Callback = { _, _ in .disarm }) throws(EvError) {
+                              callback: @escaping VoidCallback = { _, _ in .disarm }) throws(EvError) {
         try loop.cancel(completion, using: cancel) { c, result in callback(c, result.voidResult) }
     }
 

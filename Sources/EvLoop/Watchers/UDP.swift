@@ -20,12 +20,12 @@ import Musl
 /// let udp = try UDPSocket(family: AF_INET, loop: loop)
 /// try udp.bind(to: SocketAddress(ipv4: "127.0.0.1", port: 9000))
 /// let receiving = Completion(), replying = Completion()
-/// try udp.read(loop: loop, completion: receiving, buffer: buffer) { _, result in
+/// try udp.receive(loop: loop, completion: receiving, buffer: buffer) { _, result in
 ///     guard case .success(let message) = result else { return .disarm }
 ///     // echo it back (one reply in flight at a time: `replying` must be dead here)
-///     try? udp.write(loop: loop, completion: replying,
-///                    buffer: UnsafeRawBufferPointer(rebasing: buffer[..<message.count]),
-///                    to: message.address) { _, _ in .disarm }
+///     try? udp.send(loop: loop, completion: replying,
+///                   buffer: UnsafeRawBufferPointer(rebasing: buffer[..<message.count]),
+///                   to: message.address) { _, _ in .disarm }
 ///     return .disarm   // rearm after the reply is sent, so the buffer is not overwritten
 /// }
 /// ```
@@ -34,9 +34,9 @@ public struct UDPSocket: LoopSocket, Hashable {
     public let fd: Int32
 
     /// A received datagram: its size, sender and whether it was truncated.
-    public typealias ReadCallback = (Completion, Result<ReceivedMessage, EvError>) -> CallbackAction
+    public typealias MessageCallback = (Completion, Result<ReceivedMessage, EvError>) -> CallbackAction
     /// A sent datagram: the bytes sent.
-    public typealias WriteCallback = (Completion, Result<Int, EvError>) -> CallbackAction
+    public typealias CountCallback = (Completion, Result<Int, EvError>) -> CallbackAction
     /// Close.
     public typealias VoidCallback = (Completion, Result<Void, EvError>) -> CallbackAction
 
@@ -55,22 +55,17 @@ public struct UDPSocket: LoopSocket, Hashable {
         try self.init(family: address.family, loop: loop)
     }
 
-
-
-
-
-
     /// Receives one datagram into `buffer`, reporting its sender. A datagram larger than
     /// the buffer is truncated (`truncated` is true and `count` is the buffer's size).
-    public func read(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
-                     callback: @escaping ReadCallback) throws(EvError) {
+    public func receive(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
+                        callback: @escaping MessageCallback) throws(EvError) {
         try completion.start(.recvmsg(socket: fd, buffer: buffer), on: loop,
                              viewing: { $0.messageResult }, callback: callback)
     }
 
     /// Sends `buffer` as one datagram to `address` (nil: to the connected peer).
-    public func write(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
-                      to address: SocketAddress?, callback: @escaping WriteCallback) throws(EvError) {
+    public func send(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
+                     to address: SocketAddress?, callback: @escaping CountCallback) throws(EvError) {
         try completion.start(.sendmsg(socket: fd, buffer: buffer, address: address), on: loop,
                              viewing: { $0.countResult }, callback: callback)
     }

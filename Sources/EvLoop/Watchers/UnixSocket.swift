@@ -60,7 +60,7 @@ public struct UnixSocket: ConnectionSocket, Hashable {
     public let fd: Int32
 
     /// Accepted connections: the new socket, owned by the callback (close it through the loop).
-    public typealias AcceptCallback = (Completion, Result<UnixSocket, EvError>) -> CallbackAction
+    public typealias SocketCallback = (Completion, Result<UnixSocket, EvError>) -> CallbackAction
     /// Connect, shutdown and close: success or the error.
     public typealias VoidCallback = (Completion, Result<Void, EvError>) -> CallbackAction
     /// Reads, writes and sent datagrams: the byte count (a stream write may be short) or the error.
@@ -140,7 +140,8 @@ public struct UnixSocket: ConnectionSocket, Hashable {
 
     /// Receives one datagram into `buffer`, reporting its sender. A datagram larger than
     /// the buffer is truncated (`truncated` is true and `count` is the buffer's size).
-    /// The sender of a datagram from a socket that never bound a name has no address.
+    /// The sender of a datagram from a socket that never bound a name has no address. An
+    /// empty datagram is a 0-byte message (never `.endOfFile`: a datagram socket has no end).
     public func receive(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
                         callback: @escaping MessageCallback) throws(EvError) {
         try completion.start(.recvmsg(socket: fd, buffer: buffer), on: loop,

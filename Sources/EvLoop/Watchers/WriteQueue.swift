@@ -143,7 +143,7 @@ public final class WriteQueue {
     /// handed belongs to the queue and goes back to the pool when the callback disarms it,
     /// so do not keep it.
     public func enqueue(loop: some EventLoop, bytes: OwnedBytes,
-                        callback: WriteRequest.Callback? = nil) throws(EvError) {
+                        callback: WriteRequest.CountCallback? = nil) throws(EvError) {
         let request: WriteRequest
         if let spare = pool {
             pool = spare.next
@@ -167,7 +167,7 @@ public final class WriteQueue {
     /// Appends a write of a copy of `bytes` (one allocation: the `OwnedBytes` it is copied
     /// into), for callers whose bytes are an array or any other collection.
     public func enqueue(loop: some EventLoop, copying bytes: some Collection<UInt8>,
-                        callback: WriteRequest.Callback? = nil) throws(EvError) {
+                        callback: WriteRequest.CountCallback? = nil) throws(EvError) {
         try enqueue(loop: loop, bytes: OwnedBytes(bytes), callback: callback)
     }
 

@@ -25,7 +25,7 @@ public final class WriteRequest {
     /// error (`.failure`, with `written` telling how much got out). Runs on the loop
     /// thread, inside the queue's completion callback; it may enqueue more writes.
     /// `.rearm` queues the request again (at the back), `.disarm` ends it.
-    public typealias Callback = (WriteRequest, Result<Int, EvError>) -> CallbackAction
+    public typealias CountCallback = (WriteRequest, Result<Int, EvError>) -> CallbackAction
 
     /// What the request writes.
     enum Payload {
@@ -68,7 +68,7 @@ public final class WriteRequest {
     }
 
     /// The callback (reused every time the request is queued).
-    public var callback: Callback
+    public var callback: CountCallback
     /// Free for the caller (the connection, a buffer pool slot).
     public var userData: AnyObject?
     /// Bytes of the request already written (partial writes advance it).
@@ -84,13 +84,13 @@ public final class WriteRequest {
 
     /// A request that writes `buffer` (memory the caller keeps valid until the callback runs).
     public init(buffer: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                callback: @escaping Callback = { _, _ in .disarm }) {
+                callback: @escaping CountCallback = { _, _ in .disarm }) {
         payload = .raw(buffer)
         self.callback = callback
     }
 
     /// A request that writes `bytes`, keeping them alive while it holds them.
-    public init(bytes: OwnedBytes, callback: @escaping Callback = { _, _ in .disarm }) {
+    public init(bytes: OwnedBytes, callback: @escaping CountCallback = { _, _ in .disarm }) {
         payload = .owned(bytes)
         self.callback = callback
     }
