@@ -90,7 +90,7 @@ package final class BlockingPool: @unchecked Sendable {
     /// `wake` is called (from a worker thread) when a result is posted and the loop has not
     /// been woken for an earlier one yet.
     package init(threads: Int = 2, wake: @escaping @Sendable () -> Void) {
-        self.threads = WorkThreads(maxThreads: max(1, threads))
+        self.threads = WorkThreads(maxThreads: max(1, threads), threadName: "ev-file")
         self.inbox = WorkInbox(wake: wake)
         self.wake = wake
     }

@@ -88,7 +88,7 @@ open class LoopCore: EventLoop {
     package final var filePool: WorkPool {
         if let p = filePoolStorage { return p }
         // Two threads cannot be refused (`WorkPool.init` throws only for fewer than one).
-        let p = try! WorkPool(threads: 2)
+        let p = try! WorkPool(threads: 2, name: "ev-file")
         filePoolStorage = p
         return p
     }

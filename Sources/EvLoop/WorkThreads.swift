@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CEvSys
 
 /// The threads of a `WorkPool` and the queue of jobs they take from.
 ///
@@ -29,8 +30,13 @@ package final class WorkThreads: @unchecked Sendable {
     private var queued = 0
     private var running = 0
 
-    package init(maxThreads: Int) {
+    /// What each worker is named (`cevsys_set_thread_name`), so a debugger or `top -H`
+    /// tells the pools apart.
+    private let threadName: String
+
+    package init(maxThreads: Int, threadName: String) {
         self.maxThreads = maxThreads
+        self.threadName = threadName
     }
 
     // No deinit work: every thread holds a reference until it exits, so none is left when
@@ -179,6 +185,7 @@ package final class WorkThreads: @unchecked Sendable {
         let context = Unmanaged.passRetained(self).toOpaque()
         let rc = pthread_create(&t, nil, { arg in
             let threads = Unmanaged<WorkThreads>.fromOpaque(arg!).takeRetainedValue()
+            _ = cevsys_set_thread_name(threads.threadName)
             threads.workerLoop()
             return nil
         }, context)

@@ -51,6 +51,7 @@ struct LoopGroupTests {
         try group.start { member in
             let i = member.index
             log.setUpThreads.withLock { $0[i] = currentThreadID() }
+            #expect(currentThreadName() == "ev-loop-\(i)")
             // A timer far away: only the stop can end it.
             let timer = Completion()
             try member.loop.timer(timer, after: .seconds(3600)) { _, result in

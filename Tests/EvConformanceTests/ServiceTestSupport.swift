@@ -116,3 +116,14 @@ struct LoopbackTargets {
         refusing = try Sock.loopback(ipv6: false, port: closedPort)
     }
 }
+
+/// The calling thread's name as the kernel keeps it (/proc/thread-self/comm, newline cut).
+func currentThreadName() -> String {
+    let fd = open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var bytes = [UInt8](repeating: 0, count: 32)
+    let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    guard n > 0 else { return "" }
+    return String(decoding: bytes[..<n].filter { $0 != 10 }, as: UTF8.self)
+}

@@ -10,6 +10,26 @@ import Glibc
 @Suite("Service: WorkPool")
 struct WorkPoolTests {
 
+    /// Pool threads carry their pool's name (what `top -H` and debuggers show), cut to the
+    /// 15 bytes Linux keeps.
+    @Test(arguments: conformanceBackends)
+    func poolThreadsAreNamed(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let pools = [try WorkPool(threads: 1), try WorkPool(threads: 1, name: "db-queries-and-more")]
+        defer { for p in pools { p.shutdown() } }
+        var names: [String] = []
+        for pool in pools {
+            try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> String in currentThreadName() }) { _, r in
+                if case .success(let name) = r { names.append(name) }
+                return .disarm
+            }
+        }
+        #expect(try runUntil(loop) { names.count == 2 })
+        #expect(Set(names) == ["ev-work", "db-queries-and-"])
+    }
+
     /// The closure runs on a pool thread; its value reaches the callback, typed, on the
     /// loop thread; the completion is active (and counted) until then.
     @Test(arguments: conformanceBackends)

@@ -209,4 +209,9 @@ int cevsys_at_removedir(void);
 /// fallocate(2) (declared by glibc only under _GNU_SOURCE).
 int cevsys_fallocate(int fd, int mode, int64_t offset, int64_t length);
 
+/// Names the calling thread (pthread_setname_np, a GNU extension Swift's Glibc does not
+/// import): what top -H, gdb and /proc/self/task/*/comm show. Linux keeps 15 bytes; a longer
+/// name is cut there. Returns 0 or the errno.
+int cevsys_set_thread_name(const char *name);
+
 #endif

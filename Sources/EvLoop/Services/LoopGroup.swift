@@ -139,7 +139,7 @@ public final class LoopGroup<Loop: EventLoop & SendableMetatype>: Sendable {
         threads.reserveCapacity(count)
         for index in 0..<count {
             do {
-                threads.append(try LoopThread { [self] in
+                threads.append(try LoopThread(name: "ev-loop-\(index)") { [self] in
                     self.threadMain(index: index, setUp: setUp, setUpDone: setUpDone)
                 })
             } catch {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CEvSys
 
 /// A plain POSIX thread that runs one closure: the thread a `LoopGroup` gives each loop.
 ///
@@ -26,9 +27,14 @@ package struct LoopThread: Sendable {
 
     /// Starts a thread running `body`. Throws the errno of pthread_create (EAGAIN: the process or system thread
     /// limit) when the thread cannot be created; nothing is left behind then.
-    package init(_ body: @escaping @Sendable () -> Void) throws(EvError) {
+    package init(name: String, _ body: @escaping @Sendable () -> Void) throws(EvError) {
         var t = pthread_t()
-        let start = Unmanaged.passRetained(Start(body))
+        let start = Unmanaged.passRetained(Start({
+            // Named from inside (pthread_setname_np on another thread needs its handle
+            // before it runs): what `top -H` and debuggers show.
+            _ = cevsys_set_thread_name(name)
+            body()
+        }))
         let r = pthread_create(&t, nil, { raw in
             Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue().body()
             return nil

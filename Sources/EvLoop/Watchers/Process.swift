@@ -324,6 +324,7 @@ final class ExitWaiterThread: Sendable {
         pthread_attr_setstacksize(&attr, 64 * 1024)
         var thread = pthread_t()
         let r = pthread_create(&thread, &attr, { arg in
+            _ = cevsys_set_thread_name("ev-exit-wait")
             Unmanaged<ExitWaiterThread>.fromOpaque(arg!).takeRetainedValue().run()
             return nil
         }, box)

@@ -76,7 +76,7 @@ public final class Resolver: Sendable {
     /// Creates a resolver whose lookups run on at most `threads` threads of its own
     /// (started on demand). Throws `.invalidArgument` when `threads` is less than 1.
     public init(threads: Int = 2) throws(EvError) {
-        pool = try WorkPool(threads: threads)
+        pool = try WorkPool(threads: threads, name: "ev-resolve")
     }
 
     /// Withdraws the lookups that have not started (`.canceled`), waits for the running

@@ -51,11 +51,12 @@ public final class WorkPool: Sendable {
     /// The threads and their queue (kept apart so that they never keep this handle alive).
     package let threads: WorkThreads
 
-    /// Creates a pool of at most `threads` threads, started on demand. Throws
+    /// Creates a pool of at most `threads` threads, started on demand, each named `name`
+    /// (what `top -H` and debuggers show; Linux keeps its first 15 bytes). Throws
     /// `.invalidArgument` when `threads` is less than 1.
-    public init(threads: Int) throws(EvError) {
+    public init(threads: Int, name: String = "ev-work") throws(EvError) {
         guard threads >= 1 else { throw .invalidArgument }
-        self.threads = WorkThreads(maxThreads: threads)
+        self.threads = WorkThreads(maxThreads: threads, threadName: name)
     }
 
     /// Shuts the pool down when the last reference goes (see `shutdown()`).
