@@ -20,9 +20,11 @@ final class AwaitSlot: LoopCancellable {
     let completion = Completion()
     /// Reused for the cancels this slot issues (a fresh one when it is still in flight).
     fileprivate var cancelCompletion: Completion?
+    // Unchecked exclusivity (read on every await, loop thread only, never overlapping): a
+    // checked access is a runtime call and a thread-local lookup.
     /// Set while an operation is in flight and its task is suspended.
-    private var continuation: UnsafeContinuation<CompletionResult?, Never>?
-    private(set) var awaitID: UInt64 = 0
+    @exclusivity(unchecked) private var continuation: UnsafeContinuation<CompletionResult?, Never>?
+    @exclusivity(unchecked) private(set) var awaitID: UInt64 = 0
 
     init(executor: LoopExecutor) {
         self.executor = executor

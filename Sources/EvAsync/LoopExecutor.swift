@@ -7,8 +7,8 @@ import CEvSys
 import EvLoop
 import Synchronization
 
-/// Runs Swift Concurrency jobs on an event loop's thread: the loop as a `TaskExecutor` and a
-/// `SerialExecutor`.
+/// Runs Swift Concurrency jobs on an event loop's thread: the loop as a `TaskExecutor`, and
+/// (through `asUnownedSerialExecutor()`) as the `SerialExecutor` of actors bound to it.
 ///
 /// **Why.** A callback-based loop and async/await meet at two points: code awaiting an
 /// operation must be resumed when the operation's callback runs, and it should be resumed
@@ -22,6 +22,15 @@ import Synchronization
 ///   loop thread, and loop callbacks may touch its state with `assumeIsolated`
 ///   (`checkIsolated()` accepts any code running on the loop thread, because every job of
 ///   this executor runs there, one at a time).
+///
+/// **Two faces, two objects.** The executor itself is the task executor; the serial executor
+/// is a second object it owns (what `asUnownedSerialExecutor()` returns). Both put their
+/// jobs on the same queue and run them on the loop thread, but each runs its own jobs as
+/// its own kind: a task executor's job runs with no serial executor, so that a task's
+/// nonisolated code, resumed by a completion, carries on in place through its next
+/// `nonisolated(nonsending)` call instead of being enqueued again. (With one object for
+/// both, every job had to run isolated to the loop, and the runtime then saw each step
+/// of nonisolated code as a hop off an actor: about five jobs per await instead of one.)
 ///
 /// **How jobs reach the loop.** A job enqueued *on the loop thread* (a task resumed by a
 /// completion callback, a child task created by loop code) goes on a local FIFO: no lock,
@@ -79,7 +88,7 @@ import Synchronization
 /// **Ownership.** The executor creates its eventfd and is its only owner: `shutdown()`
 /// closes it through the loop's `.close`, and `deinit` closes it directly if `shutdown()`
 /// never did. It never closes the loop, which the caller owns.
-public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendable {
+public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: everything below the "loop thread only" mark is touched only on
     // the thread that created the executor (checked by `preconditionOnLoopThread`); the
     // fields above it are immutable, atomic or locked.
@@ -101,10 +110,15 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     // MARK: loop thread only
 
     private let _loop: LoopCore
-    private var local = JobQueue()
+    /// The serial-executor face (see "Two faces, two objects"); made in `init`, never nil after.
+    private var serial: LoopSerialExecutor!
+    // The properties read on every await are `@exclusivity(unchecked)`: they are touched on
+    // the loop thread only, never while another access to them is open, and a checked
+    // access costs a runtime call and a thread-local lookup each.
+    @exclusivity(unchecked) private var local = JobQueue()
     /// True while jobs run (or are about to be drained by the code that set it): a job
     /// enqueued meanwhile will be picked up by that drain, so no `.nop` is needed.
-    private var draining = false
+    @exclusivity(unchecked) private var draining = false
     /// The `.nop` that makes the loop drain `local` on its next tick.
     private let kick = Completion()
     /// The background `.poll` on `eventFD`.
@@ -113,7 +127,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// neither side allocates in steady state).
     private var remoteBatch: [RemoteItem] = []
     /// Free operation slots (see `AwaitSlot`), reused so an await allocates nothing.
-    private var slotPool: [AwaitSlot] = []
+    @exclusivity(unchecked) private var slotPool: [AwaitSlot] = []
     private var phase = Phase.running
     /// Set when the eventfd's close has been handed to the loop.
     private var closeStarted = false
@@ -121,7 +135,12 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private var shutdownCompletions: (cancel: Completion, close: Completion)?
     /// The slow-job report, when on (`reportSlowJobs`, SlowJobs.swift); nil, the default,
     /// costs one predictable branch per job.
-    var slowJobs: SlowJobWatch?
+    @exclusivity(unchecked) var slowJobs: SlowJobWatch?
+#if DEBUG
+    /// How many jobs the executor has run, in debug builds only: what the test of "one job
+    /// per await" counts (release builds do not pay for the count).
+    package private(set) var jobsRun = 0
+#endif
 
     /// How many local jobs one drain runs before it lets the loop do I/O (the rest run on
     /// the next tick), so a task that keeps yielding cannot starve the loop's completions.
@@ -150,7 +169,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// Something another thread hands to the loop.
     enum RemoteItem: Sendable {
-        case job(UnownedJob)
+        case job(LoopJob)
         /// Cancel the operation a task is awaiting (see `AwaitSlot`).
         case cancel(CancelTicket)
     }
@@ -178,6 +197,7 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         wakePoll.callback = { c, result in
             unsafeDowncast(c.userData.unsafelyUnwrapped, to: LoopExecutor.self).wakeFired(c, result)
         }
+        serial = LoopSerialExecutor(self)
         try armWakePoll()
     }
 
@@ -215,11 +235,17 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     // MARK: Executor
 
-    /// Called by the Swift runtime (any thread) to schedule a job on the loop: on the loop
-    /// thread onto the lock-free local queue, from elsewhere through the locked queue and
-    /// the coalesced eventfd wake-up.
+    /// Called by the Swift runtime (any thread) to schedule a job of a task that prefers
+    /// this executor (its nonisolated code) on the loop: on the loop thread onto the
+    /// lock-free local queue, from elsewhere through the locked queue and the coalesced
+    /// eventfd wake-up.
     public func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
+        schedule(LoopJob(job: UnownedJob(job), isolated: false))
+    }
+
+    /// Queues `job` for the loop thread (either face's enqueue).
+    @inline(__always)
+    fileprivate func schedule(_ job: LoopJob) {
         if isOnLoopThread {
             local.push(job)
             if !draining { armKick() }
@@ -228,19 +254,15 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
     }
 
-    /// The reference an actor returns from `unownedExecutor` to run on this loop.
+    /// The reference an actor returns from `unownedExecutor` to run on this loop: the
+    /// executor's serial face (see "Two faces, two objects").
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
-        UnownedSerialExecutor(ordinary: self)
-    }
-
-    /// Two executors are the same context when they drive the same loop (create one per
-    /// loop; this only matters if a program made two).
-    public func isSameExclusiveExecutionContext(other: LoopExecutor) -> Bool {
-        self === other || _loop === other._loop
+        UnownedSerialExecutor(ordinary: serial)
     }
 
     /// Every job of this executor runs on the loop thread, one at a time, and loop callbacks
-    /// run on that thread between jobs: code on the loop thread is isolated to this executor.
+    /// run on that thread between jobs: code on the loop thread is isolated to this
+    /// executor. Stops the program elsewhere (what the serial face answers the runtime).
     public func checkIsolated() {
         preconditionOnLoopThread("code isolated to this loop's executor")
     }
@@ -250,10 +272,19 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         isOnLoopThread
     }
 
+    /// Whether `other` drives the same loop (one executor per loop; this only matters if
+    /// a program made two).
+    fileprivate func drivesSameLoop(as other: LoopExecutor) -> Bool {
+        self === other || _loop === other._loop
+    }
+
     // MARK: Running jobs
 
     @inline(__always)
-    private func runJob(_ job: UnownedJob) {
+    private func runJob(_ job: LoopJob) {
+#if DEBUG
+        jobsRun += 1
+#endif
         if let watch = slowJobs {
             watch.time(job) { runUnwatched($0) }
         } else {
@@ -262,11 +293,15 @@ public final class LoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     }
 
     @inline(__always)
-    private func runUnwatched(_ job: UnownedJob) {
-        // The job may belong to an actor bound to this executor or to a task that prefers
-        // it; the executor is both, and running it as both lets the task move between loop
-        // actors and nonisolated loop code without ever leaving the thread.
-        job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+    private func runUnwatched(_ job: LoopJob) {
+        if job.isolated {
+            // An actor's job: isolated to the serial face, and with the task executor too,
+            // so that a task moving from the actor to nonisolated code stays on the loop.
+            job.job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+        } else {
+            // A task's nonisolated code: on the task executor only (see "Two faces").
+            job.job.runSynchronously(on: asUnownedTaskExecutor())
+        }
     }
 
     /// Runs queued local jobs, up to `drainBudget` (jobs they enqueue included); schedules
@@ -547,4 +582,38 @@ struct CancelTicket: @unchecked Sendable {
 /// after the loop has run it. Both happen on the loop thread, one after the other.
 private final class RunBox<T>: @unchecked Sendable {
     var outcome: Result<T, any Error>?
+}
+
+/// The serial-executor face of a `LoopExecutor` (see its "Two faces, two objects"): what an
+/// actor bound to the loop runs on. Its jobs go to the same queue as the task executor's,
+/// marked to run isolated to this executor.
+final class LoopSerialExecutor: SerialExecutor, @unchecked Sendable {
+    // @unchecked Sendable: it holds only the (Sendable) executor.
+
+    /// The executor that owns this face, and outlives it: an actor holds its serial
+    /// executor unowned, and keeps the `LoopExecutor` itself alive (a strong reference back
+    /// would be a cycle).
+    unowned(unsafe) let owner: LoopExecutor
+
+    init(_ owner: LoopExecutor) { self.owner = owner }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        owner.schedule(LoopJob(job: UnownedJob(job), isolated: true))
+    }
+
+    func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    func isSameExclusiveExecutionContext(other: LoopSerialExecutor) -> Bool {
+        owner.drivesSameLoop(as: other.owner)
+    }
+
+    func checkIsolated() {
+        owner.checkIsolated()
+    }
+
+    func isIsolatingCurrentContext() -> Bool? {
+        owner.isIsolatingCurrentContext()
+    }
 }

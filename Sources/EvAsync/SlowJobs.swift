@@ -75,9 +75,9 @@ final class SlowJobWatch {
 
     /// Runs `job` with `run`, timing it; reports it when it went over the budget.
     @inline(never)
-    func time(_ job: UnownedJob, _ run: (UnownedJob) -> Void) {
+    func time(_ job: LoopJob, _ run: (LoopJob) -> Void) {
         // Read before the job runs: a job that finishes its task may free it.
-        let priority = job.priority
+        let priority = job.job.priority
         taskName = nil
         suspendedIn = nil
         started = LoopInstant.now()

@@ -33,6 +33,39 @@ actor LoopCounter {
 @Suite("Conformance: async executor")
 struct AsyncExecutorTests {
 
+#if DEBUG
+    /// An awaited operation resumes its task with one executor job (issue 13 item 1): the
+    /// completion's callback enqueues the task on the task executor, and the task's
+    /// nonisolated code then carries on in place. (With the serial and task executors as one
+    /// object, every job ran isolated to the loop, and each await took five jobs: the
+    /// runtime saw every step of nonisolated code as a hop off an actor.) Actor code on the
+    /// loop still works, and hops between it and the task stay on the loop thread.
+    @Test(arguments: conformanceBackends)
+    func oneJobPerAwait(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, _ in
+            let awaits = 200
+            let jobs = try runAsync(executor) { () async throws -> Int in
+                let before = executor.jobsRun
+                for _ in 0..<awaits { _ = try await executor.perform(.nop) }
+                return executor.jobsRun - before
+            }
+            #expect(jobs <= awaits + 2, "\(jobs) executor jobs for \(awaits) awaits")
+            let counter = LoopCounter(executor: executor)
+            let (total, threads) = try runAsync(executor) { () async throws -> (Int, Set<Int32>) in
+                var threads: Set<Int32> = [currentThreadID()]
+                for _ in 0..<10 {
+                    await counter.increment()
+                    _ = try await executor.perform(.nop)
+                    threads.insert(currentThreadID())
+                }
+                return (await counter.value, threads)
+            }
+            #expect(total == 10)
+            #expect(threads == [executor.loopThreadID])
+        }
+    }
+#endif
+
     /// A task created on another thread with the loop's executor as its preference runs on
     /// the loop thread; remote enqueues made while the loop is not looking coalesce into one
     /// eventfd write.
