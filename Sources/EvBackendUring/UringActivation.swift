@@ -130,7 +130,10 @@ struct UringActivation {
         /// Cleared when the completion is added again.
         static let cancelSucceeded = Flags(rawValue: 1 << 3)
         /// The activation's linked timeout fired (its CQE said -ETIME): the kernel
-        /// cancelled the operation for its deadline, and the hand-off reports -ETIMEDOUT.
+        /// cancelled the operation for its deadline, and the hand-off reports -ETIMEDOUT
+        /// (unless a user's cancel was reported successful first). It outlives the
+        /// hand-off like `cancelSucceeded`: a user's cancel whose CQE comes later must
+        /// then report "not found", since the target reports `.timedOut`.
         static let deadlineFired = Flags(rawValue: 1 << 4)
         /// Its read or write is on the polled ring (`PolledRing`), whose CQE completes it
         /// directly; the phase stays idle (the main ring has nothing of it), and a cancel
@@ -190,9 +193,10 @@ struct UringActivation {
     /// Closed by `.close` or killed by an internal cancel: must not be resubmitted.
     @inline(__always) var isDoomed: Bool { !flags.isDisjoint(with: [.closing, .killed]) }
 
-    /// What is left after the hand-off (see `Flags.cancelSucceeded`): an idle activation.
+    /// What is left after the hand-off (see `Flags.cancelSucceeded` and
+    /// `Flags.deadlineFired`): an idle activation.
     @inline(__always) var handedOff: UringActivation {
-        UringActivation(bits: bits & (Int(Flags.cancelSucceeded.rawValue) << Self.flagsShift))
+        UringActivation(bits: bits & (Int(Flags([.cancelSucceeded, .deadlineFired]).rawValue) << Self.flagsShift))
     }
 
     #if DEBUG

@@ -633,7 +633,11 @@ public final class UringLoop: LoopCore, LoopBackend {
                 // Two cancels of one poll-armed request in the same batch both get 0 from
                 // the kernel (Linux 6.18: the request stays findable until its task work
                 // runs). Only one of them cancelled it; the other found nothing to cancel.
-                if target.uring.flags.contains(.cancelSucceeded) {
+                // The same race with the activation's linked timeout: when the timeout's
+                // -ETIME came first, the deadline cancelled the operation, which reports
+                // .timedOut, so the cancel found nothing (issue 16: the differential tester
+                // saw a cancel report success to a read that timed out).
+                if target.uring.flags.contains(.cancelSucceeded) || target.uring.flags.contains(.deadlineFired) {
                     result = -Int(ENOENT)
                 } else {
                     target.uring.flags.insert(.cancelSucceeded)
@@ -705,9 +709,14 @@ public final class UringLoop: LoopCore, LoopBackend {
         untrack(c)   // stored is a tracked phase
         if u.flags.contains(.killQueued) { _ = st.pointee.killQueue.remove(c) }
         // -ETIME on the linked timeout means the timeout cancelled the operation (the
-        // kernel cancels a request once: a user's cancel then found nothing).
-        if u.flags.contains(.deadlineFired) && c.rawResult == -Int(ECANCELED) { c.rawResult = -Int(ETIMEDOUT) }
-        // Back to idle; only `cancelSucceeded` outlives the hand-off (see its comment).
+        // kernel cancels a request once: a user's cancel then found nothing), unless a
+        // user's cancel has already been reported successful (its CQE came before the
+        // timeout's, in the race `cancelFinished` describes): then the cancel won.
+        if u.flags.contains(.deadlineFired) && !u.flags.contains(.cancelSucceeded) && c.rawResult == -Int(ECANCELED) {
+            c.rawResult = -Int(ETIMEDOUT)
+        }
+        // Back to idle; only `cancelSucceeded` and `deadlineFired` outlive the hand-off
+        // (see their comments).
         c.uring = u.handedOff
         complete(c, raw: c.rawResult)
     }

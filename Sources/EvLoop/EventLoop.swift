@@ -29,7 +29,9 @@ public protocol EventLoop: AnyObject {
     /// The number of completions that are active (added, callback not yet run).
     var activeCount: Int { get }
     /// Moves a pending timer to `deadline` without allocating: only the new deadline fires,
-    /// and the old one gets no callback. A dead completion is armed as a timer.
+    /// and the old one gets no callback. A dead completion is armed as a timer. Throws
+    /// `.canceled` for a timer that has been cancelled and whose callback (reporting
+    /// `.canceled`) has not run yet: the cancel has won; arm it again from that callback.
     func resetTimer(_ completion: Completion, deadline: LoopInstant) throws(EvError)
     /// Cancels every active completion; each callback runs once with `.canceled` (or its
     /// real result, if it had already finished). Follow with `run(.untilDone)` to drain.

@@ -166,6 +166,12 @@ open class LoopCore: EventLoop {
             return
         }
         guard completion.kind == .timer else { throw .invalidArgument }
+        // Cancelled (by a cancel that has reported, or will report, success, or by
+        // cancelAll) and waiting for its callback: the cancel has won, and the timer is left
+        // as it is. Moving it would withdraw the cancellation, and the cancel's report would
+        // be false: the timer fired later with .success (issue 16, found by the
+        // differential tester).
+        if completion.heapIndex < 0 && completion.resultReady && completion.rawResult != 0 { throw .canceled }
         completion.setTimerDeadline(deadline)
         if completion.heapIndex >= 0 {
             timers.update(completion, deadline: deadline.nanoseconds)

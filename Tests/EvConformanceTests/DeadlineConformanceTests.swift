@@ -10,6 +10,48 @@ import Glibc
 @Suite("Conformance: deadlines")
 struct DeadlineConformanceTests {
 
+    /// A cancel that races the operation's own deadline agrees with it: either the cancel
+    /// reports success and the read `.canceled`, or the read reports `.timedOut` and the
+    /// cancel `.notFound`/`.inProgress`. (Issue 16, found by the differential tester: on
+    /// io_uring the kernel could give both the linked timeout's -ETIME and the cancel's 0,
+    /// and the read reported `.timedOut` to a cancel that said it had cancelled it.)
+    /// 300 rounds of a read with an expired deadline on an empty socket, cancelled in the
+    /// same batch, one tick later, or after a short sleep.
+    @Test(arguments: conformanceBackends)
+    func aCancelRacingTheDeadlineAgreesWithTheTarget(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        let buffer = h.buffer(16)
+        let read = Completion(), cancel = Completion()
+        var canceled = 0, timedOut = 0
+        for round in 0..<300 {
+            var readResults: [CompletionResult] = [], cancelResults: [CompletionResult] = []
+            read.operation = .read(fd: a, buffer: buffer)
+            read.deadline = .within(.zero)
+            read.callback = { _, r in readResults.append(r); return .disarm }
+            try loop.add(read)
+            if round % 3 >= 1 { try loop.run(.noWait) }
+            if round % 3 == 2 { usleep(200) }
+            try loop.cancel(read, using: cancel) { _, r in cancelResults.append(r); return .disarm }
+            #expect(try runUntil(loop) { read.state == .dead && cancel.state == .dead })
+            guard readResults.count == 1, cancelResults.count == 1 else {
+                Issue.record("round \(round): \(readResults.count) read and \(cancelResults.count) cancel callbacks")
+                return
+            }
+            switch (readResults[0].error, cancelResults[0].error) {
+            case (.canceled?, nil): canceled += 1
+            case (.timedOut?, .notFound?), (.timedOut?, .inProgress?): timedOut += 1
+            case let (r, c):
+                Issue.record("round \(round): the read reports \(r.map { "\($0)" } ?? "success"), its cancel \(c.map { "\($0)" } ?? "success")")
+                return
+            }
+        }
+        print("[\(backend)] a cancel racing an expired deadline: cancelled \(canceled), timed out \(timedOut)")
+    }
+
     /// A receive that nothing answers times out once, with `.timedOut`, no earlier than its
     /// deadline; the socket is untouched: bytes sent afterwards are all read.
     @Test(arguments: conformanceBackends)

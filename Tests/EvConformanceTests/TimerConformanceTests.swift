@@ -154,6 +154,37 @@ struct TimerConformanceTests {
         #expect(read.state == .active)
     }
 
+    /// A reset after a successful cancel, before the timer's callback has run, is refused
+    /// with `.canceled`: the cancel has won, the timer reports `.canceled` once and never
+    /// fires. (Issue 16, found by the differential tester: the reset withdrew the
+    /// cancellation, so the cancel reported success and the timer fired later with
+    /// `.success`.) The same for a timer cancelled by `cancelAll`.
+    @Test(arguments: conformanceBackends)
+    func resetAfterASuccessfulCancelIsRefused(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        var timerResults: [CompletionResult] = [], cancelResults: [CompletionResult] = []
+        let timer = Completion(), cancel = Completion()
+        try loop.timer(timer, after: .seconds(2)) { _, r in timerResults.append(r); return .disarm }
+        try loop.cancel(timer, using: cancel) { _, r in cancelResults.append(r); return .disarm }
+        #expect(timer.state == .active, "the callbacks run in the next tick")
+        let armed = LoopTimer.deadline(of: timer)
+        #expect(throws: EvError.canceled) { try loop.resetTimer(timer, deadline: loop.now + .milliseconds(5)) }
+        #expect(LoopTimer.deadline(of: timer) == armed, "a refused reset changes nothing")
+        #expect(try runUntilDone(loop))
+        try runFor(loop, .milliseconds(20))
+        #expect(timerResults.count == 1 && timerResults.first?.isCanceled == true, "\(timerResults)")
+        #expect(cancelResults.count == 1 && cancelResults.first?.error == nil, "\(cancelResults)")
+
+        timerResults = []
+        try loop.timer(timer, after: .seconds(2)) { _, r in timerResults.append(r); return .disarm }
+        loop.cancelAll()
+        #expect(throws: EvError.canceled) { try loop.resetTimer(timer, deadline: loop.now + .milliseconds(5)) }
+        #expect(try runUntilDone(loop))
+        #expect(timerResults.count == 1 && timerResults.first?.isCanceled == true, "\(timerResults)")
+    }
+
     /// Resetting a timer from inside another timer's callback in the tick where both
     /// expired withdraws the expired arm: only the new deadline fires.
     @Test(.tags(.pitfallF1), arguments: conformanceBackends)

@@ -203,6 +203,9 @@ struct WorkPoolTests {
         #expect(gate.awaitWaiters(1))
         let late = Completion()
         late.deadline = .within(.milliseconds(50))
+        // The deadline counts from the loop's cached `now`, which the wait for the gate
+        // left behind (by more than 5 ms in a sanitized build under load).
+        loop.updateNow()
         let started = LoopInstant.now()
         // `.within` counts from the loop's cached time, which is as old as the last tick
         // (the wait for the held job above can take long on a loaded machine).
@@ -358,7 +361,7 @@ struct WorkPoolTests {
             let pool = try WorkPool(threads: 3)
             #expect(pool.threads.threadCount == 0, "a pool that was never used started threads")
             let gate = Gate()
-            let workers = Mutex<Set<Int32>>([])
+            let workers = Locked<Set<Int32>>([])
             var done = 0
             for _ in 0..<6 {
                 try pool.run(loop: loop, completion: Completion(), { () throws(EvError) -> Int in

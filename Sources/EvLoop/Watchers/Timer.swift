@@ -54,6 +54,8 @@ public struct LoopTimer: Sendable {
 
     /// Moves a pending timer to `deadline` (only the new deadline fires; the old one gets no
     /// callback), or starts a dead one with the callback it already has. Allocates nothing.
+    /// Throws `.canceled` when the timer has been cancelled and its callback has not run
+    /// yet (the cancel has won: the callback reports `.canceled`; arm the timer again there).
     public static func reset(loop: some EventLoop, completion: Completion,
                              deadline: LoopInstant) throws(EvError) {
         try loop.resetTimer(completion, deadline: deadline)
