@@ -68,12 +68,6 @@ extension File {
             done += n
         }
     }
-
-    /// Closes the file through the loop (whatever the task's cancellation state).
-    nonisolated(nonsending)
-    public func close(on executor: LoopExecutor) async throws {
-        try await closeDescriptor(fd, on: executor)
-    }
 }
 
 extension AsyncNotifier {

@@ -100,14 +100,6 @@ extension ConnectionSocket {
     public func shutdown(_ how: ShutdownHow = .write, on executor: LoopExecutor) async throws {
         try await shutdownDescriptor(fd, how, on: executor)
     }
-
-    /// Closes the socket through the loop: operations other tasks still await on it are
-    /// cancelled first (they throw `EvError.canceled`), then the descriptor is closed.
-    /// Cancelling the task does not stop the close.
-    nonisolated(nonsending)
-    public func close(on executor: LoopExecutor) async throws {
-        try await closeDescriptor(fd, on: executor)
-    }
 }
 
 extension TCPSocket {
@@ -132,28 +124,6 @@ extension UDPSocket {
             throw error
         }
         return socket
-    }
-
-    /// Receives one datagram into `buffer`: its size, sender and whether its tail was cut
-    /// off because the buffer was too small.
-    nonisolated(nonsending)
-    public func receive(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
-                        on executor: LoopExecutor) async throws -> ReceivedMessage {
-        try await receiveDatagram(fd, into: buffer, deadline: deadline, on: executor)
-    }
-
-    /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
-    /// bytes sent.
-    nonisolated(nonsending)
-    public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, deadline: Deadline = .none,
-                     on executor: LoopExecutor) async throws -> Int {
-        try await sendDatagram(fd, buffer, to: address, deadline: deadline, on: executor)
-    }
-
-    /// Closes the socket through the loop (pending receives are cancelled first).
-    nonisolated(nonsending)
-    public func close(on executor: LoopExecutor) async throws {
-        try await closeDescriptor(fd, on: executor)
     }
 }
 
@@ -207,21 +177,35 @@ extension Deadline {
     }
 }
 
-/// recvmsg(2) of one datagram on `fd` through the loop (UDPSocket's and UnixSocket's
-/// `receive`).
-nonisolated(nonsending)
-func receiveDatagram(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline,
-                     on executor: LoopExecutor) async throws -> ReceivedMessage {
-    let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer), deadline: deadline)
-    guard case .recvmsg(let r) = result else { unexpected(result) }
-    return try r.get()
+extension LoopDescriptor {
+    /// Closes the descriptor through the loop: operations other tasks still await on it are
+    /// cancelled first (they throw `EvError.canceled`), then it is closed (see
+    /// `LoopDescriptor`). Cancelling the task does not stop the close.
+    nonisolated(nonsending)
+    public func close(on executor: LoopExecutor) async throws {
+        try await closeDescriptor(fd, on: executor)
+    }
 }
 
-/// sendmsg(2) of one datagram on `fd` through the loop (UDPSocket's and UnixSocket's `send`).
-nonisolated(nonsending)
-func sendDatagram(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, to address: SocketAddress?,
-                  deadline: Deadline, on executor: LoopExecutor) async throws -> Int {
-    try writeCount(try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address), deadline: deadline))
+extension DatagramSocket {
+    /// Receives one datagram into `buffer`: its size, its sender (an empty address for a
+    /// Unix sender that never bound a name) and whether its tail was cut off because the
+    /// buffer was too small. An empty datagram is a 0-byte message.
+    nonisolated(nonsending)
+    public func receive(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
+                        on executor: LoopExecutor) async throws -> ReceivedMessage {
+        let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer), deadline: deadline)
+        guard case .recvmsg(let r) = result else { unexpected(result) }
+        return try r.get()
+    }
+
+    /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
+    /// bytes sent.
+    nonisolated(nonsending)
+    public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, deadline: Deadline = .none,
+                     on executor: LoopExecutor) async throws -> Int {
+        try writeCount(try await executor.perform(.sendmsg(socket: fd, buffer: buffer, address: address), deadline: deadline))
+    }
 }
 
 /// shutdown(2) of `fd` through the loop.

@@ -1,7 +1,8 @@
 import EvLoop
 
 // Awaitable forms of the UnixSocket operations that are its own (creating a connected
-// socket, datagrams) and of every ByteStream operation. UnixSocket's stream operations
+// socket; its datagrams are `DatagramSocket`'s, in AsyncSockets.swift) and of every
+// ByteStream operation. UnixSocket's stream operations
 // (accept, connect, read, write, writeAll, shutdown, close) are `ConnectionSocket`'s, in
 // AsyncSockets.swift; the rules are the same for all of them: await them on the loop's
 // executor, cancellation throws `CancellationError`, closes always happen, and a read at the
@@ -18,23 +19,6 @@ extension UnixSocket {
     public static func connect(to address: SocketAddress, kind: Kind = .stream, deadline: Deadline = .none,
                                on executor: LoopExecutor) async throws -> UnixSocket {
         try await connected(UnixSocket(kind: kind, loop: executor.loop), to: address, deadline: deadline, on: executor)
-    }
-
-    /// Receives one datagram into `buffer`: its size, its sender (an empty address for a
-    /// sender that never bound a name) and whether its tail was cut off because the buffer
-    /// was too small.
-    nonisolated(nonsending)
-    public func receive(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
-                        on executor: LoopExecutor) async throws -> ReceivedMessage {
-        try await receiveDatagram(fd, into: buffer, deadline: deadline, on: executor)
-    }
-
-    /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the
-    /// bytes sent.
-    nonisolated(nonsending)
-    public func send(_ buffer: UnsafeRawBufferPointer, to address: SocketAddress?, deadline: Deadline = .none,
-                     on executor: LoopExecutor) async throws -> Int {
-        try await sendDatagram(fd, buffer, to: address, deadline: deadline, on: executor)
     }
 }
 
@@ -77,13 +61,5 @@ extension ByteStream {
     nonisolated(nonsending)
     public func shutdown(_ how: ShutdownHow = .write, on executor: LoopExecutor) async throws {
         try await shutdownDescriptor(fd, how, on: executor)
-    }
-
-    /// Closes the stream through the loop: operations other tasks still await on it are
-    /// cancelled first (they throw `EvError.canceled`). Cancelling the task does not stop
-    /// the close.
-    nonisolated(nonsending)
-    public func close(on executor: LoopExecutor) async throws {
-        try await closeDescriptor(fd, on: executor)
     }
 }

@@ -46,7 +46,7 @@ import CEvSys
 ///     }
 /// }
 /// ```
-public struct ByteStream: Hashable, Sendable {
+public struct ByteStream: LoopDescriptor, Hashable {
     /// The descriptor.
     public let fd: Int32
     /// Whether the descriptor is a socket: reads and writes are then recv/send (MSG_NOSIGNAL),
@@ -132,14 +132,6 @@ public struct ByteStream: Hashable, Sendable {
                          callback: @escaping VoidCallback) throws(EvError) {
         try completion.start(.shutdown(socket: fd, how: how), on: loop,
                              viewing: { $0.voidResult }, callback: callback)
-    }
-
-    /// Closes the descriptor through the loop: operations still waiting on it are cancelled
-    /// first (their callbacks report `.canceled`), then it is closed, so the other end sees
-    /// end of stream (or a broken pipe) at once.
-    public func close(loop: some EventLoop, completion: Completion,
-                      callback: @escaping VoidCallback = { _, _ in .disarm }) throws(EvError) {
-        try completion.start(.close(fd: fd), on: loop, viewing: { $0.voidResult }, callback: callback)
     }
 }
 

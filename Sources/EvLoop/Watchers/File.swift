@@ -41,7 +41,7 @@ import CEvSys
 /// }
 /// try loop.run(.untilDone)
 /// ```
-public struct File: Hashable, Sendable {
+public struct File: LoopDescriptor, Hashable {
     /// The file descriptor.
     public let fd: Int32
 
@@ -176,13 +176,5 @@ public struct File: Hashable, Sendable {
                          keepSize: Bool = false, callback: @escaping VoidCallback) throws(EvError) {
         try completion.start(.fallocate(fd: fd, mode: keepSize ? 1 : 0, offset: offset, length: length),
                              on: loop, viewing: { $0.fileSystemResult }, callback: callback)
-    }
-
-    /// Closes the file through the loop.
-    public func close(loop: some EventLoop, completion: Completion,
-                      callback: @escaping VoidCallback = { _, _ in .disarm }) throws(EvError) {
-        completion.operation = .close(fd: fd)
-        completion.callback = { c, result in callback(c, result.voidResult) }
-        try loop.add(completion)
     }
 }

@@ -18,10 +18,7 @@ import Musl
 /// try socket.bind(to: SocketAddress(ipv4: "127.0.0.1", port: 0))
 /// print(try socket.localAddress())      // the port the kernel chose
 /// ```
-public protocol LoopSocket: Sendable {
-    /// The socket descriptor.
-    var fd: Int32 { get }
-}
+public protocol LoopSocket: LoopDescriptor {}
 
 extension LoopSocket {
     /// Puts the descriptor in the blocking mode `loop` prefers, for a socket made elsewhere
@@ -70,14 +67,5 @@ extension LoopSocket {
     /// The local address (after bind; for an unbound socket, after connect or the first send).
     public func localAddress() throws(EvError) -> SocketAddress {
         try SocketCalls.address(fd, peer: false)
-    }
-
-    /// Closes the socket through the loop: operations still waiting on it are cancelled
-    /// first (their callbacks report `.canceled`), then the descriptor is closed, so the
-    /// peer sees the close at once (PITFALLS A11).
-    public func close(loop: some EventLoop, completion: Completion,
-                      callback: @escaping (Completion, Result<Void, EvError>) -> CallbackAction = { _, _ in .disarm })
-        throws(EvError) {
-        try completion.start(.close(fd: fd), on: loop, viewing: { $0.voidResult }, callback: callback)
     }
 }

@@ -5,13 +5,8 @@ import Musl
 #endif
 
 /// A UDP socket (IPv4 or IPv6) that receives datagrams with their sender's address and
-/// sends datagrams to an address, through an event loop.
-///
-/// Why recvmsg/sendmsg: io_uring has no recvfrom/sendto, and recvmsg reports both the
-/// sender and truncation (a datagram larger than the buffer loses its tail; the result
-/// says so through `ReceivedMessage.truncated`) the same way on every backend (PITFALLS
-/// I3). The address of a send is copied into the completion's own memory, so the caller's
-/// `SocketAddress` need not outlive the call.
+/// sends datagrams to an address, through an event loop (`receive` and `send` are
+/// `DatagramSocket`'s, shared with Unix datagram sockets).
 ///
 /// Like `TCPSocket`, the value only wraps the descriptor (close-on-exec, blocking mode as
 /// the loop prefers) and never closes it implicitly.
@@ -29,7 +24,7 @@ import Musl
 ///     return .disarm   // rearm after the reply is sent, so the buffer is not overwritten
 /// }
 /// ```
-public struct UDPSocket: LoopSocket, Hashable {
+public struct UDPSocket: DatagramSocket, Hashable {
     /// The socket descriptor.
     public let fd: Int32
 
@@ -54,20 +49,4 @@ public struct UDPSocket: LoopSocket, Hashable {
     public init(for address: SocketAddress, loop: some EventLoop) throws(EvError) {
         try self.init(family: address.family, loop: loop)
     }
-
-    /// Receives one datagram into `buffer`, reporting its sender. A datagram larger than
-    /// the buffer is truncated (`truncated` is true and `count` is the buffer's size).
-    public func receive(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
-                        callback: @escaping MessageCallback) throws(EvError) {
-        try completion.start(.recvmsg(socket: fd, buffer: buffer), on: loop,
-                             viewing: { $0.messageResult }, callback: callback)
-    }
-
-    /// Sends `buffer` as one datagram to `address` (nil: to the connected peer).
-    public func send(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
-                     to address: SocketAddress?, callback: @escaping CountCallback) throws(EvError) {
-        try completion.start(.sendmsg(socket: fd, buffer: buffer, address: address), on: loop,
-                             viewing: { $0.countResult }, callback: callback)
-    }
-
 }

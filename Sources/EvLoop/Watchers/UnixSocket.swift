@@ -25,7 +25,7 @@ import CEvSys
 ///   `accept`, `connect`, `read`, `write` (recv/send with MSG_NOSIGNAL: `.brokenPipe`,
 ///   never SIGPIPE), `shutdown`; a read of 0 bytes is `.failure(.endOfFile)`. Use
 ///   `WriteQueue(socket:)` for ordered writes.
-/// - **Datagram sockets** (`.datagram`) keep message boundaries: `send(loop:completion:buffer:to:callback:)`
+/// - **Datagram sockets** (`.datagram`) keep message boundaries (`DatagramSocket`): `send(loop:completion:buffer:to:callback:)`
 ///   sends one datagram to an address (or to the connected peer), and
 ///   `receive(loop:completion:buffer:callback:)` receives one with its sender's address
 ///   (through recvmsg, the same on every backend; a sender that never bound a name is
@@ -55,7 +55,7 @@ import CEvSys
 ///     return .rearm
 /// }
 /// ```
-public struct UnixSocket: ConnectionSocket, Hashable {
+public struct UnixSocket: ConnectionSocket, DatagramSocket, Hashable {
     /// The socket descriptor.
     public let fd: Int32
 
@@ -134,27 +134,5 @@ public struct UnixSocket: ConnectionSocket, Hashable {
         // A listening or unconnected socket reports no peer as pid 0 and the overflow ids.
         guard pid != 0 else { throw .notConnected }
         return PeerCredentials(pid: pid, uid: uid, gid: gid)
-    }
-
-    // MARK: Datagrams
-
-    /// Receives one datagram into `buffer`, reporting its sender. A datagram larger than
-    /// the buffer is truncated (`truncated` is true and `count` is the buffer's size).
-    /// The sender of a datagram from a socket that never bound a name has no address. An
-    /// empty datagram is a 0-byte message (never `.endOfFile`: a datagram socket has no end).
-    public func receive(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
-                        callback: @escaping MessageCallback) throws(EvError) {
-        try completion.start(.recvmsg(socket: fd, buffer: buffer), on: loop,
-                             viewing: { $0.messageResult }, callback: callback)
-    }
-
-    /// Sends `buffer` as one datagram to `address` (nil: to the connected peer). The
-    /// address is copied into the completion, so it need not outlive the call. A path
-    /// nobody is bound to is `.noSuchFile` (or `.connectionRefused` for a stale socket
-    /// file); a receiver whose queue is full makes the send wait.
-    public func send(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
-                     to address: SocketAddress?, callback: @escaping CountCallback) throws(EvError) {
-        try completion.start(.sendmsg(socket: fd, buffer: buffer, address: address), on: loop,
-                             viewing: { $0.countResult }, callback: callback)
     }
 }
