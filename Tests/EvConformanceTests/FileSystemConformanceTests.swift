@@ -41,9 +41,7 @@ struct ScratchDirectory {
             if let d = opendir(path) {
                 var names: [String] = []
                 while let entry = readdir(d) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
+                    let name = direntName(entry)
                     if name != "." && name != ".." { names.append(name) }
                 }
                 closedir(d)

@@ -54,9 +54,7 @@ enum Pitfall {
         guard let dir = opendir("/proc/\(pid)/fd") else { return out }
         defer { closedir(dir) }
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
+            let name = direntName(entry)
             guard let n = Int32(name) else { continue }
             var buffer = [CChar](repeating: 0, count: 512)
             let len = readlink("/proc/\(pid)/fd/\(n)", &buffer, buffer.count - 1)
@@ -74,8 +72,7 @@ enum Pitfall {
         defer { closedir(dir) }
         var n = 0
         while let entry = readdir(dir) {
-            let first = withUnsafeBytes(of: entry.pointee.d_name) { $0[0] }
-            if first != UInt8(ascii: ".") { n += 1 }
+            if !direntName(entry).hasPrefix(".") { n += 1 }
         }
         return n
     }

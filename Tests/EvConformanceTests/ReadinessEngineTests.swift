@@ -121,9 +121,7 @@ private enum RE {
         defer { closedir(dir) }
         var count = 0
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
+            let name = direntName(entry)
             guard let n = Int32(name) else { continue }
             if link("/proc/self/fd/\(n)") == target { count += 1 }
         }

@@ -83,9 +83,7 @@ enum Fds {
         guard let dir = opendir("/proc/self/fd") else { return out }
         let dirFd = dirfd(dir)
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
+            let name = direntName(entry)
             guard let n = Int32(name), n != dirFd, let target = link(n) else { continue }
             out[n] = target
         }
@@ -581,4 +579,12 @@ extension CompletionResult {
 func temporaryPath(_ name: String) -> String {
     let dir = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     return dir.hasSuffix("/") ? dir + name : dir + "/" + name
+}
+
+/// The name in a `readdir` entry. Read through a pointer up to its NUL: glibc allocates
+/// an entry only as long as its name (`d_reclen`), so copying the whole 256-byte `d_name`
+/// tuple read past the allocation (AddressSanitizer: heap-buffer-overflow).
+func direntName(_ entry: UnsafeMutablePointer<dirent>) -> String {
+    let offset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+    return String(cString: (UnsafeRawPointer(entry) + offset).assumingMemoryBound(to: CChar.self))
 }

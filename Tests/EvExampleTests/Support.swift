@@ -105,9 +105,10 @@ final class TemporaryDirectory {
     deinit {
         if let dir = opendir(path) {
             while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-                }
+                // Through a pointer: an entry is allocated only as long as its name, so
+                // copying the whole `d_name` tuple would read past it.
+                let offset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+                let name = String(cString: (UnsafeRawPointer(entry) + offset).assumingMemoryBound(to: CChar.self))
                 if name != "." && name != ".." { unlink(path + "/" + name) }
             }
             closedir(dir)
