@@ -33,6 +33,9 @@ let package = Package(
     targets: [
         // Small C shims for system calls Swift cannot reach directly (variadic syscall()).
         .target(name: "CEvSys"),
+        // The Concurrency runtime's cancellation-handler entry points, for EvAsync's awaits
+        // (Swift code cannot call them: see the header).
+        .target(name: "CEvTask"),
         // liburing, found with pkg-config; its static inline helpers import directly.
         .systemLibrary(
             name: "CLiburing",
@@ -46,7 +49,7 @@ let package = Package(
         .target(name: "EvBackendEpoll", dependencies: ["EvLoop", "EvReadiness", "CEvSys"], swiftSettings: strict),
         .target(name: "EvBackendUring", dependencies: ["EvLoop", "CLiburing", "CEvSys"], swiftSettings: strict),
         // async/await on a loop: the loop as TaskExecutor + SerialExecutor, awaitable operations.
-        .target(name: "EvAsync", dependencies: ["EvLoop", "CEvSys"], swiftSettings: strict),
+        .target(name: "EvAsync", dependencies: ["EvLoop", "CEvSys", "CEvTask"], swiftSettings: strict),
         .target(
             name: "Ev",
             dependencies: ["EvLoop", "EvBackendPoll", "EvBackendEpoll", "EvBackendUring", "EvAsync", "CEvSys"],

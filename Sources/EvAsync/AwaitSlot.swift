@@ -1,12 +1,13 @@
+import CEvTask
 import EvLoop
 
 /// One reusable awaitable operation: a `Completion` whose callback resumes the task that
 /// awaits it.
 ///
 /// Slots come from the executor's pool and go back to it after the await, so in steady
-/// state an await allocates nothing: the continuation lives in the task's own frame, the
-/// completion and its callback closure (which captures nothing) are made once per slot, and
-/// the cancellation handler's context is on the stack.
+/// state an await allocates nothing: the continuation lives in the task's own frame; the
+/// completion, its callback closure (which captures only the slot) and the cancellation
+/// handler are made once per slot.
 ///
 /// A slot is used by one await at a time. Each await gets a new `awaitID`; a cancellation
 /// request carries the id it was made for, so a request that arrives late (from another
@@ -19,21 +20,42 @@ final class AwaitSlot: LoopCancellable {
     unowned(unsafe) let executor: LoopExecutor
     let completion = Completion()
     /// Reused for the cancels this slot issues (a fresh one when it is still in flight).
-    fileprivate var cancelCompletion: Completion?
+    /// Unchecked exclusivity: read on every await (`prepareForReuse`), on the loop thread.
+    @exclusivity(unchecked) fileprivate var cancelCompletion: Completion?
     // Unchecked exclusivity (read on every await, loop thread only, never overlapping): a
     // checked access is a runtime call and a thread-local lookup.
     /// Set while an operation is in flight and its task is suspended.
     @exclusivity(unchecked) private var continuation: UnsafeContinuation<CompletionResult?, Never>?
     @exclusivity(unchecked) private(set) var awaitID: UInt64 = 0
+    /// The cancellation handler of every await on this slot, made once: the runtime keeps
+    /// its address. It runs on the cancelling thread while `perform`'s record is installed,
+    /// under the task's status-record lock, which `perform` took (adding the record) after
+    /// setting `awaitID`: so the id it reads is the current await's.
+    private let onCancel: UnsafeMutablePointer<cevtask_cancel_handler>
 
     init(executor: LoopExecutor) {
         self.executor = executor
-        completion.callback = { c, result in
-            let slot = unsafeDowncast(c.userData.unsafelyUnwrapped, to: AwaitSlot.self)
-            c.userData = nil
-            slot.fire(result)
+        onCancel = .allocate(capacity: 1)
+        onCancel.initialize(to: cevtask_cancel_handler(function: { argument in
+            let slot = Unmanaged<AwaitSlot>.fromOpaque(argument.unsafelyUnwrapped).takeUnretainedValue()
+            // On the loop thread this cancels at once; elsewhere it queues the request.
+            slot.executor.requestCancel(CancelTicket(target: slot, id: slot.awaitID))
+        }, argument: nil))
+        // Unretained: the slot owns the handler (freed in deinit).
+        onCancel.pointee.argument = Unmanaged.passUnretained(self).toOpaque()
+        // The callback finds its slot through its own (unowned) capture rather than
+        // `userData`: `userData` belongs to another module, where every access to it pays a
+        // runtime exclusivity check (two per await). While the operation is in flight the
+        // awaiting task's frame holds the slot (`performChecked`), so the capture is valid
+        // whenever the callback runs; unowned, because the slot owns the completion.
+        completion.callback = { [unowned(unsafe) self] _, result in
+            self.fire(result)
             return .disarm
         }
+    }
+
+    deinit {
+        onCancel.deallocate()
     }
 
     private func fire(_ result: CompletionResult) {
@@ -44,49 +66,53 @@ final class AwaitSlot: LoopCancellable {
         executor.resumeInCallback { continuation.resume(returning: result) }
     }
 
-    /// Starts `operation` and suspends until its callback has run. Runs on the loop thread
-    /// (the caller checked). Returns nil when the task was cancelled before the operation
-    /// could start (nothing was added to the loop then).
+    /// Starts the completion's operation (the caller set it) and suspends until its
+    /// callback has run. Runs on the loop thread (the caller checked). Returns nil when the
+    /// task was cancelled before the operation could start (nothing was added to the loop
+    /// then).
     ///
     /// `nonisolated(nonsending)`: it runs on the caller's executor, which is the loop's, so
-    /// there is no hop on the way in or out.
+    /// there is no hop on the way in or out. Two task switches that would do nothing are
+    /// avoided (each costs a look-up of the task's executor preference under its
+    /// status-record lock): the cancellation handler is installed with the runtime's own
+    /// entry points rather than `withTaskCancellationHandler`, whose `isolated` parameter
+    /// costs three switches (see CEvTask.h), and the continuation is made with
+    /// `_unsafeInheritExecutor_withUnsafeContinuation`, the form of `withUnsafeContinuation`
+    /// without an `isolation` parameter, which would hop to the caller's isolation on entry
+    /// (where the task already is). The hop back after the task resumes stays: it is this
+    /// function's own, and it is what puts an actor-isolated caller back on its actor.
     nonisolated(nonsending)
-    func perform(_ operation: Operation) async -> CompletionResult? {
+    func perform() async -> CompletionResult? {
         awaitID &+= 1
-        let ticket = CancelTicket(target: self, id: awaitID)
-        let executor = self.executor
-        completion.operation = operation
-        return await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
-                // The handler below may already have run (on this thread, when the task was
-                // cancelled before the handler was installed; on another thread, racing
-                // with us). Either way the flag is set by now, and starting the operation
-                // would only make the cancel chase it.
-                if Task.isCancelled {
-                    continuation.resume(returning: nil)
-                    return
-                }
-                self.start(continuation)
+        // Runs `onCancel` at once when the task is already cancelled (which then finds no
+        // operation in flight, and the check below returns nil).
+        let record = cevtask_add_cancellation_handler(onCancel)
+        defer { cevtask_remove_cancellation_handler(record) }
+        return await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
+            // The handler may already have run (on this thread, when the task was
+            // cancelled before the record was added; on another thread, racing with us).
+            // Either way the flag is set by now, and starting the operation would only
+            // make the cancel chase it.
+            if Task.isCancelled {
+                continuation.resume(returning: nil)
+                return
             }
-        } onCancel: {
-            executor.requestCancel(ticket)
+            self.start(continuation)
         }
     }
 
     /// `perform` without a cancellation handler, for operations that must happen whatever
     /// the task's state (closing a descriptor). Never returns nil.
     nonisolated(nonsending)
-    func performIgnoringCancellation(_ operation: Operation) async -> CompletionResult? {
+    func performIgnoringCancellation() async -> CompletionResult? {
         awaitID &+= 1
-        completion.operation = operation
-        return await withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
+        return await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
             self.start(continuation)
         }
     }
 
     private func start(_ continuation: UnsafeContinuation<CompletionResult?, Never>) {
         self.continuation = continuation
-        completion.userData = self
         do {
             try executor.loopUnchecked.add(completion)
         } catch {

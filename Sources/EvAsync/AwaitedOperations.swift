@@ -48,7 +48,9 @@ extension LoopExecutor {
         let slot = takeSlot()
         defer { putSlot(slot) }
         slot.completion.deadline = deadline
-        let outcome = cancellable ? await slot.perform(operation) : await slot.performIgnoringCancellation(operation)
+        // Stored before the await, so the operation (150 bytes) is not kept across it.
+        slot.completion.operation = operation
+        let outcome = cancellable ? await slot.perform() : await slot.performIgnoringCancellation()
         guard let result = outcome else { throw CancellationError() }
         if result.error == .canceled, Task.isCancelled { throw CancellationError() }
         return result

@@ -145,9 +145,11 @@ extension LoopExecutor {
     /// suspend: the job that did the long work ends at the first suspension point, which
     /// may be earlier than the await's own (entering a cancellation handler can re-enqueue
     /// the task on the loop), and only that job can report what it was about to await.
+    /// (`point` is an autoclosure so that an await pays nothing for it while the report is
+    /// off: the operation's kind is read from a copy of the whole `Operation`.)
     @inline(__always)
-    func noteSuspension(_ point: SuspensionPoint) {
-        if let watch = slowJobs { watch.noteSuspension(point) }
+    func noteSuspension(_ point: @autoclosure () -> SuspensionPoint) {
+        if let watch = slowJobs { watch.noteSuspension(point()) }
     }
 
     /// `noteSuspension(.call(name))`.
