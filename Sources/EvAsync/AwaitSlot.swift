@@ -81,7 +81,7 @@ final class AwaitSlot: LoopCancellable {
     /// without an `isolation` parameter, which would hop to the caller's isolation on entry
     /// (where the task already is). The hop back after the task resumes stays: it is this
     /// function's own, and it is what puts an actor-isolated caller back on its actor.
-    nonisolated(nonsending)
+    @inline(__always) nonisolated(nonsending)
     func perform() async -> CompletionResult? {
         awaitID &+= 1
         // Runs `onCancel` at once when the task is already cancelled (which then finds no
