@@ -22,7 +22,7 @@ let tool = CommandLineTool(
     anything else 404. A malformed request head is answered with 400, a head over
     \(HTTPRequestParser.defaultHeadLimit / 1024) KiB with 431, a Transfer-Encoding with 501, and the connection is closed.
     A client that does not read its responses is throttled (reading from it stops once
-    \(HTTPLimits.waterMark.high / 1024) KiB wait to be sent). On SIGINT or SIGTERM it finishes and closes every
+    \(HTTPConnection.waterMark.high / 1024) KiB wait to be sent). On SIGINT or SIGTERM it finishes and closes every
     connection and prints the connections served and requests answered.
     """,
     options: [
