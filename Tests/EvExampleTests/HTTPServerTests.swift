@@ -15,16 +15,21 @@ private func get(_ target: String, _ extra: String = "") -> String {
 
 extension RawTCPClient {
     /// Receives until the server closes the connection (or `limit` bytes came).
-    func receiveUntilClosed(limit: Int = 1 << 22) -> [UInt8] {
+    func receiveUntilClosed(limit: Int = 1 << 22) -> [UInt8] { receiveUntilEnd(limit: limit).bytes }
+
+    /// Receives until the connection ends (or `limit` bytes came); `clean`: it ended with
+    /// the server's FIN (recv returned 0), not with a reset or another error.
+    func receiveUntilEnd(limit: Int = 1 << 22) -> (bytes: [UInt8], clean: Bool) {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while out.count < limit {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
+            if n == 0 { return (out, true) }
             guard n > 0 else { break }
             out += buffer[0..<n]
         }
-        return out
+        return (out, false)
     }
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }
@@ -163,8 +168,10 @@ struct HTTPServerTests {
             // The client keeps sending after its bad head: the server still closes cleanly
             // (FIN, not a reset), and the response arrives whole.
             try? c.send(String(repeating: "more garbage ", count: 1000))
-            let reply = String(decoding: c.receiveUntilClosed(), as: UTF8.self)
+            let (bytes, clean) = c.receiveUntilEnd()
+            let reply = String(decoding: bytes, as: UTF8.self)
             #expect(reply.hasPrefix(prefix), "\(request.prefix(40).debugDescription) -> \(reply.prefix(200).debugDescription)")
+            #expect(clean, "\(request.prefix(40).debugDescription): the connection was reset, not closed (no lingering close)")
             #expect(reply.contains("Connection: close\r\n"), "\(reply.prefix(200).debugDescription)")
         }
         #expect(server.stop(SIGTERM) == .exited(0), "\(server.process.transcript)")
