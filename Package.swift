@@ -63,7 +63,7 @@ let package = Package(
         .target(name: "EvExampleSupport", dependencies: ["Ev"], path: "Examples/EvExampleSupport", swiftSettings: strict),
         // The HTTP examples' request parser, fixed responses and statistics (shared by the
         // callback and async servers, unit-tested by EvHTTPSupportTests).
-        .target(name: "EvHTTPSupport", dependencies: ["EvExampleSupport"], path: "Examples/EvHTTPSupport", swiftSettings: strict),
+        .target(name: "EvHTTPSupport", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/EvHTTPSupport", swiftSettings: strict),
         .executableTarget(name: "ev-http", dependencies: ["Ev", "EvExampleSupport", "EvHTTPSupport"], path: "Examples/ev-http", swiftSettings: strict),
         // The same server with async/await (one task per connection on the loop).
         .executableTarget(name: "ev-http-async", dependencies: ["Ev", "EvExampleSupport", "EvHTTPSupport"], path: "Examples/ev-http-async", swiftSettings: strict),

@@ -49,14 +49,7 @@ public enum AsyncServerThreads {
             sockets.closeAll()
             Report.fail(program, "cannot start the server: \(error)")
         }
-        do {
-            try group.join()
-        } catch {
-            sockets.closeAll()
-            Report.fail(program, "a server loop failed: \(error)")
-        }
-        sockets.closeAll()
-        return results.withLock { $0.sorted { $0.0 < $1.0 }.map(\.1) }
+        return ServerThreads.finish(program: program, group: group, sockets: sockets, results: results)
     }
 
     /// Awaits SIGINT or SIGTERM and stops the group (returns quietly when the group was
@@ -69,8 +62,7 @@ public enum AsyncServerThreads {
         } catch is CancellationError {
             return
         }
-        let name = info.signal == SIGINT ? "SIGINT" : info.signal == SIGTERM ? "SIGTERM" : "signal \(info.signal)"
-        Report.say("received \(name), shutting down")
+        Report.say("received \(ServerThreads.signalName(info.signal)), shutting down")
         group.stop()
     }
 }
