@@ -53,7 +53,7 @@ extension LoopExecutor {
 
     /// `performChecked`, handing `view` the completion as well as its result, before the
     /// completion goes back to the pool: for what the completion keeps (a datagram's sender).
-    nonisolated(nonsending)
+    @inline(__always) nonisolated(nonsending)
     func performChecked<Value>(_ operation: Operation, cancellable: Bool, deadline: Deadline = .none,
                                view: (Completion, CompletionResult) -> Value) async throws -> Value {
         // Here, before anything can suspend: see `noteSuspension`.
