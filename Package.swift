@@ -29,6 +29,7 @@ let package = Package(
         .executable(name: "ev-echo-tcp-async", targets: ["ev-echo-tcp-async"]),
         .executable(name: "ev-run", targets: ["ev-run"]),
         .executable(name: "ev-http", targets: ["ev-http"]),
+        .executable(name: "ev-http-async", targets: ["ev-http-async"]),
     ],
     targets: [
         // Small C shims for system calls Swift cannot reach directly (variadic syscall()).
@@ -62,8 +63,10 @@ let package = Package(
         .target(name: "EvExampleSupport", dependencies: ["Ev"], path: "Examples/EvExampleSupport", swiftSettings: strict),
         // The HTTP examples' request parser, fixed responses and statistics (shared by the
         // callback and async servers, unit-tested by EvHTTPSupportTests).
-        .target(name: "EvHTTPSupport", dependencies: ["EvExampleSupport"], path: "Examples/EvHTTPSupport", swiftSettings: strict),
+        .target(name: "EvHTTPSupport", dependencies: ["Ev", "EvExampleSupport"], path: "Examples/EvHTTPSupport", swiftSettings: strict),
         .executableTarget(name: "ev-http", dependencies: ["Ev", "EvExampleSupport", "EvHTTPSupport"], path: "Examples/ev-http", swiftSettings: strict),
+        // The same server with async/await (one task per connection on the loop).
+        .executableTarget(name: "ev-http-async", dependencies: ["Ev", "EvExampleSupport", "EvHTTPSupport"], path: "Examples/ev-http-async", swiftSettings: strict),
         // The seccomp filter ev-backend-probe installs to show io_uring fallback (a small
         // C BPF program; kept out of the library's CEvSys because only the example needs it).
         .target(name: "CEvExampleSupport", path: "Examples/CEvExampleSupport"),

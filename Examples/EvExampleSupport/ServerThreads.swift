@@ -62,6 +62,16 @@ public enum ServerThreads {
             sockets.closeAll()
             Report.fail(program, "cannot start the server: \(error)")
         }
+        return finish(program: program, group: group, sockets: sockets, results: results)
+    }
+
+    /// Waits for every loop of a started `group` to finish, closes the sockets and returns
+    /// each loop's statistics in loop order (a loop that failed ends the program). Shared
+    /// with `AsyncServerThreads`.
+    static func finish<Socket: LoopSocket, Statistics: ServerStatistics>(
+        program: String, group: LoopGroup<LoopCore>, sockets: ReusePortSockets<Socket>,
+        results: borrowing Mutex<[(Int, Statistics)]>
+    ) -> [Statistics] {
         do {
             try group.join()
         } catch {
@@ -72,6 +82,11 @@ public enum ServerThreads {
         return results.withLock { $0.sorted { $0.0 < $1.0 }.map(\.1) }
     }
 
+    /// How the examples name a signal they stop on ("received SIGINT, shutting down").
+    static func signalName(_ signal: Int32) -> String {
+        signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)"
+    }
+
     /// Reads SIGINT and SIGTERM on `member`'s loop and stops the group on the first. The
     /// wait does not keep the loop alive (the group's drain cancels it).
     private static func stopOnSignals(_ member: LoopGroup<LoopCore>.Member) throws(EvError) {
@@ -80,8 +95,7 @@ public enum ServerThreads {
         waiting.keepsLoopAlive = false
         try signals.wait(loop: member.loop, completion: waiting) { _, result in
             guard case .success(let info) = result else { return .disarm }   // cancelled
-            let name = info.signal == SIGINT ? "SIGINT" : info.signal == SIGTERM ? "SIGTERM" : "signal \(info.signal)"
-            Report.say("received \(name), shutting down")
+            Report.say("received \(signalName(info.signal)), shutting down")
             member.group.stop()
             return .disarm
         }

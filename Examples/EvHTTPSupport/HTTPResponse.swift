@@ -67,6 +67,12 @@ public enum HTTPResponse {
         case close
         /// `Connection: keep-alive`: an HTTP/1.0 client that asked to keep the connection.
         case keepAlive
+
+        /// The header of the response to `head`: `close` when the connection ends after it,
+        /// `keep-alive` for an HTTP/1.0 client that asked to keep it, none otherwise.
+        public init(for head: HTTPRequestHead) {
+            self = !head.keepAlive ? .close : head.minorVersion == 0 ? .keepAlive : .none
+        }
     }
 
     /// Writes the response for `kind` at `out`, which has room for `maxWrite` bytes; returns

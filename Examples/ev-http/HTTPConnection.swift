@@ -10,15 +10,15 @@ import EvHTTPSupport
 /// marks for its responses, and reusable output chunks, all made when the connection is
 /// accepted (nothing is allocated per request in steady state).
 ///
-/// Pipelining: each read is parsed for every complete request head in it; the responses
-/// are formatted, in order, into one output chunk that goes out as one write per read (a
-/// 16 KiB chunk that fills up is queued and the next one continues). A head cut by the end
-/// of a read waits in `pending` for the rest, as do request bodies being skipped
-/// (`Content-Length`).
+/// Pipelining: each read is parsed for every complete request head in it (framing is
+/// `HTTPConnectionInput`'s, shared with ev-http-async); the responses are formatted, in
+/// order, into one output chunk that goes out as one write per read (a 16 KiB chunk that
+/// fills up is queued and the next one continues). A head cut by the end of a read waits in
+/// the input for the rest; request bodies (`Content-Length`) are skipped.
 ///
-/// Backpressure: once more than `Limits.waterMark.high` bytes wait to be sent (the client
+/// Backpressure: once more than `waterMark.high` bytes wait to be sent (the client
 /// does not read its responses), the queue becomes unwritable: the connection stops
-/// parsing, keeps what it has not parsed in `pending`, and pauses its reader; the kernel's
+/// parsing, keeps what it has not parsed in its input, and pauses its reader; the kernel's
 /// receive buffer then fills and TCP flow control stops the client. When the queue drains
 /// below the low mark, the connection parses what it kept and reads again. So a client
 /// that pipelines without reading costs the server a bounded amount of memory.
@@ -32,6 +32,10 @@ import EvHTTPSupport
 /// it was sent (the 400 above all).
 final class HTTPConnection {
     typealias Limits = HTTPLimits
+
+    /// Stop parsing and reading when more than `high` bytes wait to be sent; start again
+    /// below `low` (the async server needs none: its awaited writes are the backpressure).
+    static let waterMark = try! WriteBufferWaterMark(low: 16 * 1024, high: 64 * 1024)
 
     private enum State {
         /// Parsing and answering requests.
@@ -59,14 +63,9 @@ final class HTTPConnection {
     /// Bytes dropped while lingering (a client that keeps sending is cut off at a limit).
     private var dropped = 0
 
-    /// Input not parsed yet: a head cut by the end of a read, or what was left when the
-    /// queue became unwritable. Allocated the first time it is needed, grown as needed
-    /// (bounded: reading stops while the queue is unwritable).
-    private var pending: UnsafeMutableRawPointer?
-    private var pendingCapacity = 0
-    private var pendingCount = 0
-    /// Body bytes of the last request still to be skipped.
-    private var bodyToSkip = 0
+    /// The requests read and not answered yet: a head cut by the end of a read, or what
+    /// was left when the queue became unwritable (bounded: reading stops meanwhile).
+    private let input = HTTPConnectionInput(headLimit: Limits.headLimit)
 
     /// The chunk being filled with responses, and spare ones. `chunks` owns every chunk
     /// made (a queued chunk is in neither of the others).
@@ -88,12 +87,8 @@ final class HTTPConnection {
         }
     }
 
-    deinit {
-        pending?.deallocate()
-    }
-
     func start() {
-        queue.setWaterMark(Limits.waterMark) { [unowned self] _, writable in
+        queue.setWaterMark(Self.waterMark) { [unowned self] _, writable in
             self.writabilityChanged(writable)
             return .rearm
         }
@@ -170,92 +165,29 @@ final class HTTPConnection {
         return readOn
     }
 
-    /// Parses and answers what `bytes` (just read) completes, together with what was pending.
+    /// Parses and answers what `bytes` (just read) completes, together with what was kept.
     private func consume(_ bytes: UnsafeRawBufferPointer) {
-        var input = bytes
-        // The body being skipped comes first, wherever it is.
-        if bodyToSkip > 0 && pendingCount == 0 {
-            let skip = min(bodyToSkip, input.count)
-            bodyToSkip -= skip
-            input = UnsafeRawBufferPointer(rebasing: input[skip...])
-        }
-        if pendingCount > 0 {
-            appendPending(input)
-            processPending()
-        } else if input.count > 0 {
-            let used = process(input)
-            if used < input.count { appendPending(UnsafeRawBufferPointer(rebasing: input[used...])) }
-        }
+        input.received(bytes)
+        process()
+        input.keepRest()   // the reader's buffer is reused by the next read
         flush()
     }
 
-    /// Parses what is pending (after more input arrived, or the queue became writable) and
-    /// keeps the rest.
-    private func processPending() {
-        guard let p = pending, pendingCount > 0 else { return }
-        let used = process(UnsafeRawBufferPointer(start: p, count: pendingCount))
-        if used > 0 {
-            pendingCount -= used
-            if pendingCount > 0 { memmove(p, p + used, pendingCount) }
-        }
-    }
-
-    /// Answers every complete request at the start of `input` while the connection is open
-    /// and the queue writable; returns the bytes used (heads and skipped bodies).
-    private func process(_ input: UnsafeRawBufferPointer) -> Int {
-        var used = 0
-        while state == .open && used < input.count && queue.isWritable {
-            if bodyToSkip > 0 {
-                let skip = min(bodyToSkip, input.count - used)
-                bodyToSkip -= skip
-                used += skip
-                continue
-            }
-            let rest = UnsafeRawBufferPointer(rebasing: input[used...])
-            switch HTTPRequestParser.parse(rest, headLimit: Limits.headLimit) {
-            case .complete(let head):
+    /// Answers every complete request in the input while the connection is open and the
+    /// queue writable.
+    private func process() {
+        while state == .open && queue.isWritable, let item = input.next() {
+            switch item {
+            case .request(let head, let kind):
                 server.stats.requests += 1
-                let kind = HTTPResponse.kind(for: head, in: rest)
-                let connection: HTTPResponse.ConnectionHeader =
-                    !head.keepAlive ? .close : head.minorVersion == 0 ? .keepAlive : .none
-                respond(kind, connection: connection, headOnly: head.method == .head)
-                used += head.headLength
-                bodyToSkip = head.contentLength
+                respond(kind, connection: HTTPResponse.ConnectionHeader(for: head), headOnly: head.method == .head)
                 if !head.keepAlive { finish() }
-            case .incomplete:
-                return used
-            case .malformed:
-                reject(.badRequest)
-            case .headTooLarge:
-                reject(.headTooLarge)
-            case .unsupportedTransferCoding:
-                reject(.notImplemented)
+            case .rejected(let kind):
+                server.stats.rejected += 1
+                respond(kind, connection: .close, headOnly: false)
+                finish()
             }
         }
-        return used
-    }
-
-    private func reject(_ kind: HTTPResponse.Kind) {
-        server.stats.rejected += 1
-        respond(kind, connection: .close, headOnly: false)
-        finish()
-    }
-
-    private func appendPending(_ bytes: UnsafeRawBufferPointer) {
-        guard bytes.count > 0 else { return }
-        let needed = pendingCount + bytes.count
-        if needed > pendingCapacity {
-            let capacity = max(needed, max(pendingCapacity * 2, Limits.headLimit))
-            let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
-            if let old = pending {
-                memcpy(grown, old, pendingCount)
-                old.deallocate()
-            }
-            pending = grown
-            pendingCapacity = capacity
-        }
-        memcpy(pending! + pendingCount, bytes.baseAddress!, bytes.count)
-        pendingCount = needed
     }
 
     // MARK: Responding
@@ -332,7 +264,8 @@ final class HTTPConnection {
         }
         // Answer what was kept while the client was not reading, then read again (unless
         // that filled the queue again, or ended the connection).
-        processPending()
+        process()
+        input.keepRest()
         flush()
         if state == .open && queue.isWritable {
             do { try reader.resume(loop: server.loop) } catch { fail(error) }
@@ -425,22 +358,4 @@ final class OutputChunk {
     }
 
     deinit { memory.deallocate() }
-}
-
-/// The per-connection limits of `HTTPConnection`.
-enum HTTPLimits {
-    /// The largest request head (431 beyond).
-    static let headLimit = HTTPRequestParser.defaultHeadLimit
-    /// Bytes each read may deliver.
-    static let readCapacity = 16 * 1024
-    /// Bytes of one output chunk: the responses to one read go out in one of these (or in
-    /// several, for a read with many pipelined requests).
-    static let chunkCapacity = 16 * 1024
-    /// Stop parsing and reading when more than `high` bytes wait to be sent; start again
-    /// below `low`.
-    static let waterMark = try! WriteBufferWaterMark(low: 16 * 1024, high: 64 * 1024)
-    /// Lingering after our FIN ends when the client sends nothing for this long...
-    static let lingerQuiet: Duration = .milliseconds(200)
-    /// ...or has sent this many more bytes.
-    static let lingerDropLimit = 1 << 20
 }

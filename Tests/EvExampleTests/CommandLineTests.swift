@@ -10,7 +10,7 @@ import Ev
 /// backend probe (whose seccomp filter is what proves that detection falls back).
 @Suite("Example programs: command line and backend probe")
 struct CommandLineTests {
-    static let programs = [Examples.tcpServer, Examples.udpServer, Examples.client, Examples.probe, Examples.run, Examples.http]
+    static let programs = [Examples.tcpServer, Examples.udpServer, Examples.client, Examples.probe, Examples.run, Examples.http, Examples.httpAsync]
 
     @Test("--help prints usage and every option, and exits 0", arguments: programs)
     func help(program: String) throws {
@@ -27,7 +27,7 @@ struct CommandLineTests {
         if program == Examples.run {
             #expect(child.stdoutText.contains("[--] COMMAND [ARGUMENT...]") && child.stdoutText.contains("--count"))
         }
-        if program == Examples.tcpServer || program == Examples.http {
+        if program == Examples.tcpServer || program == Examples.http || program == Examples.httpAsync {
             #expect(child.stdoutText.contains("--threads"))
             #expect(child.stdoutText.contains("--backlog"))
         }

@@ -6,7 +6,7 @@ import Musl
 import Testing
 import Ev
 
-/// What ev-http answers to `GET /` on a keep-alive HTTP/1.1 connection.
+/// What ev-http (and ev-http-async) answers to `GET /` on a keep-alive HTTP/1.1 connection.
 private let hello = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!"
 
 private func get(_ target: String, _ extra: String = "") -> String {
@@ -15,16 +15,21 @@ private func get(_ target: String, _ extra: String = "") -> String {
 
 extension RawTCPClient {
     /// Receives until the server closes the connection (or `limit` bytes came).
-    func receiveUntilClosed(limit: Int = 1 << 22) -> [UInt8] {
+    func receiveUntilClosed(limit: Int = 1 << 22) -> [UInt8] { receiveUntilEnd(limit: limit).bytes }
+
+    /// Receives until the connection ends (or `limit` bytes came); `clean`: it ended with
+    /// the server's FIN (recv returned 0), not with a reset or another error.
+    func receiveUntilEnd(limit: Int = 1 << 22) -> (bytes: [UInt8], clean: Bool) {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while out.count < limit {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
+            if n == 0 { return (out, true) }
             guard n > 0 else { break }
             out += buffer[0..<n]
         }
-        return out
+        return (out, false)
     }
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }
@@ -71,17 +76,22 @@ private func residentKiB(_ pid: pid_t) -> Int? {
     return nil
 }
 
-/// End-to-end tests of ev-http, on every backend. Serialized like the echo servers' tests.
-@Suite("Example programs: ev-http end to end", .serialized)
+/// The two HTTP servers: the callback one and the async one, which must behave alike (the
+/// same responses, limits, timeouts and summary), so every test runs against both.
+private let httpServers = [Examples.http, Examples.httpAsync]
+
+/// End-to-end tests of ev-http and ev-http-async, on every backend. Serialized like the echo
+/// servers' tests.
+@Suite("Example programs: ev-http and ev-http-async end to end", .serialized)
 struct HTTPServerTests {
     @Test("curl fetches / and /bytes/N over one keep-alive connection; SIGTERM exits 0 with the summary",
-          .timeLimit(.minutes(1)), arguments: exampleBackends)
-    func curlKeepAlive(backend: Backend) throws {
+          .timeLimit(.minutes(1)), arguments: httpServers, exampleBackends)
+    func curlKeepAlive(program: String, backend: Backend) throws {
         try requireBackend(backend)
         let curl = try requireTool("curl")
         let dir = try TemporaryDirectory()
-        let server = try RunningServer(Examples.http, ["--backend", backend.rawValue, "--port", "0"])
-        #expect(server.process.stdoutText.contains("ev-http: backend \(backend)"), "\(server.process.transcript)")
+        let server = try RunningServer(program, ["--backend", backend.rawValue, "--port", "0"])
+        #expect(server.process.stdoutText.contains("\(program): backend \(backend)"), "\(server.process.transcript)")
         let base = "http://127.0.0.1:\(server.port)"
         // Two URLs in one curl: the second reuses the first's connection.
         let (t, child) = try runToCompletion(
@@ -108,10 +118,10 @@ struct HTTPServerTests {
     }
 
     @Test("pipelined requests in one write are answered in order; Connection: close ends the connection",
-          .timeLimit(.minutes(1)), arguments: exampleBackends)
-    func pipelining(backend: Backend) throws {
+          .timeLimit(.minutes(1)), arguments: httpServers, exampleBackends)
+    func pipelining(program: String, backend: Backend) throws {
         try requireBackend(backend)
-        let server = try RunningServer(Examples.http, ["--backend", backend.rawValue])
+        let server = try RunningServer(program, ["--backend", backend.rawValue])
         let c = try RawTCPClient(port: server.port)
         // A body (skipped), a HEAD, a small and a large /bytes/N, a 404, then a close.
         let requests = get("/") + "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello" + "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -142,10 +152,10 @@ struct HTTPServerTests {
     }
 
     @Test("a malformed head gets 400, an oversized one 431, a Transfer-Encoding 501, and the connection closes",
-          .timeLimit(.minutes(1)), arguments: exampleBackends)
-    func rejectedHeads(backend: Backend) throws {
+          .timeLimit(.minutes(1)), arguments: httpServers, exampleBackends)
+    func rejectedHeads(program: String, backend: Backend) throws {
         try requireBackend(backend)
-        let server = try RunningServer(Examples.http, ["--backend", backend.rawValue])
+        let server = try RunningServer(program, ["--backend", backend.rawValue])
         let cases: [(String, String)] = [
             ("GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"),
             ("\u{16}\u{03}\u{01}\u{00}\u{a5}\u{01}\u{00}", "HTTP/1.1 400 Bad Request\r\n"),   // TLS to a plain port
@@ -158,8 +168,10 @@ struct HTTPServerTests {
             // The client keeps sending after its bad head: the server still closes cleanly
             // (FIN, not a reset), and the response arrives whole.
             try? c.send(String(repeating: "more garbage ", count: 1000))
-            let reply = String(decoding: c.receiveUntilClosed(), as: UTF8.self)
+            let (bytes, clean) = c.receiveUntilEnd()
+            let reply = String(decoding: bytes, as: UTF8.self)
             #expect(reply.hasPrefix(prefix), "\(request.prefix(40).debugDescription) -> \(reply.prefix(200).debugDescription)")
+            #expect(clean, "\(request.prefix(40).debugDescription): the connection was reset, not closed (no lingering close)")
             #expect(reply.contains("Connection: close\r\n"), "\(reply.prefix(200).debugDescription)")
         }
         #expect(server.stop(SIGTERM) == .exited(0), "\(server.process.transcript)")
@@ -167,9 +179,9 @@ struct HTTPServerTests {
         #expect(server.summaryValue("connections ended by an error") == 0, "\(server.process.transcript)")
     }
 
-    @Test("1,000 concurrent keep-alive connections against a 2-thread ev-http, two requests each",
-          .timeLimit(.minutes(2)), arguments: exampleBackends)
-    func thousandConnections(backend: Backend) throws {
+    @Test("1,000 concurrent keep-alive connections against a 2-thread server, two requests each",
+          .timeLimit(.minutes(2)), arguments: httpServers, exampleBackends)
+    func thousandConnections(program: String, backend: Backend) throws {
         try requireBackend(backend)
         let count = 1000
         // The connections are this process's descriptors: make sure the limit leaves room
@@ -181,7 +193,7 @@ struct HTTPServerTests {
             printToStderr(message)
             try Test.cancel(Comment(rawValue: message))
         }
-        let server = try RunningServer(Examples.http, ["--backend", backend.rawValue, "--threads", "2"])
+        let server = try RunningServer(program, ["--backend", backend.rawValue, "--threads", "2"])
         var clients: [RawTCPClient] = []
         for _ in 0..<count { clients.append(try RawTCPClient(port: server.port)) }
         for round in 0..<2 {
@@ -216,10 +228,10 @@ struct HTTPServerTests {
     }
 
     @Test("a client that pipelines without reading is throttled (bounded server memory); others are still served",
-          .timeLimit(.minutes(1)), arguments: exampleBackends)
-    func neverReadingClient(backend: Backend) throws {
+          .timeLimit(.minutes(1)), arguments: httpServers, exampleBackends)
+    func neverReadingClient(program: String, backend: Backend) throws {
         try requireBackend(backend)
-        let server = try RunningServer(Examples.http, ["--backend", backend.rawValue])
+        let server = try RunningServer(program, ["--backend", backend.rawValue])
         let steady = try RawTCPClient(port: server.port)
         try steady.send(get("/"))
         #expect(try steady.receiveText(hello.utf8.count) == hello)
@@ -231,7 +243,7 @@ struct HTTPServerTests {
         let request = Array(get("/bytes/4096").utf8)
         let sent = flooder.floodRequests(request, limit: 256 << 20, stall: .milliseconds(500))
         let after = residentKiB(server.process.pid) ?? 0
-        printToStderr("ev-http on \(backend): a client that never reads got \(sent >> 10) KiB of requests in; server RSS \(before) -> \(after) KiB")
+        printToStderr("\(program) on \(backend): a client that never reads got \(sent >> 10) KiB of requests in; server RSS \(before) -> \(after) KiB")
         #expect(sent < 16 << 20, "the server kept reading from a client that never reads (\(sent) bytes)")
         #expect(after - before < 32 << 10, "server memory grew by \(after - before) KiB")
 
@@ -244,10 +256,10 @@ struct HTTPServerTests {
     }
 
     @Test("the idle timeout closes a connection that sends nothing, and one that stops after a request",
-          .timeLimit(.minutes(1)), arguments: exampleBackends)
-    func idleTimeout(backend: Backend) throws {
+          .timeLimit(.minutes(1)), arguments: httpServers, exampleBackends)
+    func idleTimeout(program: String, backend: Backend) throws {
         try requireBackend(backend)
-        let server = try RunningServer(Examples.http, ["--backend", backend.rawValue, "--idle-timeout", "0.5"])
+        let server = try RunningServer(program, ["--backend", backend.rawValue, "--idle-timeout", "0.5"])
         let silent = try RawTCPClient(port: server.port)
         let started = ContinuousClock.now
         let used = try RawTCPClient(port: server.port)
@@ -267,9 +279,9 @@ struct HTTPServerTests {
     }
 
     @Test("SIGINT closes an idle keep-alive connection cleanly (EOF) and exits 0",
-          .timeLimit(.minutes(1)))
-    func shutdownClosesKeepAlive() throws {
-        let server = try RunningServer(Examples.http, ["--threads", "2"])
+          .timeLimit(.minutes(1)), arguments: httpServers)
+    func shutdownClosesKeepAlive(program: String) throws {
+        let server = try RunningServer(program, ["--threads", "2"])
         let c = try RawTCPClient(port: server.port)
         try c.send(get("/"))
         #expect(try c.receiveText(hello.utf8.count) == hello)

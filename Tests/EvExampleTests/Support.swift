@@ -42,6 +42,7 @@ enum Examples {
     static let probe = "ev-backend-probe"
     static let run = "ev-run"
     static let http = "ev-http"
+    static let httpAsync = "ev-http-async"
 }
 
 struct ExampleTestError: Error, CustomStringConvertible {

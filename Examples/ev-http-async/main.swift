@@ -1,0 +1,33 @@
+// ev-http-async: ev-http written with async/await: one task per connection on the loop.
+//
+// The same server as ev-http (the same options, responses, limits, statistics and
+// end-to-end tests, from EvHTTPSupport), without a callback: each loop of a LoopGroup runs
+// one task on its LoopExecutor, which accepts in a `while` loop around an await and starts
+// one child task per connection; a connection reads with `for try await` over its socket's
+// reads, answers what each read completed, and awaits its writes. Everything a connection
+// does completes and resumes on the thread that accepted it. SIGINT or SIGTERM cancels
+// every task.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Ev
+import EvExampleSupport
+import EvHTTPSupport
+
+let tool = HTTPServerCommand.tool(name: "ev-http-async", summary: """
+    A small HTTP/1.1 server built on EvLoop with async/await: one task per connection, on the
+    loop that accepted it.
+    \(HTTPServerCommand.behaviour)
+    A client that does not read its responses is throttled (a connection reads again only
+    once its responses are written). On SIGINT or SIGTERM it cancels its tasks, closes every
+    connection and prints the connections served and requests answered.
+    """)
+let server = HTTPServerCommand.start(tool)
+let idleTimeout = server.idleTimeout
+let perThread = AsyncServerThreads.run(program: tool.name, backend: server.backend, sockets: server.listeners) { listener, executor in
+    await HTTPServerTask.serve(listener, idleTimeout: idleTimeout, on: executor)
+}
+HTTPStatistics.printSummary(perThread)
+exit(0)
