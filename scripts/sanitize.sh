@@ -46,10 +46,11 @@ if [ "$address" -eq 0 ] && [ "$thread" -eq 0 ]; then address=1; thread=1; fi
 if [ "$ci" -eq 1 ] && [ -z "$filter" ]; then
     filter='WatcherAsyncTests|WorkPoolTests|ResolverTests|LoopGroupTests|ChannelTests|AsyncExecutorTests|DrainTests|CancelConformanceTests|DifferentialTests|createAndShutDownWithQueuedWorkAThousandTimes'
     export EV_DIFFTEST_SEEDS="${EV_DIFFTEST_SEEDS:-300}"
-    # A latency bound (every cross-thread round trip within 50 ms), not a race check: a
-    # sanitized build on a loaded 2-CPU machine misses it now and then.
-    skip='crossThreadRoundTripsStayFast'
 fi
+# A latency bound (every cross-thread round trip within 50 ms), not a memory or race
+# check: a sanitized build on a loaded 2-CPU machine misses it now and then (the whole
+# suite under ASan at load 10-12 did, with no sanitizer report). Plain swift test runs it.
+skip='crossThreadRoundTripsStayFast'
 
 bash scripts/setup.sh
 supp="$PWD/scripts/sanitizers"
