@@ -13,7 +13,9 @@ import Ev
 /// A persistent error such as EMFILE or ENFILE (out of descriptors) leaves the connection in
 /// the backlog, so accepting again at once would spin the loop at 100 % CPU (PITFALLS E8):
 /// the error is reported and the accept retried after 100 ms. After `stop`, a connection
-/// accepted in the same tick is closed at once.
+/// accepted in the same tick is closed at once. A TCP connection is handed over with
+/// TCP_NODELAY set: the examples' small replies go out at once (with Nagle's algorithm a
+/// second small segment would wait for the client's delayed ACK, up to 40 ms).
 public final class ConnectionAcceptor<Socket: ConnectionSocket> {
     private let program: String
     private let loop: LoopCore
@@ -50,6 +52,7 @@ public final class ConnectionAcceptor<Socket: ConnectionSocket> {
                 close(socket.fd)
                 return .disarm
             }
+            if let tcp = socket as? TCPSocket { try? tcp.setNoDelay(true) }
             connected(socket)
             return .rearm
         case .failure(.canceled):

@@ -22,7 +22,7 @@ import EvExampleSupport
 /// A client that sends without ever reading therefore costs the server one ring, never
 /// unbounded memory. Any error on the connection (a reset mid-stream, a broken pipe)
 /// closes only this connection.
-final class EchoConnection<Socket: ConnectionSocket> {
+final class EchoConnection<Socket: ConnectionSocket>: ListedConnection {
     typealias Limits = EchoLimits
 
     let socket: Socket
@@ -39,10 +39,9 @@ final class EchoConnection<Socket: ConnectionSocket> {
     private let queue: WriteQueue
     private var freeRequests: [WriteRequest] = []
     private let receiveCompletion = Completion()
-    private let closeCompletion = Completion()
+    private let closer = ConnectionClose(program: "ev-echo-tcp")
     private var receiving = false
-    private var closing = false
-    private var closeInFlight = false
+    private var closing: Bool { closer.isClosing }
     /// Receiving stopped for backpressure (backlog at `highWater`, or no free request).
     private var paused = false
     /// The client shut down its side: finish sending, then close.
@@ -249,39 +248,22 @@ final class EchoConnection<Socket: ConnectionSocket> {
     // MARK: Closing
 
     private func fail(_ error: EvError) {
-        // A reset or broken pipe is the client's business; it ends this connection only.
-        switch error {
-        case .connectionReset, .brokenPipe, .timedOut:
-            break
-        default:
-            server.note("connection error: \(error)")
-        }
+        closer.note(error)
         server.stats.connectionsFailed += 1
         beginClose()
     }
 
     private func beginClose() {
         guard !closing else { return }
-        closing = true
-        closeInFlight = true
         if lingerTimer.state == .active { try? server.loop.cancel(lingerTimer, using: lingerCancel) }
-        do {
-            try socket.close(loop: server.loop, completion: closeCompletion) { [unowned self] _, result in
-                self.closeInFlight = false
-                if case .failure(let e) = result { self.server.note("close: \(e)") }
-                self.finishIfIdle()
-                return .disarm
-            }
-        } catch {
-            fatalError("ev-echo-tcp: close: \(error)")
-        }
+        closer.close(socket, loop: server.loop) { [unowned self] in self.finishIfIdle() }
     }
 
     /// Once the close and everything it cancelled have called back, the connection leaves
     /// the server (and its memory is freed).
     private func finishIfIdle() {
         // (The linger timer's cancel may still be in flight: it touches nothing of ours.)
-        if closing && !receiving && !closeInFlight && queue.isEmpty && lingerTimer.state == .dead {
+        if closing && !receiving && !closer.isCloseInFlight && queue.isEmpty && lingerTimer.state == .dead {
             server.remove(self)
         }
     }

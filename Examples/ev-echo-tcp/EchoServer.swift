@@ -14,7 +14,7 @@ final class EchoServer<Socket: ConnectionSocket>: LoopServer {
     let loop: LoopCore
     let listener: Socket
     private let acceptor: ConnectionAcceptor<Socket>
-    private var connections: [EchoConnection<Socket>] = []
+    private let connections = ConnectionList<EchoConnection<Socket>>()
     private var stopping = false
 
     /// What this thread did; the connections update it too.
@@ -34,13 +34,9 @@ final class EchoServer<Socket: ConnectionSocket>: LoopServer {
     /// Starts accepting; the loop group runs the loop until the server is stopped.
     func start() throws(EvError) {
         try acceptor.start { [unowned self] socket in
-            // Small echoes go out at once: with Nagle's algorithm a second small segment
-            // would wait for the client's delayed ACK (up to 40 ms).
-            if let tcp = socket as? TCPSocket { try? tcp.setNoDelay(true) }
             self.stats.connectionsServed += 1
             let connection = EchoConnection(socket: socket, server: self)
-            connection.slot = self.connections.count
-            self.connections.append(connection)
+            self.connections.add(connection)
             connection.start()
         }
     }
@@ -52,23 +48,12 @@ final class EchoServer<Socket: ConnectionSocket>: LoopServer {
         stopping = true
         stats.openAtShutdown = UInt64(connections.count)
         acceptor.stop()
-        for c in connections { c.finishGracefully() }
+        for c in connections.all { c.finishGracefully() }
     }
 
     /// Called by a connection once it is closed and idle.
     func remove(_ connection: EchoConnection<Socket>) {
-        let i = connection.slot
-        guard i >= 0, i < connections.count, connections[i] === connection else { return }
-        let last = connections.removeLast()
-        if i < connections.count {
-            connections[i] = last
-            last.slot = i
-        }
-        connection.slot = -1
-    }
-
-    func note(_ message: String) {
-        Report.warn("ev-echo-tcp: \(message)")
+        connections.remove(connection)
     }
 
     func submit(_ c: Completion) {

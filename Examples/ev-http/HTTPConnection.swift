@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Ev
+import EvExampleSupport
 import EvHTTPSupport
 
 /// One HTTP/1.1 connection: a `StreamReader` for its requests, a `WriteQueue` with water
@@ -30,7 +31,7 @@ import EvHTTPSupport
 /// until it closes or goes quiet for `Limits.lingerQuiet`, then close. Closing with unread
 /// input at once would make TCP reset the connection, and a client could lose the response
 /// it was sent (the 400 above all).
-final class HTTPConnection {
+final class HTTPConnection: ListedConnection {
     typealias Limits = HTTPLimits
 
     /// Stop parsing and reading when more than `high` bytes wait to be sent; start again
@@ -56,8 +57,7 @@ final class HTTPConnection {
     private var state = State.open
     private let reader: StreamReader
     private let queue: WriteQueue
-    private let closeCompletion = Completion()
-    private var closeInFlight = false
+    private let closer = ConnectionClose(program: "ev-http")
     /// The client's end of stream (or an error) was seen: do not linger, close.
     private var peerDone = false
     /// Bytes dropped while lingering (a client that keeps sending is cut off at a limit).
@@ -304,13 +304,7 @@ final class HTTPConnection {
     }
 
     private func fail(_ error: EvError) {
-        // A reset or broken pipe is the client's business; it ends this connection only.
-        switch error {
-        case .connectionReset, .brokenPipe, .timedOut:
-            break
-        default:
-            server.note("connection error: \(error)")
-        }
+        closer.note(error)
         server.stats.connectionsFailed += 1
         beginClose()
     }
@@ -318,23 +312,13 @@ final class HTTPConnection {
     private func beginClose() {
         guard state != .closing else { return }
         state = .closing
-        closeInFlight = true
-        do {
-            try socket.close(loop: server.loop, completion: closeCompletion) { [unowned self] _, result in
-                self.closeInFlight = false
-                if case .failure(let e) = result { self.server.note("close: \(e)") }
-                self.finishIfIdle()
-                return .disarm
-            }
-        } catch {
-            fatalError("ev-http: close: \(error)")
-        }
+        closer.close(socket, loop: server.loop) { [unowned self] in self.finishIfIdle() }
     }
 
     /// Once the close and everything it cancelled have called back, the connection leaves
     /// the server (and its memory is freed).
     private func finishIfIdle() {
-        if state == .closing && !closeInFlight && reader.completion.state == .dead && queue.isEmpty {
+        if state == .closing && !closer.isCloseInFlight && reader.completion.state == .dead && queue.isEmpty {
             server.remove(self)
         }
     }

@@ -16,7 +16,7 @@ final class HTTPServer: LoopServer {
     private let acceptor: ConnectionAcceptor<TCPSocket>
     /// At shutdown: connections still not ended after `shutdownGrace` are closed.
     private let grace = Completion()
-    private var connections: [HTTPConnection] = []
+    private let connections = ConnectionList<HTTPConnection>()
     private var stopping = false
 
     var stats = HTTPStatistics()
@@ -40,8 +40,6 @@ final class HTTPServer: LoopServer {
     }
 
     private func accepted(_ socket: TCPSocket) {
-        // Responses go out at once (Nagle would hold a small one for the client's ACK).
-        try? socket.setNoDelay(true)
         stats.connectionsServed += 1
         let connection: HTTPConnection
         do {
@@ -51,8 +49,7 @@ final class HTTPServer: LoopServer {
             close(socket.fd)
             return
         }
-        connection.slot = connections.count
-        connections.append(connection)
+        connections.add(connection)
         connection.start()
     }
 
@@ -63,28 +60,21 @@ final class HTTPServer: LoopServer {
         stopping = true
         stats.openAtShutdown = UInt64(connections.count)
         acceptor.stop()
-        for c in connections { c.finishGracefully() }
+        for c in connections.all { c.finishGracefully() }
         guard !connections.isEmpty else { return }
         do {
             try loop.timer(grace, after: Self.shutdownGrace) { [unowned self] _, _ in
-                for c in self.connections { c.abort() }
+                for c in self.connections.all { c.abort() }
                 return .disarm
             }
         } catch {
-            for c in connections { c.abort() }
+            for c in connections.all { c.abort() }
         }
     }
 
     /// Called by a connection once it is closed and idle.
     func remove(_ connection: HTTPConnection) {
-        let i = connection.slot
-        guard i >= 0, i < connections.count, connections[i] === connection else { return }
-        let last = connections.removeLast()
-        if i < connections.count {
-            connections[i] = last
-            last.slot = i
-        }
-        connection.slot = -1
+        connections.remove(connection)
         // The last one gone at shutdown: the grace timer has nothing left to do.
         if stopping && connections.isEmpty && grace.state == .active {
             try? loop.cancel(grace, using: Completion())

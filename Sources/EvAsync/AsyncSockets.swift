@@ -194,9 +194,10 @@ extension DatagramSocket {
     nonisolated(nonsending)
     public func receive(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
                         on executor: LoopExecutor) async throws -> ReceivedMessage {
-        let result = try await executor.perform(.recvmsg(socket: fd, buffer: buffer), deadline: deadline)
-        guard case .recvmsg(let r) = result else { unexpected(result) }
-        return try r.get()
+        executor.preconditionOnLoopThread("an awaited loop operation")
+        try Task.checkCancellation()
+        return try await executor.performChecked(.recvmsg(socket: fd, buffer: buffer), cancellable: true,
+                                                 deadline: deadline) { c, result in result.message(of: c) }.get()
     }
 
     /// Sends `buffer` as one datagram to `address` (nil: the connected peer); returns the

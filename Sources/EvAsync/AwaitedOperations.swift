@@ -31,6 +31,9 @@ extension LoopExecutor {
     ///
     /// Allocation: none in steady state (the completion comes from the executor's pool of
     /// slots; the continuation lives in the task's frame).
+    ///
+    /// A `.recvmsg`'s sender stays in the pooled completion and is not part of the result;
+    /// `DatagramSocket.receive(into:deadline:on:)` returns it with the message.
     nonisolated(nonsending)
     public func perform(_ operation: Operation, deadline: Deadline = .none) async throws -> CompletionResult {
         preconditionOnLoopThread("an awaited loop operation")
@@ -43,6 +46,14 @@ extension LoopExecutor {
     nonisolated(nonsending)
     func performChecked(_ operation: Operation, cancellable: Bool,
                         deadline: Deadline = .none) async throws -> CompletionResult {
+        try await performChecked(operation, cancellable: cancellable, deadline: deadline) { _, result in result }
+    }
+
+    /// `performChecked`, handing `view` the completion as well as its result, before the
+    /// completion goes back to the pool: for what the completion keeps (a datagram's sender).
+    nonisolated(nonsending)
+    func performChecked<Value>(_ operation: Operation, cancellable: Bool, deadline: Deadline = .none,
+                               view: (Completion, CompletionResult) -> Value) async throws -> Value {
         // Here, before anything can suspend: see `noteSuspension`.
         noteSuspension(.operation(operation.kind))
         let slot = takeSlot()
@@ -51,7 +62,7 @@ extension LoopExecutor {
         let outcome = cancellable ? await slot.perform(operation) : await slot.performIgnoringCancellation(operation)
         guard let result = outcome else { throw CancellationError() }
         if result.error == .canceled, Task.isCancelled { throw CancellationError() }
-        return result
+        return view(slot.completion, result)
     }
 
     /// Suspends the task until `duration` has passed on the loop's clock, measured from the

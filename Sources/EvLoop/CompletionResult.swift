@@ -10,6 +10,16 @@ import Musl
 /// or `-errno`); `Completion.makeResult(raw:)` turns it into this value in one place, so a
 /// read of 0 bytes means `.endOfFile` (or 0 for an empty buffer) identically on io_uring,
 /// epoll and poll.
+///
+/// Why no case carries more than a few words: every watcher's callback and every caller's
+/// `switch` copies the value it matches on. When `.recvmsg` carried the sender's
+/// `SocketAddress` and `.stat` a `FileStatus` by value, and `.work` an existential, the enum
+/// was 143 bytes and address-only: each match was a value-witness copy and destroy (about
+/// 270 instructions per async ping-pong roundtrip and 400 per TCP ping-pong roundtrip,
+/// callgrind, December 2026). Now a datagram's sender stays in the completion
+/// (`Completion.lastAddress`, where the kernel wrote it), and the two rare large payloads
+/// (`.stat`, `.work`) are boxed (`indirect`): one allocation per stat or work result, none
+/// on the I/O path.
 public enum CompletionResult: Sendable {
     case nop
     /// `.success` when the deadline passed; `.failure(.canceled)` when cancelled.
@@ -24,7 +34,9 @@ public enum CompletionResult: Sendable {
     case read(Result<Int, EvError>)
     /// Bytes written (write, pwrite, send, sendmsg); may be short.
     case write(Result<Int, EvError>)
-    case recvmsg(Result<ReceivedMessage, EvError>)
+    /// Bytes received and whether the datagram was cut off; the sender is the completion's
+    /// `lastAddress` until it is added again.
+    case recvmsg(Result<ReceivedMessageSize, EvError>)
     case shutdown(Result<Void, EvError>)
     case close(Result<Void, EvError>)
     /// The events that are ready.
@@ -33,11 +45,11 @@ public enum CompletionResult: Sendable {
     /// `.failure(.canceled)` when it was cancelled before it started (or abandoned, for the
     /// resolver's jobs) or its pool was shut down first. `WorkPool.run` hands the value to
     /// its callback in the closure's own type.
-    case work(Result<any Sendable, EvError>)
+    indirect case work(Result<any Sendable, EvError>)
     /// `.open`: the new descriptor (close-on-exec), which the callback now owns.
     case open(Result<Int32, EvError>)
     /// `.stat` and `.statDescriptor`: what statx reported.
-    case stat(Result<FileStatus, EvError>)
+    indirect case stat(Result<FileStatus, EvError>)
     /// fsync, fallocate, truncate, rename, unlink, mkdir.
     case fileSystem(Result<Void, EvError>)
 
@@ -70,7 +82,23 @@ public enum CompletionResult: Sendable {
     }
 }
 
-/// A datagram (or stream chunk) received with `recvmsg`.
+/// What a `.recvmsg` operation reports: the bytes stored and whether the datagram was
+/// truncated. The sender is read from the completion (`Completion.lastAddress`), so that the
+/// result stays two words (see `CompletionResult`).
+public struct ReceivedMessageSize: Sendable, Equatable {
+    /// Bytes stored in the buffer.
+    public var count: Int
+    /// The datagram was larger than the buffer and its tail was discarded (MSG_TRUNC).
+    public var truncated: Bool
+
+    public init(count: Int, truncated: Bool) {
+        self.count = count
+        self.truncated = truncated
+    }
+}
+
+/// A datagram (or stream chunk) received with `recvmsg`, with its sender: what the
+/// datagram watchers' `receive` hands its callback.
 public struct ReceivedMessage: Sendable {
     /// Bytes stored in the buffer.
     public var count: Int
@@ -78,6 +106,12 @@ public struct ReceivedMessage: Sendable {
     public var address: SocketAddress
     /// The datagram was larger than the buffer and its tail was discarded (MSG_TRUNC).
     public var truncated: Bool
+
+    public init(count: Int, address: SocketAddress, truncated: Bool) {
+        self.count = count
+        self.address = address
+        self.truncated = truncated
+    }
 }
 
 extension Completion {
@@ -121,8 +155,7 @@ extension Completion {
                 // a name has none, so the socket's type tells, asked only on this path.)
                 return .recvmsg(.failure(.endOfFile))
             }
-            let addr = SocketAddress(storage: s.pointee.address, length: s.pointee.message.msg_namelen)
-            return .recvmsg(.success(ReceivedMessage(count: raw, address: addr, truncated: truncated)))
+            return .recvmsg(.success(ReceivedMessageSize(count: raw, truncated: truncated)))
         case .shutdown:
             return raw < 0 ? .shutdown(.failure(err())) : .shutdown(.success(()))
         case .close:

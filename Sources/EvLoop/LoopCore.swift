@@ -171,9 +171,9 @@ open class LoopCore: EventLoop {
         // as it is. Moving it would withdraw the cancellation, and the cancel's report would
         // be false: the timer fired later with .success (issue 16, found by the
         // differential tester).
-        if completion.heapIndex < 0 && completion.resultReady && completion.rawResult != 0 { throw .canceled }
+        if !completion.isTimerPending && completion.resultReady && completion.rawResult != 0 { throw .canceled }
         completion.setTimerDeadline(deadline)
-        if completion.heapIndex >= 0 {
+        if completion.isTimerPending {
             timers.update(completion, deadline: deadline.nanoseconds)
         } else if completion.resultReady, completed.remove(completion) {
             // It expired this tick but its callback has not run: the old arm is withdrawn
@@ -224,7 +224,7 @@ open class LoopCore: EventLoop {
         c.resultReady = true
         // An operation that finished before its deadline leaves the heap (epoll, poll).
         // Timers have left it already, so this is one compare on the hot path.
-        if c.heapIndex >= 0 { timers.remove(c) }
+        if c.isTimerPending { timers.remove(c) }
         if rearming { rearmFinishedAtOnce = true }
         completed.push(c)
     }

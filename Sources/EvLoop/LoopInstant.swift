@@ -29,6 +29,7 @@ public struct LoopInstant: Comparable, Hashable, Sendable, CustomStringConvertib
     public static func < (a: LoopInstant, b: LoopInstant) -> Bool { a.nanoseconds < b.nanoseconds }
 
     /// `instant + duration`, saturating at `distantFuture` (negative durations clamp at 0).
+    @inlinable
     public static func + (a: LoopInstant, d: Duration) -> LoopInstant {
         let ns = d.nanosecondsSaturating
         if ns <= 0 {
@@ -51,13 +52,23 @@ public struct LoopInstant: Comparable, Hashable, Sendable, CustomStringConvertib
 }
 
 extension Duration {
-    /// The duration in whole nanoseconds, clamped to Int64 (so absurdly long timers saturate).
+    /// The duration in whole nanoseconds (truncated towards zero), clamped to Int64 (so
+    /// absurdly long timers saturate).
+    // From the 128-bit attosecond count with one 128-by-64-bit division (`div` on x86-64),
+    // valid while the quotient fits in 64 bits (under 584 years). `components`, used
+    // before, divides the 128-bit count by 10^18 in software and then multiplies back:
+    // about 200 instructions per `now + duration` (callgrind, million-timers), where the
+    // arithmetic around it is ten.
+    @inlinable
     package var nanosecondsSaturating: Int64 {
-        let (seconds, attoseconds) = self.components
-        let (ns, o1) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if o1 { return seconds < 0 ? .min : .max }
-        let (total, o2) = ns.addingReportingOverflow(attoseconds / 1_000_000_000)
-        if o2 { return seconds < 0 ? .min : .max }
-        return total
+        let attoseconds = self.attoseconds
+        let negative = attoseconds < 0
+        let magnitude = attoseconds.magnitude
+        let high = UInt64(truncatingIfNeeded: magnitude >> 64)
+        let low = UInt64(truncatingIfNeeded: magnitude)
+        guard high < 1_000_000_000 else { return negative ? .min : .max }
+        let ns = UInt64(1_000_000_000).dividingFullWidth((high, low)).quotient
+        if negative { return ns > UInt64(Int64.max) ? .min : -Int64(ns) }
+        return ns > UInt64(Int64.max) ? .max : Int64(ns)
     }
 }

@@ -169,13 +169,13 @@ import Testing
             c.scratch!.pointee.message.msg_namelen = sender.length
             c.scratch!.pointee.message.msg_flags = Int32(MSG_TRUNC)
             guard case .recvmsg(.success(let m)) = c.makeResult(raw: 16) else { Issue.record("truncated"); return }
-            #expect(m.count == 16 && m.truncated && m.address == sender)
+            #expect(m == ReceivedMessageSize(count: 16, truncated: true))
             #expect(c.lastAddress == sender)
 
             // An empty datagram has a sender: a 0-byte message, not an end of file.
             c.scratch!.pointee.message.msg_flags = 0
             guard case .recvmsg(.success(let e)) = c.makeResult(raw: 0) else { Issue.record("empty datagram"); return }
-            #expect(e.count == 0 && !e.truncated && e.address == sender)
+            #expect(e == ReceivedMessageSize(count: 0, truncated: false) && c.lastAddress == sender)
 
             // A connected stream socket at its end: no address, 0 bytes → end of file.
             c.scratch!.pointee.message.msg_namelen = 0

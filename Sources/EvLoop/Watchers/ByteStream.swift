@@ -101,7 +101,7 @@ public struct ByteStream: LoopDescriptor, Hashable {
     public func read(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
                      callback: @escaping CountCallback) throws(EvError) {
         try completion.start(readOperation(into: buffer), on: loop,
-                             viewing: { $0.countResult }, callback: callback)
+                             viewing: { $1.countResult }, callback: callback)
     }
 
     /// Writes up to `buffer.count` bytes; the count written may be short (a pipe holds 64 KiB
@@ -109,7 +109,7 @@ public struct ByteStream: LoopDescriptor, Hashable {
     public func write(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
                       callback: @escaping CountCallback) throws(EvError) {
         try completion.start(writeOperation(from: buffer), on: loop,
-                             viewing: { $0.countResult }, callback: callback)
+                             viewing: { $1.countResult }, callback: callback)
     }
 
     /// The read as the loop performs it: recv on a socket, read(2) otherwise (shared with
@@ -131,7 +131,7 @@ public struct ByteStream: LoopDescriptor, Hashable {
     public func shutdown(loop: some EventLoop, completion: Completion, how: ShutdownHow = .write,
                          callback: @escaping VoidCallback) throws(EvError) {
         try completion.start(.shutdown(socket: fd, how: how), on: loop,
-                             viewing: { $0.voidResult }, callback: callback)
+                             viewing: { $1.voidResult }, callback: callback)
     }
 }
 

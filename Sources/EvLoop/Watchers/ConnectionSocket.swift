@@ -70,7 +70,7 @@ extension ConnectionSocket {
     public func connect(loop: some EventLoop, completion: Completion, to address: SocketAddress,
                         callback: @escaping (Completion, Result<Void, EvError>) -> CallbackAction) throws(EvError) {
         try completion.start(.connect(socket: fd, address: address), on: loop,
-                             viewing: { $0.voidResult }, callback: callback)
+                             viewing: { $1.voidResult }, callback: callback)
     }
 
     /// Reads up to `buffer.count` bytes. The buffer is the kernel's until the callback runs,
@@ -78,7 +78,7 @@ extension ConnectionSocket {
     public func read(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
                      callback: @escaping (Completion, Result<Int, EvError>) -> CallbackAction) throws(EvError) {
         try completion.start(.recv(socket: fd, buffer: buffer), on: loop,
-                             viewing: { $0.countResult }, callback: callback)
+                             viewing: { $1.countResult }, callback: callback)
     }
 
     /// Writes (sends) up to `buffer.count` bytes; the count written may be short. To write
@@ -86,7 +86,7 @@ extension ConnectionSocket {
     public func write(loop: some EventLoop, completion: Completion, buffer: UnsafeRawBufferPointer,
                       callback: @escaping (Completion, Result<Int, EvError>) -> CallbackAction) throws(EvError) {
         try completion.start(.send(socket: fd, buffer: buffer), on: loop,
-                             viewing: { $0.countResult }, callback: callback)
+                             viewing: { $1.countResult }, callback: callback)
     }
 
     /// Shuts down one or both directions (`.write` sends FIN after queued data, so the peer
@@ -94,6 +94,6 @@ extension ConnectionSocket {
     public func shutdown(loop: some EventLoop, completion: Completion, how: ShutdownHow = .write,
                          callback: @escaping (Completion, Result<Void, EvError>) -> CallbackAction) throws(EvError) {
         try completion.start(.shutdown(socket: fd, how: how), on: loop,
-                             viewing: { $0.voidResult }, callback: callback)
+                             viewing: { $1.voidResult }, callback: callback)
     }
 }

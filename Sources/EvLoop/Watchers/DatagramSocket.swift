@@ -19,7 +19,7 @@ extension DatagramSocket {
     public func receive(loop: some EventLoop, completion: Completion, buffer: UnsafeMutableRawBufferPointer,
                         callback: @escaping (Completion, Result<ReceivedMessage, EvError>) -> CallbackAction) throws(EvError) {
         try completion.start(.recvmsg(socket: fd, buffer: buffer), on: loop,
-                             viewing: { $0.messageResult }, callback: callback)
+                             viewing: { c, result in result.message(of: c) }, callback: callback)
     }
 
     /// Sends `buffer` as one datagram to `address` (nil: to the connected peer). A Unix
@@ -29,6 +29,6 @@ extension DatagramSocket {
                      to address: SocketAddress?,
                      callback: @escaping (Completion, Result<Int, EvError>) -> CallbackAction) throws(EvError) {
         try completion.start(.sendmsg(socket: fd, buffer: buffer, address: address), on: loop,
-                             viewing: { $0.countResult }, callback: callback)
+                             viewing: { $1.countResult }, callback: callback)
     }
 }

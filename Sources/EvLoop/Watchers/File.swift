@@ -145,13 +145,13 @@ public struct File: LoopDescriptor, Hashable {
                             options: OpenOptions = .readOnly, permissions: mode_t = 0o644,
                             callback: @escaping FileCallback) throws(EvError) {
         try completion.start(.open(path: path, flags: options.rawValue, permissions: UInt32(permissions)),
-                             on: loop, viewing: { $0.openResult }, callback: callback)
+                             on: loop, viewing: { $1.openResult }, callback: callback)
     }
 
     /// The file's status (statx of the descriptor): size, kind, times, inode, device,
     /// block size, and direct I/O's alignment where the kernel reports it.
     public func stat(loop: some EventLoop, completion: Completion, callback: @escaping StatusCallback) throws(EvError) {
-        try completion.start(.statDescriptor(fd: fd), on: loop, viewing: { $0.statusResult }, callback: callback)
+        try completion.start(.statDescriptor(fd: fd), on: loop, viewing: { $1.statusResult }, callback: callback)
     }
 
     /// Flushes the file's data and metadata to the device (fsync), or only its data and
@@ -159,7 +159,7 @@ public struct File: LoopDescriptor, Hashable {
     /// write for a changed modification time, which is what makes it cheaper).
     public func sync(loop: some EventLoop, completion: Completion, dataOnly: Bool = false,
                      callback: @escaping VoidCallback) throws(EvError) {
-        try completion.start(.fsync(fd: fd, dataOnly: dataOnly), on: loop, viewing: { $0.fileSystemResult }, callback: callback)
+        try completion.start(.fsync(fd: fd, dataOnly: dataOnly), on: loop, viewing: { $1.fileSystemResult }, callback: callback)
     }
 
     /// Cuts or extends the file to `length` bytes (ftruncate; an extension reads as zeros).
@@ -167,7 +167,7 @@ public struct File: LoopDescriptor, Hashable {
     /// loop's file pool.
     public func truncate(loop: some EventLoop, completion: Completion, length: UInt64,
                          callback: @escaping VoidCallback) throws(EvError) {
-        try completion.start(.truncate(fd: fd, length: length), on: loop, viewing: { $0.fileSystemResult }, callback: callback)
+        try completion.start(.truncate(fd: fd, length: length), on: loop, viewing: { $1.fileSystemResult }, callback: callback)
     }
 
     /// Reserves disk space for `length` bytes at `offset` (fallocate), so later writes there
@@ -175,6 +175,6 @@ public struct File: LoopDescriptor, Hashable {
     public func allocate(loop: some EventLoop, completion: Completion, offset: UInt64 = 0, length: UInt64,
                          keepSize: Bool = false, callback: @escaping VoidCallback) throws(EvError) {
         try completion.start(.fallocate(fd: fd, mode: keepSize ? 1 : 0, offset: offset, length: length),
-                             on: loop, viewing: { $0.fileSystemResult }, callback: callback)
+                             on: loop, viewing: { $1.fileSystemResult }, callback: callback)
     }
 }

@@ -41,27 +41,27 @@ public enum FileSystem {
     public static func stat(loop: some EventLoop, completion: Completion, path: String, followSymlinks: Bool = true,
                             callback: @escaping StatusCallback) throws(EvError) {
         try completion.start(.stat(path: path, followSymlinks: followSymlinks), on: loop,
-                             viewing: { $0.statusResult }, callback: callback)
+                             viewing: { $1.statusResult }, callback: callback)
     }
 
     /// Renames `from` to `to` (renameat), atomically replacing a file at `to`.
     public static func rename(loop: some EventLoop, completion: Completion, from: String, to: String,
                               callback: @escaping VoidCallback) throws(EvError) {
-        try completion.start(.rename(from: from, to: to), on: loop, viewing: { $0.fileSystemResult }, callback: callback)
+        try completion.start(.rename(from: from, to: to), on: loop, viewing: { $1.fileSystemResult }, callback: callback)
     }
 
     /// Removes the file (or symbolic link, or socket) at `path` (unlinkat); a directory is
     /// `.isDirectory` (use `removeDirectory`).
     public static func unlink(loop: some EventLoop, completion: Completion, path: String,
                               callback: @escaping VoidCallback) throws(EvError) {
-        try completion.start(.unlink(path: path, directory: false), on: loop, viewing: { $0.fileSystemResult }, callback: callback)
+        try completion.start(.unlink(path: path, directory: false), on: loop, viewing: { $1.fileSystemResult }, callback: callback)
     }
 
     /// Removes the empty directory at `path` (unlinkat with AT_REMOVEDIR); one with entries
     /// is `.directoryNotEmpty`, a file `.notDirectory`.
     public static func removeDirectory(loop: some EventLoop, completion: Completion, path: String,
                                        callback: @escaping VoidCallback) throws(EvError) {
-        try completion.start(.unlink(path: path, directory: true), on: loop, viewing: { $0.fileSystemResult }, callback: callback)
+        try completion.start(.unlink(path: path, directory: true), on: loop, viewing: { $1.fileSystemResult }, callback: callback)
     }
 
     /// Creates the directory `path` (mkdirat) with `permissions` less the process's umask;
@@ -69,6 +69,6 @@ public enum FileSystem {
     public static func makeDirectory(loop: some EventLoop, completion: Completion, path: String,
                                      permissions: mode_t = 0o755, callback: @escaping VoidCallback) throws(EvError) {
         try completion.start(.mkdir(path: path, permissions: UInt32(permissions)), on: loop,
-                             viewing: { $0.fileSystemResult }, callback: callback)
+                             viewing: { $1.fileSystemResult }, callback: callback)
     }
 }

@@ -18,6 +18,6 @@ extension LoopDescriptor {
     public func close(loop: some EventLoop, completion: Completion,
                       callback: @escaping (Completion, Result<Void, EvError>) -> CallbackAction = { _, _ in .disarm })
         throws(EvError) {
-        try completion.start(.close(fd: fd), on: loop, viewing: { $0.voidResult }, callback: callback)
+        try completion.start(.close(fd: fd), on: loop, viewing: { $1.voidResult }, callback: callback)
     }
 }

@@ -67,28 +67,28 @@ extension CompletionResult {
         return .failure(mismatch)
     }
 
-    /// A received message (recvmsg).
+    /// A received message (recvmsg), with the sender `completion` keeps.
     @inline(__always)
-    var messageResult: Result<ReceivedMessage, EvError> {
-        if case .recvmsg(let r) = self { return r }
-        return .failure(mismatch)
+    package func message(of completion: Completion) -> Result<ReceivedMessage, EvError> {
+        guard case .recvmsg(let r) = self else { return .failure(mismatch) }
+        return r.map { ReceivedMessage(count: $0.count, address: completion.lastAddress, truncated: $0.truncated) }
     }
 }
 
 extension Completion {
     /// Configures this completion with `operation` and a callback that hands `callback`
-    /// the result as `view` types it (`countResult`, `voidResult`, `messageResult`), then
+    /// the result as `view` types it (`countResult`, `voidResult`, `message(of:)`), then
     /// adds it to `loop`: the body of every watcher operation.
     @inline(__always)
     func start<Value>(_ operation: Operation, on loop: some EventLoop,
-                      viewing view: @escaping (CompletionResult) -> Result<Value, EvError>,
+                      viewing view: @escaping (Completion, CompletionResult) -> Result<Value, EvError>,
                       callback: @escaping (Completion, Result<Value, EvError>) -> CallbackAction) throws(EvError) {
         // Refused before anything is stored: an active completion's fields are the loop's
         // (and the kernel's) until its callback runs, so a watcher call with a completion
         // still in flight must not rewrite them on its way to `add`'s refusal.
         guard state == .dead else { throw .completionActive }
         self.operation = operation
-        self.callback = { c, result in callback(c, view(result)) }
+        self.callback = { c, result in callback(c, view(c, result)) }
         try loop.add(self)
     }
 }

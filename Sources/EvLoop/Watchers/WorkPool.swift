@@ -82,7 +82,7 @@ public final class WorkPool: Sendable {
         // Checked before anything changes: an active completion keeps its operation.
         guard completion.state == .dead else { throw .completionActive }
         let job = Job(threads: threads) { () throws(EvError) -> any Sendable in try work() }
-        try completion.start(.work(job: job), on: loop, viewing: { $0.workValue(Value.self) }, callback: callback)
+        try completion.start(.work(job: job), on: loop, viewing: { $1.workValue(Value.self) }, callback: callback)
     }
 }
 
