@@ -24,6 +24,12 @@ struct RingSetup {
     /// The file-system operations this kernel's io_uring runs itself (the others run on
     /// the loop's file pool): bit `kind.rawValue - OperationKind.open.rawValue`.
     let nativeFileOperations: UInt16
+    /// Whether receives can take IORING_RECVSEND_POLL_FIRST and report
+    /// IORING_CQE_F_SOCK_NONEMPTY (Linux 5.19). Neither is probed by itself: a kernel
+    /// before 5.19 ignores the send/receive flags in `ioprio` or rejects them, and never
+    /// sets the CQE flag, so it is told by an opcode of Linux 6.0, IORING_OP_SEND_ZC,
+    /// in the opcode probe.
+    let receivesPollFirst: Bool
 
     /// The opcode of each file-system operation, probed at init without making the ring
     /// unusable when one is missing: Linux 5.6 (OPENAT, STATX, FALLOCATE; FSYNC is 5.1),
@@ -80,10 +86,10 @@ struct RingSetup {
             initialized = true
             try checkFeatures(ring)
             try probeNop(ring, injectedResult: probeEnterResult)
-            let native = try probeOpcodes(ring, override: probeOverride)
+            let (native, pollFirst) = try probeOpcodes(ring, override: probeOverride)
             let cancelFd = probeCancelByDescriptor(ring)
             return RingSetup(ring: ring, flags: flags, submitsAll: submitsAll, cancelsByDescriptor: cancelFd,
-                             nativeFileOperations: native)
+                             nativeFileOperations: native, receivesPollFirst: pollFirst)
         } catch {
             if initialized { io_uring_queue_exit(ring) }
             ring.deallocate()
@@ -172,9 +178,10 @@ struct RingSetup {
         }
     }
 
-    /// Checks the required opcodes and returns which file-system operations the kernel has.
+    /// Checks the required opcodes and returns which file-system operations the kernel has,
+    /// and whether it is Linux 6.0 or later (IORING_OP_SEND_ZC; see `receivesPollFirst`).
     private static func probeOpcodes(_ ring: UnsafeMutablePointer<io_uring>,
-                                     override: ((String, Bool) -> Bool)?) throws(BackendUnavailable) -> UInt16 {
+                                     override: ((String, Bool) -> Bool)?) throws(BackendUnavailable) -> (UInt16, Bool) {
         // Room for every opcode an 8-bit code can name.
         let size = MemoryLayout<io_uring_probe>.size + 256 * MemoryLayout<io_uring_probe_op>.size
         let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
@@ -202,7 +209,9 @@ struct RingSetup {
             if let override { supported = override(op.name, supported) }
             if supported { native |= 1 << (op.kind.rawValue - OperationKind.open.rawValue) }
         }
-        return native
+        var sendZeroCopy = io_uring_opcode_supported(probe, Int32(IORING_OP_SEND_ZC.rawValue)) != 0
+        if let override { sendZeroCopy = override("IORING_OP_SEND_ZC", sendZeroCopy) }
+        return (native, sendZeroCopy)
     }
 
     /// Whether IORING_ASYNC_CANCEL_FD works (Linux 5.19): a cancel by descriptor aimed at

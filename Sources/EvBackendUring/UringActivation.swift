@@ -2,7 +2,7 @@ import EvLoop
 
 /// What the io_uring loop knows about one activation of a completion: where it is in its
 /// life (`phase`), how many SQEs name it and how many cancels aimed at it are in flight
-/// (`sqes`, `cancels`), and four facts that hold across phases (`flags`).
+/// (`sqes`, `cancels`), and facts that hold across phases (`flags`).
 ///
 /// It lives packed in the core's `Completion.backendState` (one `Int` the core sets aside
 /// for the backend; a completion has no other room for backend state), and every accessor
@@ -139,6 +139,15 @@ struct UringActivation {
         /// directly; the phase stays idle (the main ring has nothing of it), and a cancel
         /// is too late (polled I/O cannot be cancelled; it finishes in microseconds).
         static let polled = Flags(rawValue: 1 << 5)
+        /// Its last receive (`.recv`) moved bytes and its CQE lacked
+        /// IORING_CQE_F_SOCK_NONEMPTY: the kernel saw the socket's receive queue empty
+        /// after it (TCP reports the bytes left, `tcp_inq_hint`). So the next receive on
+        /// it, typically the rearm from that receive's callback, will find nothing, and
+        /// is submitted with IORING_RECVSEND_POLL_FIRST (`UringLoop.prepare`). A hint,
+        /// never a result: it outlives the hand-off and the next add, and one that is
+        /// stale (another socket, data arrived meanwhile) costs a poll that is ready at
+        /// once, after which the kernel receives as without it.
+        static let socketDrained = Flags(rawValue: 1 << 6)
     }
 
     var bits: Int
@@ -193,10 +202,16 @@ struct UringActivation {
     /// Closed by `.close` or killed by an internal cancel: must not be resubmitted.
     @inline(__always) var isDoomed: Bool { !flags.isDisjoint(with: [.closing, .killed]) }
 
-    /// What is left after the hand-off (see `Flags.cancelSucceeded` and
-    /// `Flags.deadlineFired`): an idle activation.
+    /// What is left after the hand-off (see `Flags.cancelSucceeded`,
+    /// `Flags.deadlineFired` and `Flags.socketDrained`): an idle activation.
     @inline(__always) var handedOff: UringActivation {
-        UringActivation(bits: bits & (Int(Flags([.cancelSucceeded, .deadlineFired]).rawValue) << Self.flagsShift))
+        UringActivation(bits: bits & (Int(Flags([.cancelSucceeded, .deadlineFired, .socketDrained]).rawValue) << Self.flagsShift))
+    }
+
+    /// A new activation of the same completion (`UringLoop.backendSubmit`): idle, with
+    /// only the `socketDrained` hint kept from the last one.
+    @inline(__always) var added: UringActivation {
+        UringActivation(bits: bits & (Int(Flags.socketDrained.rawValue) << Self.flagsShift))
     }
 
     #if DEBUG

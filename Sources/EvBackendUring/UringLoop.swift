@@ -58,8 +58,9 @@ import CEvSys
 /// On Android the loop is never created (seccomp kills a process that calls
 /// io_uring_setup, PITFALLS C1), so runtime selection moves on to epoll.
 public final class UringLoop: LoopCore, LoopBackend {
-    /// io_uring setup flags the loop may use (PITFALLS B9; libxev PR #228). None is on
-    /// by default; see `UringLoop.defaultFlags` for the measurements behind that.
+    /// io_uring setup flags the loop may use (PITFALLS B9; libxev PR #228). Only
+    /// `coopTaskrun` is on by default; see `UringLoop.defaultFlags` for the measurements
+    /// behind that.
     public struct SetupFlags: OptionSet, Sendable, Hashable {
         public var rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
@@ -77,7 +78,20 @@ public final class UringLoop: LoopCore, LoopBackend {
         public static let deferTaskrun = SetupFlags(rawValue: UInt32(IORING_SETUP_DEFER_TASKRUN))
     }
 
-    /// The flags `init` uses unless told otherwise: none.
+    /// The flags `init` uses unless told otherwise: COOP_TASKRUN (with TASKRUN_FLAG).
+    ///
+    /// Why COOP_TASKRUN: without it the kernel runs the completion work of a socket that
+    /// became ready (the receive it retries, the CQE it posts) by interrupting the loop's
+    /// thread (task_work with TWA_SIGNAL: a rescheduling IPI when the thread is running,
+    /// which in a KVM guest is also a VM exit on the sending CPU). A ping-pong never sees
+    /// that (its loop is asleep in io_uring_enter when data comes), but a busy loop does:
+    /// ev-http at 500 connections (server pinned to one CPU, wrk on the other) took 0.109
+    /// rescheduling interrupts per request on io_uring, 0.000 on epoll and on the C
+    /// io_uring floor, which sets COOP_TASKRUN; with it, 0.001 (perf stat,
+    /// irq_vectors:reschedule_entry, 2 December 2026, issue 14). The work then waits for
+    /// the loop's next io_uring_enter, which every tick makes anyway, and a loop asleep in
+    /// its wait is still woken. It asks nothing of the threads a loop runs on (unlike
+    /// SINGLE_ISSUER and DEFER_TASKRUN below), and a kernel before 5.19 drops it (`init`).
     ///
     /// Measured on this project's machine (2 vCPU KVM guest, Linux 6.18, November 2026):
     /// TCP ping-pong over loopback, 5-byte messages, client and server loops on their own
@@ -99,8 +113,8 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// about 5%, COOP_TASKRUN alone about 2%, which is noise. DEFER_TASKRUN needs
     /// SINGLE_ISSUER, which ties the ring to the thread that creates it: a loop created on
     /// one thread and run on another (a common pattern) would fail with EEXIST. So the
-    /// default is no flag, as PITFALLS B9 advises, and a program that creates and runs its
-    /// loop on one thread can opt in with `[.singleIssuer, .deferTaskrun]`.
+    /// default leaves both out, as PITFALLS B9 advises, and a program that creates and runs
+    /// its loop on one thread can opt in with `[.singleIssuer, .coopTaskrun, .deferTaskrun]`.
     /// Measured again on 1 December 2026 (AMD EPYC guest, Linux 6.18, 5 interleaved pinned
     /// rounds of the same ping-pong): SINGLE_ISSUER + DEFER_TASKRUN 21.3 µs median, none
     /// 21.2 µs: no gain to trade the thread restriction for (BENCHMARKS.md).
@@ -109,7 +123,7 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// submits the send (which completes inline) and one that waits for the next receive.
     /// A C ping-pong that marks its sends IOSQE_CQE_SKIP_SUCCESS needs one, at 17.3 µs,
     /// but a completion loop must report every send to its callback.
-    public static let defaultFlags: SetupFlags = []
+    public static let defaultFlags: SetupFlags = [.coopTaskrun]
 
     private let ring: UnsafeMutablePointer<io_uring>
     private let ringFd: Int32
@@ -124,6 +138,10 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// Whether `.close` can cancel by descriptor (IORING_ASYNC_CANCEL_FD, Linux 5.19).
     package let cancelsByDescriptor: Bool
     private let defersTaskrun: Bool
+    /// Whether a receive may ask for IORING_RECVSEND_POLL_FIRST and trust the absence of
+    /// IORING_CQE_F_SOCK_NONEMPTY (both Linux 5.19; told by the opcode probe, see
+    /// `RingSetup.receivesPollFirst`). Older kernels would take the flag for a priority.
+    package let receivesPollFirst: Bool
     /// The file-system operations this kernel's io_uring runs (bit `kind.rawValue -
     /// OperationKind.open.rawValue`, from the opcode probe); the others run on the loop's
     /// file pool, as on epoll and poll.
@@ -193,6 +211,9 @@ public final class UringLoop: LoopCore, LoopBackend {
     package var enterCount: Int { st.pointee.enterCount }
     /// For tests: the -EAGAIN results absorbed by arming a poll.
     package var eagainRetries: Int { st.pointee.eagainRetries }
+    /// For tests: receives submitted with IORING_RECVSEND_POLL_FIRST, because the previous
+    /// receive on the same completion left its socket empty (`Flags.socketDrained`).
+    package var pollFirstReceives: Int { st.pointee.pollFirstReceives }
     /// For tests: how many times CQEs the kernel kept aside (CQ overflow) were fetched.
     package var overflowFlushes: Int { st.pointee.overflowFlushes }
     /// For tests: completions waiting for a free SQE.
@@ -243,6 +264,7 @@ public final class UringLoop: LoopCore, LoopBackend {
         self.submitsAll = setup.submitsAll
         self.cancelsByDescriptor = setup.cancelsByDescriptor && allowCancelByDescriptor
         self.defersTaskrun = setup.flags.contains(.deferTaskrun)
+        self.receivesPollFirst = setup.receivesPollFirst
         self.nativeFileOperations = setup.nativeFileOperations
         self.st = .allocate(capacity: 1)
         self.st.initialize(to: UringState())
@@ -294,7 +316,7 @@ public final class UringLoop: LoopCore, LoopBackend {
     private var mustQueue: Bool { !st.pointee.parked.isEmpty || !st.pointee.killQueue.isEmpty }
 
     package func backendSubmit(_ c: Completion) {
-        c.uring = UringActivation()
+        c.uring = c.uring.added
         if c.kind.isFileSystem {
             // A path with a NUL byte never reaches the kernel; an opcode the kernel lacks
             // (the init probe) runs on the file pool, as on epoll and poll.
@@ -427,6 +449,19 @@ public final class UringLoop: LoopCore, LoopBackend {
             io_uring_prep_write(sqe, fd, base, length, c.offset)
         case .recv:
             io_uring_prep_recv(sqe, fd, base, Int(length), dontWait)
+            // The last receive on this completion emptied the socket, so this one (its
+            // rearm, as a rule) would only find nothing: IORING_RECVSEND_POLL_FIRST
+            // (Linux 5.19) has the kernel arm its poll at once instead of first trying
+            // the receive, failing with EAGAIN inside the kernel and then arming it
+            // (issue 14: ev-http at 500 connections made 2.02 socket receives per
+            // request, 1.01 of them failing, against 1.00 and none for the C floor's
+            // multishot receive). Not for an empty buffer, which a receive answers at
+            // once and a poll would hold until data comes; not with the test knob's
+            // MSG_DONTWAIT, where the kernel would answer EAGAIN without trying.
+            if c.uring.flags.contains(.socketDrained) && length > 0 && dontWait == 0 {
+                sqe.pointee.ioprio = UInt16(IORING_RECVSEND_POLL_FIRST)
+                st.pointee.pollFirstReceives &+= 1
+            }
         case .send:
             io_uring_prep_send(sqe, fd, base, Int(length), Int32(MSG_NOSIGNAL) | dontWait)
         case .recvmsg:
@@ -737,7 +772,7 @@ public final class UringLoop: LoopCore, LoopBackend {
     }
 
     @inline(__always)
-    private func handleCQE(userData ud: UInt64, result res: Int32) {
+    private func handleCQE(userData ud: UInt64, result res: Int32, flags cqeFlags: UInt32) {
         // 0 is never one of ours (only init's probes use it); UInt64.max is liburing's
         // internal timeout marker (LIBURING_UDATA_TIMEOUT), which this loop never causes.
         guard ud != 0, ud != UInt64.max,
@@ -790,7 +825,23 @@ public final class UringLoop: LoopCore, LoopBackend {
             }
         default:
             assert(c.uring.phase == .submitted, "EvLoop: io_uring CQE for an activation in phase \(c.uring.phase)")
+            if c.kind == .recv && receivesPollFirst { noteReceive(c, raw: raw, cqeFlags: cqeFlags) }
             operationFinished(c, raw: raw)
+        }
+    }
+
+    /// Records whether the receive whose CQE this is left its socket empty
+    /// (`UringActivation.Flags.socketDrained`): it moved bytes, and the kernel did not set
+    /// IORING_CQE_F_SOCK_NONEMPTY (Linux 5.19: io_uring asks the protocol for the bytes
+    /// still queued, `msg_get_inq`; TCP answers, and counts a pending FIN as one). Any
+    /// other outcome (an error, EAGAIN, the end of the stream, bytes left) clears it, so
+    /// a receive retried after an EAGAIN never arms its poll first twice.
+    @inline(__always)
+    private func noteReceive(_ c: Completion, raw: Int, cqeFlags: UInt32) {
+        if raw > 0 && cqeFlags & UInt32(IORING_CQE_F_SOCK_NONEMPTY) == 0 {
+            c.uring.flags.insert(.socketDrained)
+        } else {
+            c.uring.flags.remove(.socketDrained)
         }
     }
 
@@ -866,7 +917,7 @@ public final class UringLoop: LoopCore, LoopBackend {
                 let head = evuring_cq_head(ring)
                 for i in 0..<ready {
                     let cqe = evuring_cqe_at(ring, head &+ i)!
-                    handleCQE(userData: cqe.pointee.user_data, result: cqe.pointee.res)
+                    handleCQE(userData: cqe.pointee.user_data, result: cqe.pointee.res, flags: cqe.pointee.flags)
                 }
                 io_uring_cq_advance(ring, ready)
                 total += Int(ready)
@@ -1083,6 +1134,7 @@ private struct UringState {
     var enterCount = 0
     var eagainRetries = 0
     var overflowFlushes = 0
+    var pollFirstReceives = 0
     /// SQEs written per `OperationKind.rawValue`: a fixed array of its own, so counting
     /// one is an indexed add, with no bounds, uniqueness or overflow check (an enum's raw
     /// value is always in range). Deallocated by the loop's deinit.

@@ -41,7 +41,8 @@ package struct EventFD: Sendable {
     @inline(__always)
     package func signal() {
         var one: UInt64 = 1
-        while write(descriptor, &one, 8) < 0 && cevsys_errno() == EINTR {}
+        // cevsys_write: no cancellation-point wrapper (see CEvSys.c).
+        while cevsys_write(descriptor, &one, 8) < 0 && cevsys_errno() == EINTR {}
     }
 
     /// Reads (and so resets) the counter: `.success(true)` if it was non-zero, `.success(false)`
@@ -54,7 +55,7 @@ package struct EventFD: Sendable {
     package func drain() -> Result<Bool, EvError> {
         var value: UInt64 = 0
         while true {
-            if read(descriptor, &value, 8) == 8 { return .success(true) }
+            if cevsys_read(descriptor, &value, 8) == 8 { return .success(true) }
             let e = cevsys_errno()
             if e == EINTR { continue }
             if e == EAGAIN { return .success(false) }

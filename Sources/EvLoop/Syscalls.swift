@@ -64,20 +64,20 @@ package enum Syscalls {
         case .read, .write, .pread, .pwrite:
             return fileIO(c.kind, fd: fd, base: base, count: count, offset: c.offset)
         case .recv:
-            return retryingEINTR { Glibc.recv(fd, base, count, Int32(MSG_DONTWAIT)) }
+            return retryingEINTR { cevsys_recv(fd, base, UInt(count), Int32(MSG_DONTWAIT)) }
         case .send:
-            return retryingEINTR { Glibc.send(fd, base, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            return retryingEINTR { cevsys_send(fd, base, UInt(count), Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
         case .recvmsg:
             let s = c.scratch!
             return retryingEINTR {
                 CompletionScratch.prepareMessage(for: c)
-                return Glibc.recvmsg(fd, CompletionScratch.messagePointer(s), Int32(MSG_DONTWAIT))
+                return cevsys_recvmsg(fd, CompletionScratch.messagePointer(s), Int32(MSG_DONTWAIT))
             }
         case .sendmsg:
             let s = c.scratch!
             return retryingEINTR {
                 CompletionScratch.prepareMessage(for: c)
-                return Glibc.sendmsg(fd, CompletionScratch.messagePointer(s), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                return cevsys_sendmsg(fd, CompletionScratch.messagePointer(s), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
             }
         case .shutdown:
             let how = c.shutdownHow
@@ -113,10 +113,10 @@ package enum Syscalls {
                                offset: UInt64) -> Int {
         let off = off_t(Int64(bitPattern: offset))
         switch kind {
-        case .read: return retryingEINTR { Glibc.read(fd, base, count) }
-        case .write: return retryingEINTR { Glibc.write(fd, base, count) }
-        case .pread: return retryingEINTR { Glibc.pread(fd, base, count, off) }
-        case .pwrite: return retryingEINTR { Glibc.pwrite(fd, base, count, off) }
+        case .read: return retryingEINTR { cevsys_read(fd, base, UInt(count)) }
+        case .write: return retryingEINTR { cevsys_write(fd, base, UInt(count)) }
+        case .pread: return retryingEINTR { cevsys_pread(fd, base, UInt(count), Int64(off)) }
+        case .pwrite: return retryingEINTR { cevsys_pwrite(fd, base, UInt(count), Int64(off)) }
         default: preconditionFailure("EvLoop: \(kind) is not file I/O")
         }
     }

@@ -692,6 +692,47 @@ struct UringInternalsTests {
         #expect(Sock.seesEndOfFile(client, timeoutMs: 100))
     }
 
+    /// A receive rearmed after one that emptied its TCP socket (its CQE had no
+    /// IORING_CQE_F_SOCK_NONEMPTY) is submitted with IORING_RECVSEND_POLL_FIRST, and one
+    /// rearmed after a receive that left bytes behind is not; the bytes arrive in order
+    /// either way, and the end of the stream still ends the last one (issue 14). On a
+    /// kernel before 6.0 (simulated: IORING_OP_SEND_ZC reported missing) no receive polls
+    /// first.
+    @Test(.enabled(if: uringListed), arguments: [true, false])
+    func receiveRearmedOnAnEmptiedSocketPollsFirst(kernelHasPollFirst: Bool) throws {
+        _ = try makeTestLoop(.ioUring)   // skips, loudly, on a machine without io_uring
+        let loop = try UringLoop(entries: 8, setupFlags: [], probeOverride: { name, supported in
+            name == "IORING_OP_SEND_ZC" ? kernelHasPollFirst : supported
+        })
+        #expect(loop.receivesPollFirst == kernelHasPollFirst, "this kernel (6.18 here) has IORING_RECVSEND_POLL_FIRST")
+        let first = kernelHasPollFirst ? 1 : 0, second = kernelHasPollFirst ? 2 : 0
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (client, server) = try Sock.tcpPair()
+        h.own(client); h.forLoop(server)
+        let buffer = h.buffer(4)
+        var received: [UInt8] = []
+        var results: [CompletionResult] = []
+        try Sock.put(client, "abcdefgh")
+        let recv = Completion(.recv(socket: server, buffer: buffer)) { _, r in
+            results.append(r)
+            received += buffer[0..<(r.count ?? 0)]
+            return (r.count ?? 0) > 0 ? .rearm : .disarm
+        }
+        try loop.add(recv)
+        // "abcd" left "efgh" queued: its rearm tries the receive at once. "efgh" emptied
+        // the socket: its rearm arms the poll first.
+        #expect(try runUntil(loop) { results.count == 2 })
+        #expect(loop.pollFirstReceives == first, "\(loop.pollFirstReceives)")
+        try Sock.put(client, "xy")
+        #expect(try runUntil(loop) { results.count == 3 })
+        #expect(loop.pollFirstReceives == second, "\(loop.pollFirstReceives)")
+        h.close(client)
+        #expect(try runUntil(loop) { results.count == 4 })
+        #expect(String(decoding: received, as: UTF8.self) == "abcdefghxy")
+        #expect(results.last?.error == .endOfFile, "the end of the stream: \(String(describing: results.last))")
+    }
+
     /// Every io_uring descriptor in the process is close-on-exec (PITFALLS B12). In a
     /// child process (ProcessIsolation): with other tests running, a ring listed in the
     /// table may be closed, and its number reused, before it is checked.

@@ -27,6 +27,17 @@ int cevsys_tgkill(int tgid, int tid, int sig);
 int cevsys_errno(void);
 void cevsys_set_errno(int value);
 
+/// The readiness backends' I/O calls, straight to syscall(2) (see CEvSys.c for why).
+/// Each returns what the system call returns, -1 with errno set on failure.
+long cevsys_read(int fd, void *buffer, unsigned long count);
+long cevsys_write(int fd, const void *buffer, unsigned long count);
+long cevsys_pread(int fd, void *buffer, unsigned long count, int64_t offset);
+long cevsys_pwrite(int fd, const void *buffer, unsigned long count, int64_t offset);
+long cevsys_recv(int fd, void *buffer, unsigned long count, int flags);
+long cevsys_send(int fd, const void *buffer, unsigned long count, int flags);
+long cevsys_recvmsg(int fd, void *message, int flags);
+long cevsys_sendmsg(int fd, const void *message, int flags);
+
 /// The WIFEXITED/WEXITSTATUS/WIFSIGNALED/WTERMSIG macros.
 int cevsys_wifexited(int status);
 int cevsys_wexitstatus(int status);
