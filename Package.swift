@@ -76,6 +76,8 @@ let package = Package(
         // End-to-end tests of the example programs: they spawn the built executables
         // (found next to the test bundle), so they link nothing but Ev.
         .testTarget(name: "EvHTTPSupportTests", dependencies: ["EvHTTPSupport"], path: "Tests/EvHTTPSupportTests", swiftSettings: strict),
+        // In-process tests of the examples' shared support (how the async servers accept).
+        .testTarget(name: "EvExampleSupportTests", dependencies: ["Ev", "EvExampleSupport"], path: "Tests/EvExampleSupportTests", swiftSettings: strict),
         .testTarget(name: "EvExampleTests", dependencies: ["Ev"], path: "Tests/EvExampleTests", swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

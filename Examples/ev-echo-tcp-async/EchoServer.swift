@@ -32,12 +32,8 @@ enum EchoServer {
                 }
                 // Accepts connections, one child task each, until cancelled.
                 server.addTask {
-                    await withDiscardingTaskGroup { connections in
-                        while let connection = await listener.acceptNextConnection(program: "ev-echo-tcp-async", on: executor) {
-                            connections.addTask {
-                                await EchoTask.run(connection, on: executor, statistics: statistics)
-                            }
-                        }
+                    await listener.serveConnections(program: "ev-echo-tcp-async", on: executor) { connection in
+                        await EchoTask.run(connection, on: executor, statistics: statistics)
                     }
                 }
                 do {

@@ -67,10 +67,12 @@ public final class StreamReader {
     /// The completion of a pause's cancel.
     private let cancelCompletion = Completion()
 
+    // Stored `var`s are `@exclusivity(unchecked)` for the reason given at `WriteQueue`'s
+    // (every read reads them); never accessed across the callback.
     /// True from `pause` until `resume`.
-    public private(set) var isPaused = false
+    @exclusivity(unchecked) public private(set) var isPaused = false
     /// True from `start` until the read callback returns `.disarm`.
-    public private(set) var isStarted = false
+    @exclusivity(unchecked) public private(set) var isStarted = false
     /// True while a read is armed that is meant to deliver (not paused, not being cancelled).
     public var isReading: Bool { completion.state == .active && !isPaused }
 
@@ -88,15 +90,15 @@ public final class StreamReader {
     package var bufferBytes: UnsafeMutableRawBufferPointer { buffer.bytes }
     /// True while EvAsync's awaited read is in flight (that read and the callback form
     /// exclude each other: one buffer, one reader).
-    package var isAwaitingRead = false
-    private var callback: BytesCallback?
+    @exclusivity(unchecked) package var isAwaitingRead = false
+    @exclusivity(unchecked) private var callback: BytesCallback?
     /// True while the user's read callback runs (the read completion is dead then).
-    private var delivering = false
+    @exclusivity(unchecked) private var delivering = false
     /// A pause's cancel was issued for the read's current activation.
-    private var cancelPending = false
+    @exclusivity(unchecked) private var cancelPending = false
     /// A pause came while the previous pause's cancel had not reported yet: issue the cancel
     /// when it does (there is one cancel completion, so nothing is allocated per pause).
-    private var cancelDeferred = false
+    @exclusivity(unchecked) private var cancelDeferred = false
 
     /// A reader of `fd` with a buffer of `capacity` bytes; `isSocket: false` for pipes and
     /// other non-socket streams. Throws `.invalidArgument` for a capacity below 1 (a read

@@ -54,41 +54,47 @@ public final class WriteQueue {
     public let isSocket: Bool
     /// The completion that carries the write in flight (owned by the queue).
     public let completion = Completion()
+    // Stored `var`s are `@exclusivity(unchecked)`, as in `LoopCore`: Swift's run-time
+    // exclusivity checks on them (swift_beginAccess with a thread-local lookup, about 76
+    // instructions each, a dozen per write) were the largest single cost in ev-http's user
+    // space (callgrind, issue 14). The queue reads or writes them only in instantaneous
+    // accesses, never across a callback, which is the overlap the checks exist to catch;
+    // the queue belongs to one loop thread, and debug builds run the suite either way.
     /// Bytes queued and not yet written (including the unwritten rest of the request in
     /// flight).
-    public private(set) var bytesQueued = 0
+    @exclusivity(unchecked) public private(set) var bytesQueued = 0
     /// Requests queued (including the one in flight).
-    public private(set) var count = 0
+    @exclusivity(unchecked) public private(set) var count = 0
     /// How many writes were short and resumed with the rest of their buffer (a statistic:
     /// a high number means the peer reads slowly or the socket buffer is small).
-    public private(set) var resumedWrites = 0
+    @exclusivity(unchecked) public private(set) var resumedWrites = 0
     /// How many requests the queue has made for owned-bytes writes: the most it ever had
     /// queued at once, since finished ones are reused (a statistic; it stops growing once
     /// the pool covers the connection's backlog).
-    public private(set) var pooledRequests = 0
+    @exclusivity(unchecked) public private(set) var pooledRequests = 0
     /// The water marks, or nil (then the queue is always writable).
-    public private(set) var waterMark: WriteBufferWaterMark?
+    @exclusivity(unchecked) public private(set) var waterMark: WriteBufferWaterMark?
     /// False from the moment `bytesQueued` rose above the high water mark until it falls
     /// below the low one; always true without water marks.
-    public private(set) var isWritable = true
+    @exclusivity(unchecked) public private(set) var isWritable = true
 
-    private var writabilityCallback: WritabilityCallback?
+    @exclusivity(unchecked) private var writabilityCallback: WritabilityCallback?
     /// Counts `setWaterMark` calls, so that a writability callback that installs a new one
     /// and then answers `.disarm` removes only itself.
-    private var writabilityGeneration = 0
-    private var head: WriteRequest?
-    private unowned(unsafe) var tail: WriteRequest?
+    @exclusivity(unchecked) private var writabilityGeneration = 0
+    @exclusivity(unchecked) private var head: WriteRequest?
+    @exclusivity(unchecked) private unowned(unsafe) var tail: WriteRequest?
     /// Spare requests for owned-bytes writes, linked through `next`.
-    private var pool: WriteRequest?
+    @exclusivity(unchecked) private var pool: WriteRequest?
     /// True while the queue's completion is in flight or its callback runs, so an enqueue
     /// from a request callback links the request instead of adding the completion again.
-    private var driving = false
+    @exclusivity(unchecked) private var driving = false
     /// True while the queue's completion callback runs request callbacks: writability is
     /// decided once they have all run (their enqueues included), so a callback that
     /// writes the next reply does not make the queue flip to writable and back.
-    private var settling = false
+    @exclusivity(unchecked) private var settling = false
     /// Set by `cancel` while a write is in flight: the next completion fails what is queued.
-    private var cancelRequested = false
+    @exclusivity(unchecked) private var cancelRequested = false
 
     /// A queue writing to `fd`; `isSocket: false` for pipes and other non-socket streams
     /// (write(2); the program must then ignore SIGPIPE itself, a library does not change

@@ -35,7 +35,9 @@ public final class WriteRequest {
         case owned(OwnedBytes)
     }
 
-    private(set) var payload: Payload
+    // Stored `var`s are `@exclusivity(unchecked)` for the reason given at `WriteQueue`'s
+    // (a request is read and written by its queue on every write).
+    @exclusivity(unchecked) private(set) var payload: Payload
 
     /// The bytes to write. Setting it makes the request write this memory, which the
     /// caller must keep valid until the callback runs (and drops any `bytes`). Reading it
@@ -68,19 +70,19 @@ public final class WriteRequest {
     }
 
     /// The callback (reused every time the request is queued).
-    public var callback: CountCallback
+    @exclusivity(unchecked) public var callback: CountCallback
     /// Free for the caller (the connection, a buffer pool slot).
-    public var userData: AnyObject?
+    @exclusivity(unchecked) public var userData: AnyObject?
     /// Bytes of the request already written (partial writes advance it).
-    public package(set) var written = 0
+    @exclusivity(unchecked) public package(set) var written = 0
     /// True from `enqueue` until just before the callback runs.
-    public package(set) var isQueued = false
+    @exclusivity(unchecked) public package(set) var isQueued = false
     /// Next request in the queue, or in the queue's pool of spare requests (strong: the
     /// queue owns what it holds).
-    var next: WriteRequest?
+    @exclusivity(unchecked) var next: WriteRequest?
     /// Made by the queue for `enqueue(loop:bytes:callback:)`: back to its pool after the
     /// callback disarms it.
-    var isPooled = false
+    @exclusivity(unchecked) var isPooled = false
 
     /// A request that writes `buffer` (memory the caller keeps valid until the callback runs).
     public init(buffer: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
