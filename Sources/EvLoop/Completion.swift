@@ -94,7 +94,8 @@ public final class Completion {
     /// `.sendmsg`: whether the datagram goes to the address in `scratch`.
     @inlinable package var sendsToAddress: Bool { _argument != 0 }
     /// `.cancel`: the target.
-    /// (Kept in the buffer field, retained: a strong reference, like the enum's payload.)
+    /// (Kept in the buffer field, retained: a strong reference, like the enum's payload;
+    /// except a completion's reference to itself, which is not retained: see `store`.)
     @inlinable package var cancelTarget: Completion? {
         guard _kind == .cancel, let p = _buffer else { return nil }
         return Unmanaged<Completion>.fromOpaque(p).takeUnretainedValue()
@@ -121,7 +122,10 @@ public final class Completion {
     @inlinable
     func releaseRetainedPayload() {
         if _kind == .cancel, let p = _buffer {
-            Unmanaged<Completion>.fromOpaque(p).release()
+            // A cancel aimed at its own completion holds no reference (see `store`).
+            if p != Unmanaged.passUnretained(self).toOpaque() {
+                Unmanaged<Completion>.fromOpaque(p).release()
+            }
             _buffer = nil
         } else if _kind == .work, let p = _buffer {
             Unmanaged<WorkPool.Job>.fromOpaque(p).release()
@@ -369,7 +373,12 @@ public final class Completion {
             _argument = deadline.nanoseconds
         case .cancel(let target):
             _kind = .cancel
-            _buffer = Unmanaged.passRetained(target).toOpaque()
+            // A completion that cancels itself (refused with `.cannotCancelCancel`) would
+            // keep itself alive for ever through a retained reference to itself: it is
+            // alive as long as it is anyway, so that one is not retained (LeakSanitizer
+            // found the leak; `Cancel` `aCancelAimedAtItselfIsFreed`).
+            _buffer = target === self ? Unmanaged.passUnretained(target).toOpaque()
+                                      : Unmanaged.passRetained(target).toOpaque()
         case .accept(let fd):
             _kind = .accept
             _fd = fd

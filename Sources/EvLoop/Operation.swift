@@ -16,6 +16,11 @@ public enum Operation {
     /// Fires once the loop's monotonic clock reaches `deadline`; never early.
     case timer(deadline: LoopInstant)
     /// Cancels the activation of `target` that is current when the cancel is added.
+    ///
+    /// The completion holds `target` strongly until its operation changes (a rearm or a
+    /// later `add` reuses it), except a completion aimed at itself (refused with
+    /// `.cannotCancelCancel`), which holds no reference to itself. Two cancels aimed at
+    /// each other hold each other: give one of them another operation to let them go.
     case cancel(target: Completion)
     /// Accepts one connection on a listening socket; the result is the new descriptor
     /// (close-on-exec; non-blocking on readiness backends).

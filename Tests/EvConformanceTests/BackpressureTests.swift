@@ -437,7 +437,10 @@ struct BackpressureTests {
         let replies = WriteQueue(fd: server)
         var pauses = 0, resumes = 0
         var maxQueued = 0
-        replies.setWaterMark(try WriteBufferWaterMark(low: 8 * 1024, high: 32 * 1024)) { _, writable in
+        // `reader` weakly: its callback holds `replies`, which holds this callback (a cycle
+        // that would keep both, and the loop, alive for ever).
+        replies.setWaterMark(try WriteBufferWaterMark(low: 8 * 1024, high: 32 * 1024)) { [weak reader] _, writable in
+            guard let reader else { return .disarm }
             do {
                 if writable { resumes += 1; try reader.resume(loop: loop) } else { pauses += 1; try reader.pause(loop: loop) }
             } catch {

@@ -9,7 +9,10 @@ import Glibc
 
 /// Records every callback of the completions it hands out, for exactly-once checks.
 /// It keeps each completion it has seen alive, so an identifier is never reused by a
-/// later allocation while the log exists.
+/// later allocation while the log exists. So a callback that records into the log must
+/// capture it weakly (as `recorder` does, unowned): the log holds the completion, the
+/// completion its callback, and a strong capture would close the cycle and keep all of
+/// them alive for ever (LeakSanitizer: docs/TESTING.md, "Sanitizers").
 final class CallbackLog {
     private(set) var results: [ObjectIdentifier: [CompletionResult]] = [:]
     private var seen: [Completion] = []
@@ -48,7 +51,8 @@ struct CancelConformanceTests {
         #expect(target.state == .active, sourceLocation: sourceLocation)
         let cancel = Completion()
         var activeWhenCancelReported: Bool?
-        try loop.cancel(target, using: cancel) { c, r in
+        try loop.cancel(target, using: cancel) { [weak log] c, r in
+            guard let log else { return .disarm }
             log.record(c, r)
             if log.of(target).isEmpty { activeWhenCancelReported = target.state == .active }
             return .disarm
@@ -206,6 +210,40 @@ struct CancelConformanceTests {
         #expect(log.of(read).count == 1 && log.of(read).first?.isCanceled == true)
     }
 
+    /// A completion that cancels itself is refused (`.cannotCancelCancel`) and is freed
+    /// like any other once the caller lets go of it: its reference to itself as the target
+    /// must not keep it alive (LeakSanitizer found that leak: the completion retained
+    /// itself). A cancel of another completion still keeps its target alive while idle.
+    @Test(.tags(.pitfallA10), arguments: conformanceBackends)
+    func aCancelAimedAtItselfIsFreed(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        weak var weakSelfCancel: Completion?
+        weak var weakTarget: Completion?
+        var result: CompletionResult?
+        let other: Completion
+        do {
+            let selfCancel = Completion()
+            selfCancel.operation = .cancel(target: selfCancel)
+            selfCancel.callback = { _, r in result = r; return .disarm }
+            weakSelfCancel = selfCancel
+            try loop.add(selfCancel)
+            #expect(try runUntil(loop) { result != nil })
+            #expect(result?.error == .cannotCancelCancel)
+            // Aimed elsewhere again, then at itself once more: still no self-reference.
+            selfCancel.operation = .cancel(target: Completion())
+            selfCancel.operation = .cancel(target: selfCancel)
+            let target = Completion()
+            weakTarget = target
+            other = Completion(.cancel(target: target))
+        }
+        #expect(weakSelfCancel == nil, "a completion aimed at itself kept itself alive")
+        #expect(weakTarget != nil, "an idle cancel keeps its target")
+        other.operation = .nop
+        #expect(weakTarget == nil, "changing the operation lets the target go")
+    }
+
     /// PITFALLS A4: a read that completes at once (the data was there before it was
     /// submitted) and is rearmed from its callback, then cancelled: one `.canceled`
     /// callback, the cancel succeeds, no callback after that even when more data comes,
@@ -221,8 +259,8 @@ struct CancelConformanceTests {
         try Sock.put(b, "1")
         let buf = h.buffer(1)
         var rearmed = false
-        let read = Completion(.read(fd: a, buffer: buf)) { c, r in
-            log.record(c, r)
+        let read = Completion(.read(fd: a, buffer: buf)) { [weak log] c, r in
+            log?.record(c, r)
             if !rearmed { rearmed = true; return .rearm }
             return .disarm
         }
@@ -274,6 +312,12 @@ struct CancelConformanceTests {
             }
             r1.callback = body
             r2.callback = body
+            // `body` holds r1 and r2 (and the log, which holds them): a cycle through
+            // their callbacks, broken when the round is over.
+            defer {
+                r1.callback = { _, _ in .disarm }
+                r2.callback = { _, _ in .disarm }
+            }
             try Sock.put(b1, [UInt8(round)])
             try Sock.put(b2, [UInt8(round)])
             // Let both become readable before the reads are even submitted.

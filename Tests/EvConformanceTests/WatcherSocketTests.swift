@@ -9,6 +9,13 @@ import Glibc
 
 /// The server side of a stream echo (TCP or Unix), built only from the watchers: read,
 /// write back what was read (resuming short writes), read again; close on end of file.
+///
+/// The callbacks capture the connection weakly: a completion keeps its callback after it
+/// ran (a rearm or a later `loop.add` reuses it), and the connection owns its completions,
+/// so a strong capture would be a cycle that keeps the connection, and through it the loop,
+/// alive for ever (LeakSanitizer found it: docs/TESTING.md, "Sanitizers"). Weak, not
+/// unowned: if a test gives up early, the loop's drain may still run a callback after the
+/// connection is gone.
 final class EchoConnection<L: EventLoop, S: ConnectionSocket> {
     let loop: L
     let socket: S
@@ -25,13 +32,15 @@ final class EchoConnection<L: EventLoop, S: ConnectionSocket> {
     }
 
     func start() throws(EvError) {
-        try socket.read(loop: loop, completion: reading, buffer: buffer) { [self] _, result in
+        try socket.read(loop: loop, completion: reading, buffer: buffer) { [weak self] _, result in
+            guard let self else { return .disarm }
             switch result {
             case .success(let n):
                 do throws(EvError) { try echo(n, from: 0) } catch { self.error = error }
             case .failure(.endOfFile):
                 do throws(EvError) {
-                    try socket.close(loop: loop, completion: closing) { [self] _, r in
+                    try socket.close(loop: loop, completion: closing) { [weak self] _, r in
+                        guard let self else { return .disarm }
                         if case .failure(let e) = r { error = e }
                         closed = true
                         return .disarm
@@ -46,7 +55,8 @@ final class EchoConnection<L: EventLoop, S: ConnectionSocket> {
 
     private func echo(_ count: Int, from offset: Int) throws(EvError) {
         let rest = UnsafeRawBufferPointer(rebasing: buffer[offset..<count])
-        try socket.write(loop: loop, completion: writing, buffer: rest) { [self] c, result in
+        try socket.write(loop: loop, completion: writing, buffer: rest) { [weak self] c, result in
+            guard let self else { return .disarm }
             switch result {
             case .success(let n):
                 echoed += n
@@ -211,6 +221,9 @@ private func udpEcho<L: EventLoop>(loop: L, harness h: Harness, ipv6: Bool, roun
 
     let serverBuffer = h.buffer(2048)
     let serverRead = Completion(), serverWrite = Completion()
+    // The receive's callback re-adds `serverRead`, so it holds it (and the loop): a cycle
+    // through the completion's callback, broken on the way out.
+    defer { serverRead.callback = { _, _ in .disarm } }
     try server.receive(loop: loop, completion: serverRead, buffer: serverBuffer) { _, result in
         guard case .success(let message) = result else {
             if case .failure(let e) = result, e != .canceled { Issue.record("server recv: \(e)") }
