@@ -196,7 +196,10 @@ package final class TimerHeap {
     package func update(_ c: Completion, deadline: UInt64) {
         // Removed and inserted again, wherever it is: a heap timer must not stay in the
         // heap with a deadline the run could tie (see the type's comment on arm order).
-        precondition(remove(c), "EvLoop: timer is not pending")
+        // The removal is not inside the precondition: -Ounchecked drops the condition,
+        // and the timer would then be inserted a second time.
+        let wasPending = remove(c)
+        precondition(wasPending, "EvLoop: timer is not pending")
         insert(c, deadline: deadline)
     }
 
