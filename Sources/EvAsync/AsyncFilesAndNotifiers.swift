@@ -94,17 +94,11 @@ extension AsyncNotifier {
             let result = try await executor.perform(.poll(fd: fd, events: .readable), deadline: overall)
             guard case .poll(let r) = result else { unexpected(result) }
             _ = try r.get()
-            var counter: UInt64 = 0
-            while true {
-                if read(fd, &counter, 8) == 8 { return }
-                let e = cevsys_errno()
-                // EINTR: a signal arrived first; retry the read.
-                if e == EINTR { continue }
-                // EAGAIN: nothing to read after all (spurious readiness, or another waiter
-                // consumed it): wait again.
-                if e == EAGAIN { break }
-                throw EvError(errno: e)
-            }
+            // The notifier's own read (EINTR retried inside), which also clears its pending
+            // flag: a plain read(2) here would leave the flag set and later notifications
+            // coalesced into nothing. False: nothing to read after all (spurious readiness,
+            // or another reader took it): wait again.
+            if try consume().get() { return }
         }
     }
 }

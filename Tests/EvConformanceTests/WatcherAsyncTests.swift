@@ -40,6 +40,126 @@ struct WatcherAsyncTests {
         #expect(callbacks == 2)
     }
 
+    /// Coalescing happens before the system call: while a notification is pending, further
+    /// `notify()` calls (from the loop thread and from 4 threads at once) write nothing, so
+    /// the eventfd's counter (read from /proc/self/fdinfo, which does not consume it) stays
+    /// at 1. Once the wait has consumed it the next `notify()` writes again.
+    @Test(.tags(.pitfallG1), arguments: conformanceBackends)
+    func notifyWhileOneIsPendingWritesNothing(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let async = try Async()
+        let notifier = async.notifier
+        #expect(try eventFDCount(notifier.fd) == 0)
+        async.notify()
+        async.notify()
+        let workers = try (0..<4).map { _ in
+            try TestThread { for _ in 0..<1_000 { notifier.notify() } }
+        }
+        for w in workers { w.join() }
+        #expect(try eventFDCount(notifier.fd) == 1, "notifications while one was pending wrote the eventfd")
+
+        var callbacks = 0
+        try async.wait(loop: loop, completion: Completion()) { _, result in
+            guard case .success = result else { return .disarm }
+            callbacks += 1
+            return .rearm
+        }
+        #expect(try runUntil(loop) { callbacks == 1 })
+        #expect(try eventFDCount(notifier.fd) == 0)
+        async.notify()
+        async.notify()
+        #expect(try eventFDCount(notifier.fd) == 1, "the first notification after a callback did not write")
+        #expect(try runUntil(loop) { callbacks == 2 })
+        try runFor(loop, .milliseconds(10))
+        #expect(callbacks == 2)
+    }
+
+    /// The invariant coalescing must keep: a notification made after a callback started is
+    /// never coalesced into the one that callback stands for -- it gives another callback.
+    /// Made here from inside the callback itself, by the loop thread and (in the next round)
+    /// by another thread that the callback waits for, so it falls for certain between the
+    /// start of the callback and its `.rearm`.
+    @Test(.tags(.pitfallG1), arguments: conformanceBackends)
+    func notifyDuringTheCallbackGivesAnotherCallback(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let async = try Async()
+        let notifier = async.notifier
+        let requested = Atomic<Int>(0)
+        let done = Atomic<Int>(0)
+        let helper = try TestThread {
+            // Notifies once per request, then reports it; a negative request ends the thread.
+            var served = 0
+            while true {
+                let r = requested.load(ordering: .acquiring)
+                if r < 0 { return }
+                if r > served {
+                    notifier.notify()
+                    served = r
+                    done.store(served, ordering: .releasing)
+                } else {
+                    sched_yield()
+                }
+            }
+        }
+        defer {
+            requested.store(-1, ordering: .releasing)
+            helper.join()
+        }
+        let rounds = 6
+        var callbacks = 0
+        try async.wait(loop: loop, completion: Completion()) { _, result in
+            guard case .success = result else { return .disarm }
+            callbacks += 1
+            guard callbacks <= rounds else { return .rearm }
+            if callbacks % 2 == 1 {
+                async.notify()                        // the loop thread, inside the callback
+            } else {
+                let n = requested.load(ordering: .relaxed) + 1
+                requested.store(n, ordering: .releasing)
+                while done.load(ordering: .acquiring) < n { sched_yield() }   // another thread
+            }
+            return .rearm
+        }
+        async.notify()
+        let allSeen = try runUntil(loop) { callbacks == rounds + 1 }
+        #expect(allSeen, "a notification made during callback \(callbacks) was lost")
+        try runFor(loop, .milliseconds(10))
+        #expect(callbacks == rounds + 1)
+    }
+
+    /// The race coalescing must survive (async_pummel's load): two threads notify without
+    /// pause while the loop takes 50,000 callbacks. Each notifier writes the eventfd the
+    /// moment the loop clears its pending flag, so a waiter that cleared the flag before
+    /// reading the eventfd, instead of after, would soon read a write it had not seen
+    /// pending, leave the flag set with nothing written, and hear nothing more.
+    @Test(.tags(.pitfallG1), arguments: conformanceBackends)
+    func spinningNotifiersNeverLeaveTheWaitDeaf(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let async = try Async()
+        let notifier = async.notifier
+        let running = Atomic<Bool>(true)
+        let target = 50_000
+        var callbacks = 0
+        try async.wait(loop: loop, completion: Completion()) { _, result in
+            guard case .success = result else { return .disarm }
+            callbacks += 1
+            return callbacks < target ? .rearm : .disarm
+        }
+        let workers = try (0..<2).map { _ in
+            try TestThread { while running.load(ordering: .relaxed) { notifier.notify() } }
+        }
+        let reached = try runUntil(loop, timeout: .seconds(20)) { callbacks >= target }
+        running.store(false, ordering: .relaxed)
+        for w in workers { w.join() }
+        #expect(reached, "the wait went deaf after \(callbacks) callbacks with notifiers still notifying")
+    }
+
     /// 4 threads × 100,000 notify() while the loop consumes: callbacks are between 1 and
     /// the number of notifications, and the last notification is always followed by a
     /// callback that sees it (the sequence number is read inside the callback, after the
@@ -573,4 +693,22 @@ struct WatcherAsyncTests {
         #expect(try runUntil(loop) { notified == 1 })
         t.join()
     }
+}
+
+/// The counter of eventfd `fd` as /proc/self/fdinfo shows it (hexadecimal), without
+/// consuming it the way a read(2) would.
+private func eventFDCount(_ fd: Int32) throws -> UInt64 {
+    guard let file = fopen("/proc/self/fdinfo/\(fd)", "r") else {
+        throw SysCallError("fopen fdinfo", errno: errno)
+    }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if text.hasPrefix("eventfd-count:") {
+            let value = text.dropFirst("eventfd-count:".count).filter { !$0.isWhitespace }
+            return UInt64(value, radix: 16) ?? .max
+        }
+    }
+    throw SysCallError("no eventfd-count in fdinfo", errno: 0)
 }
