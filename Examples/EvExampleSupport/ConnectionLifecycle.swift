@@ -89,3 +89,60 @@ public final class ConnectionClose {
         }
     }
 }
+
+/// A connection a callback server can end at shutdown: gracefully (send what is queued,
+/// then close without a reset) or at once.
+public protocol GracefullyEndingConnection: ListedConnection {
+    /// Stops taking new work and ends the connection without a reset once what is queued
+    /// has been sent.
+    func finishGracefully()
+    /// Closes now (the grace period is over).
+    func abort()
+}
+
+/// A callback server's shutdown, written once for ev-echo-tcp and ev-http: stop accepting,
+/// end every connection gracefully, and close those still open after a grace period (a
+/// client that reads nothing would otherwise hold the loop, and the program, forever).
+///
+/// Why a type: the grace timer must be cancelled when the last connection goes first, or
+/// the loop would wait for it; and a second stop (SIGINT after SIGTERM) must do nothing.
+public final class ServerShutdown<Connection: GracefullyEndingConnection> {
+    /// `begin` was called.
+    public private(set) var isStopping = false
+    private let grace: Duration?
+    private let graceTimer = Completion()
+
+    /// `grace`: how long the connections may take to end on their own; nil when each
+    /// connection bounds its own ending (ev-echo-tcp's linger timer).
+    public init(grace: Duration?) { self.grace = grace }
+
+    /// Stops accepting (`stopAccepting`) and ends every connection of `connections`
+    /// gracefully. Returns how many were open, or nil when shutdown had already begun.
+    public func begin(
+        _ connections: ConnectionList<Connection>, loop: LoopCore, stopAccepting: () -> Void
+    ) -> Int? {
+        guard !isStopping else { return nil }
+        isStopping = true
+        let open = connections.count
+        stopAccepting()
+        for c in connections.all { c.finishGracefully() }
+        guard let grace, !connections.isEmpty else { return open }
+        do {
+            try loop.timer(graceTimer, after: grace) { _, _ in
+                for c in connections.all { c.abort() }
+                return .disarm
+            }
+        } catch {
+            for c in connections.all { c.abort() }
+        }
+        return open
+    }
+
+    /// Call after a connection left `connections`: the last one gone at shutdown leaves the
+    /// grace timer nothing to do, so it is cancelled and the loop can finish.
+    public func connectionLeft(_ connections: ConnectionList<Connection>, loop: LoopCore) {
+        if isStopping && connections.isEmpty && graceTimer.state == .active {
+            try? loop.cancel(graceTimer, using: Completion())
+        }
+    }
+}

@@ -22,7 +22,7 @@ import EvExampleSupport
 /// A client that sends without ever reading therefore costs the server one ring, never
 /// unbounded memory. Any error on the connection (a reset mid-stream, a broken pipe)
 /// closes only this connection.
-final class EchoConnection<Socket: ConnectionSocket>: ListedConnection {
+final class EchoConnection<Socket: ConnectionSocket>: GracefullyEndingConnection {
     typealias Limits = EchoLimits
 
     let socket: Socket

@@ -15,7 +15,8 @@ final class EchoServer<Socket: ConnectionSocket>: LoopServer {
     let listener: Socket
     private let acceptor: ConnectionAcceptor<Socket>
     private let connections = ConnectionList<EchoConnection<Socket>>()
-    private var stopping = false
+    /// No grace period: each connection's linger timer bounds its own ending.
+    private let shutdown = ServerShutdown<EchoConnection<Socket>>(grace: nil)
 
     /// What this thread did; the connections update it too.
     var stats = TCPEchoStatistics()
@@ -44,16 +45,15 @@ final class EchoServer<Socket: ConnectionSocket>: LoopServer {
     /// Stops accepting and closes every connection (the group's stop handler, on the loop
     /// thread); the loop finishes once their callbacks have all run.
     func stop() {
-        guard !stopping else { return }
-        stopping = true
-        stats.openAtShutdown = UInt64(connections.count)
-        acceptor.stop()
-        for c in connections.all { c.finishGracefully() }
+        if let open = shutdown.begin(connections, loop: loop, stopAccepting: acceptor.stop) {
+            stats.openAtShutdown = UInt64(open)
+        }
     }
 
     /// Called by a connection once it is closed and idle.
     func remove(_ connection: EchoConnection<Socket>) {
         connections.remove(connection)
+        shutdown.connectionLeft(connections, loop: loop)
     }
 
     func submit(_ c: Completion) {

@@ -31,7 +31,7 @@ import EvHTTPSupport
 /// until it closes or goes quiet for `Limits.lingerQuiet`, then close. Closing with unread
 /// input at once would make TCP reset the connection, and a client could lose the response
 /// it was sent (the 400 above all).
-final class HTTPConnection: ListedConnection {
+final class HTTPConnection: GracefullyEndingConnection {
     typealias Limits = HTTPLimits
 
     /// Stop parsing and reading when more than `high` bytes wait to be sent; start again
@@ -319,6 +319,12 @@ final class HTTPConnection: ListedConnection {
     /// the server (and its memory is freed).
     private func finishIfIdle() {
         if state == .closing && !closer.isCloseInFlight && reader.completion.state == .dead && queue.isEmpty {
+            // This can run inside the queue's completion callback (a cancelled write's
+            // callback), which reports the queue's fall below the low water mark after it:
+            // the writability callback, `unowned` on this connection, must be gone before
+            // the server lets go of the connection (found at SIGTERM with a client that
+            // never read: the grace period's abort crashed the server).
+            queue.removeWaterMark()
             server.remove(self)
         }
     }

@@ -14,10 +14,9 @@ final class HTTPServer: LoopServer {
     let loop: LoopCore
     let listener: TCPSocket
     private let acceptor: ConnectionAcceptor<TCPSocket>
-    /// At shutdown: connections still not ended after `shutdownGrace` are closed.
-    private let grace = Completion()
     private let connections = ConnectionList<HTTPConnection>()
-    private var stopping = false
+    /// At shutdown: connections still not ended after `shutdownGrace` are closed.
+    private let shutdown = ServerShutdown<HTTPConnection>(grace: HTTPServer.shutdownGrace)
 
     var stats = HTTPStatistics()
 
@@ -56,29 +55,15 @@ final class HTTPServer: LoopServer {
     /// Stops accepting and ends every connection gracefully; those still open after
     /// `shutdownGrace` (a client that reads nothing) are closed.
     func stop() {
-        guard !stopping else { return }
-        stopping = true
-        stats.openAtShutdown = UInt64(connections.count)
-        acceptor.stop()
-        for c in connections.all { c.finishGracefully() }
-        guard !connections.isEmpty else { return }
-        do {
-            try loop.timer(grace, after: Self.shutdownGrace) { [unowned self] _, _ in
-                for c in self.connections.all { c.abort() }
-                return .disarm
-            }
-        } catch {
-            for c in connections.all { c.abort() }
+        if let open = shutdown.begin(connections, loop: loop, stopAccepting: acceptor.stop) {
+            stats.openAtShutdown = UInt64(open)
         }
     }
 
     /// Called by a connection once it is closed and idle.
     func remove(_ connection: HTTPConnection) {
         connections.remove(connection)
-        // The last one gone at shutdown: the grace timer has nothing left to do.
-        if stopping && connections.isEmpty && grace.state == .active {
-            try? loop.cancel(grace, using: Completion())
-        }
+        shutdown.connectionLeft(connections, loop: loop)
     }
 
     func note(_ message: String) {

@@ -255,6 +255,34 @@ struct HTTPServerTests {
         #expect(server.stop(SIGTERM) == .exited(0), "\(server.process.transcript)")
     }
 
+    @Test("SIGTERM with a client that never reads: that connection is closed after the grace period and the server exits 0",
+          .timeLimit(.minutes(1)), arguments: httpServers)
+    func shutdownGraceEndsAStalledClient(program: String) throws {
+        let server = try RunningServer(program, [])
+        let steady = try RawTCPClient(port: server.port)
+        try steady.send(get("/"))
+        #expect(try steady.receiveText(hello.utf8.count) == hello)
+        // Responses queued that the client never takes: only the grace period ends it.
+        let flooder = try RawTCPClient(port: server.port)
+        let sent = flooder.floodRequests(Array(get("/bytes/4096").utf8), limit: 64 << 20, stall: .milliseconds(500))
+        #expect(sent > 0)
+        let started = ContinuousClock.now
+        let end = server.stop(SIGTERM)
+        let elapsed = ContinuousClock.now - started
+        #expect(end == .exited(0), "\(server.process.transcript)")
+        if program == "ev-http" {
+            // The grace period is 5 s (HTTPServer.shutdownGrace); without it the server
+            // would wait for the stalled client forever (and `stop` would time out).
+            #expect(elapsed >= .seconds(4) && elapsed < .seconds(15), "exited after \(elapsed)")
+        } else {
+            // ev-http-async cancels its connection tasks, which close their sockets at once.
+            #expect(elapsed < .seconds(15), "exited after \(elapsed)")
+        }
+        #expect(server.summaryValue("connections open at shutdown") == 2, "\(server.process.transcript)")
+        #expect(steady.seesEndOfFile(), "the idle keep-alive connection ends cleanly")
+        flooder.close()
+    }
+
     @Test("the idle timeout closes a connection that sends nothing, and one that stops after a request",
           .timeLimit(.minutes(1)), arguments: httpServers, exampleBackends)
     func idleTimeout(program: String, backend: Backend) throws {

@@ -201,6 +201,11 @@ public final class WriteQueue {
     /// write), inside the queue's completion callback for the fall. If the queue is above
     /// the high mark already, it becomes unwritable (and the callback runs) before this
     /// returns.
+    ///
+    /// The fall is reported after the request callbacks of that completion have run, so a
+    /// request callback that lets go of the queue's owner (a connection that closed and
+    /// leaves its server) must `removeWaterMark()` first if the writability callback
+    /// captures the owner `unowned`.
     public func setWaterMark(_ mark: WriteBufferWaterMark, callback: @escaping WritabilityCallback) {
         waterMark = mark
         writabilityCallback = callback
