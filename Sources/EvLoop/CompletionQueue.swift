@@ -21,6 +21,9 @@ package struct CompletionQueue {
 
     @inlinable package var isEmpty: Bool { count == 0 }
 
+    // Inlined: a call cost about 8 instructions on each of the four pushes per epoll
+    // ping-pong roundtrip (callgrind), for a body of a dozen.
+    @inline(__always)
     package mutating func push(_ c: Completion) {
         precondition(!c.isQueued, "EvLoop: completion is already in a queue")
         c.isQueued = true

@@ -229,6 +229,8 @@ open class LoopCore: EventLoop {
         completed.push(c)
     }
 
+    // Inlined into its two callers (`add` and a `.rearm`): one call fewer per operation.
+    @inline(__always)
     private func activate(_ c: Completion) {
         c.state = .active
         c.resultReady = false

@@ -90,13 +90,20 @@ package enum Syscalls {
             let e = cevsys_errno()
             return e == EINTR ? 0 : -Int(e)
         case .poll:
-            var p = pollfd(fd: fd, events: Int16(truncatingIfNeeded: c.pollEvents), revents: 0)
-            let r = retryingEINTR { Int(Glibc.poll(&p, 1, 0)) }
-            if r < 0 { return r }
-            if r == 0 { return -Int(EAGAIN) }
-            if p.revents & Int16(POLLNVAL) != 0 { return -Int(EBADF) }
-            return Int(UInt16(bitPattern: p.revents))
+            return pollOnce(fd, events: c.pollEvents)
         }
+    }
+
+    /// `.poll`'s readiness, asked without waiting. Out of line: its `pollfd` lives on the
+    /// stack, and in `perform` that gave every send and receive a stack-protector check.
+    @inline(never)
+    private static func pollOnce(_ fd: Int32, events: UInt32) -> Int {
+        var p = pollfd(fd: fd, events: Int16(truncatingIfNeeded: events), revents: 0)
+        let r = retryingEINTR { Int(Glibc.poll(&p, 1, 0)) }
+        if r < 0 { return r }
+        if r == 0 { return -Int(EAGAIN) }
+        if p.revents & Int16(POLLNVAL) != 0 { return -Int(EBADF) }
+        return Int(UInt16(bitPattern: p.revents))
     }
 
     /// Whether `kind` is one of the four operations `fileIO` performs (and the thread pool
