@@ -38,7 +38,9 @@ package struct IntrusiveList {
         }
     }
 
-    @inlinable
+    // Always inlined: the readiness engine's `addWaiter` (another module) called it out of
+    // line, a call and a frame around a few stores on every wait.
+    @inlinable @inline(__always)
     package mutating func append(_ c: Completion) {
         let u = Unmanaged.passUnretained(c)
         c._waiterNext = nil

@@ -39,11 +39,13 @@ open class LoopCore: EventLoop {
     private var backgroundCount = 0
     @exclusivity(unchecked)
     public final private(set) var now: LoopInstant
-    @exclusivity(unchecked)
-    private var running = false
+    @exclusivity(unchecked) @usableFromInline
+    final var running = false
     /// True while `run` executes (its waits and callbacks). A readiness backend trusts a
     /// registration it kept across a callback only while the loop is still inside `run`.
-    package final var isRunning: Bool { running }
+    /// (Inlinable: the engine reads it on every wait, and a getter call from its module
+    /// cost more than the load.)
+    @inlinable package final var isRunning: Bool { running }
     @exclusivity(unchecked)
     private var stopRequested = false
     /// Background completions active at the last `cancelAll` whose callbacks have not run.

@@ -55,7 +55,7 @@ extension ReadinessLoop {
         guard fd >= 0, Int(fd) < tableCapacity else {
             // Not a descriptor the engine ever registered: a registration it cannot name
             // (see `ReadinessPoller.reset`). Only a fresh epoll set gets rid of it.
-            if poller.registrationsAreKernelState { rebuildPoller() }
+            if registrationsAreKernelState { rebuildPoller() }
             return
         }
         let s = table + Int(fd)
@@ -112,7 +112,7 @@ extension ReadinessLoop {
             // that once had this number (see `ReadinessPoller.reset`); a few in a row are
             // ordinary races (several processes accepting on one socket).
             s.pointee.spuriousWakes &+= 1
-            if s.pointee.spuriousWakes >= 8 && poller.registrationsAreKernelState {
+            if s.pointee.spuriousWakes >= 8 && registrationsAreKernelState {
                 s.pointee.spuriousWakes = 0
                 rebuildPoller()
             }
@@ -127,7 +127,7 @@ extension ReadinessLoop {
         if stale {
             if s.pointee.waiters.isEmpty {
                 let r = s.pointee.isRegistered ? settle(fd, dropIdle: true) : ENOENT
-                if (r == ENOENT || r == EBADF) && poller.registrationsAreKernelState {
+                if (r == ENOENT || r == EBADF) && registrationsAreKernelState {
                     // The event came from a registration that can no longer be named:
                     // its number was closed with close(2) while a dup kept the file open.
                     rebuildPoller()

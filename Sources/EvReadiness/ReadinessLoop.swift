@@ -59,6 +59,9 @@ open class ReadinessLoop: LoopCore, LoopBackend, DeadlineExpiring {
     // The engine's state is internal (not private) because its methods are spread over
     // this module's Readiness*.swift files; `final`, so no subclass can override it.
     package let poller: any ReadinessPoller
+    /// `poller.registrationsAreKernelState`, read once: the engine asks on every wait,
+    /// and each ask through the existential was a witness call.
+    final let registrationsAreKernelState: Bool
     /// Per-descriptor state, indexed by descriptor number; grows only when a higher
     /// descriptor appears.
     @exclusivity(unchecked)
@@ -124,6 +127,7 @@ open class ReadinessLoop: LoopCore, LoopBackend, DeadlineExpiring {
             throw BackendUnavailable(backend: backend, reason: "cannot watch the loop's eventfd: \(String(cString: strerror(r)))", errno: r)
         }
         self.poller = poller
+        self.registrationsAreKernelState = poller.registrationsAreKernelState
         self.wake = wake
         self.pool = BlockingPool(threads: 2, wake: { wake.signal() })
         self.tableCapacity = 64

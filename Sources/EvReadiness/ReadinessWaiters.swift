@@ -67,7 +67,7 @@ extension ReadinessLoop {
         s.pointee.waiters.append(c)
         if !s.pointee.isRegistered {
             markDirty(fd, s)
-        } else if wasIdle && poller.registrationsAreKernelState
+        } else if wasIdle && registrationsAreKernelState
                     && !(s.pointee.idleSinceTick == tick && isRunning) {
             // A registration kept from an earlier operation. Inside the callbacks of the
             // tick that made it idle, the descriptor cannot have been closed and reopened
@@ -132,7 +132,7 @@ extension ReadinessLoop {
             // If data arrives first, the event finds no waiter and the registration is
             // dropped then (see `handleReady`). A writable interest would fire at once, so
             // it is never kept; poll's registrations cost nothing to drop.
-            let keep = !dropIdle && poller.registrationsAreKernelState
+            let keep = !dropIdle && registrationsAreKernelState
                 && s.pointee.registered & ReadyBits.writable == 0
             if keep { return 0 }
             let r = unregister(fd: fd)
@@ -194,7 +194,7 @@ extension ReadinessLoop {
 
     /// Rebuilds the poller from the table (see `ReadinessPoller.reset`).
     func rebuildPoller() {
-        guard poller.registrationsAreKernelState, poller.reset() == 0 else { return }
+        guard registrationsAreKernelState, poller.reset() == 0 else { return }
         _ = poller.add(fd: wake.descriptor, events: ReadyBits.readable)
         for i in 0..<tableCapacity where table[i].isRegistered {
             let fd = Int32(i)
