@@ -174,6 +174,9 @@ open class ReadinessLoop: LoopCore, LoopBackend, DeadlineExpiring {
 
     // MARK: Submitting
 
+    // Always inlined into the `submit` hook's closure, its only caller on the hot path
+    // (one call and frame fewer per operation).
+    @inline(__always)
     package final func backendSubmit(_ c: Completion) {
         let fd = c.fd
         switch c.kind {
