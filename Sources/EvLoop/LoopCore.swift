@@ -246,6 +246,8 @@ open class LoopCore: EventLoop {
         }
     }
 
+    // Inlined into its two callers (`add` and a `.rearm`), like `activate`.
+    @inline(__always)
     private func start(_ c: Completion) {
         switch c.kind {
         case .nop:

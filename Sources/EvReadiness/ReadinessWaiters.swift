@@ -94,7 +94,8 @@ extension ReadinessLoop {
     func removeWaiter(_ c: Completion, slot s: UnsafeMutablePointer<FdSlot>) {
         s.pointee.waiters.remove(c)
         c.backendState = 0
-        let fd = Int32(s - table)
+        // A slot's index is a descriptor number, an Int32 by construction: no range check.
+        let fd = Int32(truncatingIfNeeded: s - table)
         if s.pointee.waiters.isEmpty { s.pointee.idleSinceTick = tick }
         markDirty(fd, s)
     }
