@@ -141,7 +141,9 @@ open class LoopCore: EventLoop {
             let timeout: UInt64?
             if mode == .noWait || !completed.isEmpty {
                 timeout = 0
-            } else if let next = timers.minDeadline {
+            } else if !timers.isEmpty, let next = timers.minDeadline {
+                // (The emptiness test first: like `expireTimers` below, a call into the
+                // heap on every wait with no timer cost ~10 instructions.)
                 timeout = next > now.nanoseconds ? next - now.nanoseconds : 0
             } else {
                 timeout = nil
