@@ -777,7 +777,17 @@ public final class UringLoop: LoopCore, LoopBackend {
         // internal timeout marker (LIBURING_UDATA_TIMEOUT), which this loop never causes.
         guard ud != 0, ud != UInt64.max,
               let pointer = UnsafeRawPointer(bitPattern: UInt(ud & Self.pointerMask)) else { return }
-        let c = Unmanaged<Completion>.fromOpaque(pointer).takeUnretainedValue()
+        // Borrowed, not retained: the activation's retain (taken by the core from `add`
+        // until the callback has run) keeps the completion alive while its CQE is
+        // handled. `takeUnretainedValue()` cost a retain and a release per CQE (callgrind,
+        // ping-udp1 on io_uring: about 95 of 2,145 user-space instructions per roundtrip).
+        Unmanaged<Completion>.fromOpaque(pointer)._withUnsafeGuaranteedRef {
+            handleCQE($0, userData: ud, result: res, flags: cqeFlags)
+        }
+    }
+
+    @inline(__always)
+    private func handleCQE(_ c: Completion, userData ud: UInt64, result res: Int32, flags cqeFlags: UInt32) {
         guard UInt64(c.generation & 0xFFFF) == ud >> 48, c.uring.sqes > 0 else {
             // Cannot happen while every SQE is counted in `sqes`; a stale CQE must never
             // touch a later activation.
