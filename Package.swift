@@ -75,7 +75,7 @@ let package = Package(
         .target(name: "CEvExampleSupport", path: "Examples/CEvExampleSupport"),
         .executableTarget(name: "ev-backend-probe", dependencies: ["Ev", "EvExampleSupport", "CEvExampleSupport"], path: "Examples/ev-backend-probe", swiftSettings: strict),
         .testTarget(name: "EvLoopTests", dependencies: ["EvLoop", "Ev"], swiftSettings: strict),
-        .testTarget(name: "EvConformanceTests", dependencies: ["Ev", "CEvSys"], swiftSettings: strict),
+        .testTarget(name: "EvConformanceTests", dependencies: ["Ev", "CEvSys", "CEvTask"], swiftSettings: strict),
         // End-to-end tests of the example programs: they spawn the built executables
         // (found next to the test bundle), so they link nothing but Ev.
         .testTarget(name: "EvHTTPSupportTests", dependencies: ["EvHTTPSupport"], path: "Tests/EvHTTPSupportTests", swiftSettings: strict),

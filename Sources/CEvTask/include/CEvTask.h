@@ -13,6 +13,16 @@
 // Swift calling convention, so this C shim calls them. (The development branch's
 // `withTaskCancellationHandler` is `nonisolated(nonsending)` and inlined, with no switch;
 // this target can go once EvLoop requires a toolchain with it.)
+//
+// Toolchain assumption: the two declarations in CEvTask.c are copied by hand from the
+// runtime's swift/Runtime/Concurrency.h (checked against Swift 6.3.1; the entry points
+// exist since Swift 5.5). The compiler cannot check them against the runtime it links.
+// They are part of the runtime's stable ABI on Apple platforms (binaries built for older
+// systems call them), so their signatures and calling convention cannot change there, and
+// Linux builds the same runtime source. Should that ever break, the test suite
+// says so by name rather than through a hang or corrupted memory: CancellationShimTests
+// (EvConformanceTests) checks that the handler runs exactly once, with its argument, only
+// between the add and the remove, and on a cancel from another thread.
 #ifndef CEVTASK_H
 #define CEVTASK_H
 
