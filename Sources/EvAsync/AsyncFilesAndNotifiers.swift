@@ -94,10 +94,8 @@ extension AsyncNotifier {
             let result = try await executor.perform(.poll(fd: fd, events: .readable), deadline: overall)
             guard case .poll(let r) = result else { unexpected(result) }
             _ = try r.get()
-            // The notifier's own read (EINTR retried inside), which also clears its pending
-            // flag: a plain read(2) here would leave the flag set and later notifications
-            // coalesced into nothing. False: nothing to read after all (spurious readiness,
-            // or another reader took it): wait again.
+            // The notifier's own read (EINTR retried inside). False: nothing to read after
+            // all (spurious readiness, PITFALLS D2, or another reader took it): wait again.
             if try consume().get() { return }
         }
     }

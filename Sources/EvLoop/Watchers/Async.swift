@@ -22,28 +22,25 @@ import Synchronization
 /// startWorkerThread { notifier.notify() }  // safe from any thread
 /// ```
 ///
-/// Coalescing: a `notify()` while an earlier one is still pending (written to the eventfd and
-/// not yet consumed by the waiter) makes no system call; it only reads an atomic flag. Many
-/// threads notifying in a tight loop therefore cost the loop one eventfd write per callback
-/// rather than one per `notify()`, and do not fight the waiter for the eventfd's kernel lock
-/// (libuv's `uv_async_send` does the same; libxev writes every time). See `notify()` and
-/// `consume()` for why no notification is lost.
+/// Every `notify()` writes the eventfd (as libxev's does); the callbacks still coalesce: several
+/// notifications before the waiter runs give one callback. Why not coalesce before the
+/// system call as well, with a "pending" flag that lets only the first notify write (libuv's
+/// `uv_async_send`)? It was built and measured (issue 11, BENCHMARKS.md "Async notifier"):
+/// with one write per callback, that write lands just after the waiter has read the
+/// counter, and a fast loop often reaches its kernel wait first and sleeps, then is woken
+/// (and must win a CPU back) once per callback. On epoll, with spinning notifiers, runs fell
+/// into a mode where the loop slept on 35-75 % of its callbacks and served 15-50k callbacks/s
+/// against 100-500k with a write per notify (async_pummel_2/4/8, same build otherwise, rounds
+/// interleaved). A stream of writes keeps the eventfd readable while notifiers keep
+/// notifying, so the loop does not sleep between them. The price is a write(2) per
+/// `notify()`: code that notifies in bursts should coalesce at its own level, as
+/// `LoopExecutor` does with its wake-pending flag.
 public final class AsyncNotifier: Sendable {
     /// The eventfd (close-on-exec, non-blocking). Owned by the notifier: do not close it,
     /// and do not read it yourself (poll it if you must): only the notifier's own wait
-    /// consumes it, and clears the pending flag with it. A counter read behind the notifier's
-    /// back leaves the flag set with nothing written, so `notify()` calls would be coalesced
-    /// into a write that no longer exists until the notifier's wait next wakes up.
+    /// consumes it, and a counter read behind its back is a notification the wait never sees.
     public var fd: Int32 { eventFD.descriptor }
     private let eventFD: EventFD
-
-    /// True from the `notify()` that writes the eventfd until the wait has consumed it
-    /// (`consume()`): while it is true, further notifications are covered by the pending
-    /// write and make no system call. Invariant: while it is true, the eventfd's counter is
-    /// non-zero, or the write of the notifier that set it is under way, or the waiter is
-    /// between its read and the clear that follows (its callback, still to come, covers
-    /// every notification that saw the flag set).
-    private let pending = Atomic<Bool>(false)
 
     /// Whether a wait is armed on the notifier. Atomic, not loop state: the notifier is
     /// `Sendable`, so waits on two loops on two threads may race for it. `notify()` never
@@ -67,45 +64,20 @@ public final class AsyncNotifier: Sendable {
 
     /// Wakes the loop waiting on this notifier. Safe from any thread, any number of times;
     /// notifications that arrive before the waiter runs coalesce into one callback, and a
-    /// notification after a callback began always causes another callback.
-    ///
-    /// Only the notification that finds nothing pending writes the eventfd. Why none is lost
-    /// (the other half is in `consume()`): this is Dekker's pattern. The caller's own stores
-    /// (the work it posted), then a sequentially consistent fence, then the load of
-    /// `pending`; the waiter stores `pending = false`, then the same fence, then its callback
-    /// reads the posted work. Of two threads that each store, fence, then load, at least one
-    /// sees the other's store: either this call sees the flag cleared (and writes, or loses
-    /// the exchange to another notifier that writes), or the callback that follows the clear
-    /// sees this call's work. The plain load first (test, then test-and-set) keeps the
-    /// flag's cache line shared among spinning notifiers instead of bouncing it with a
-    /// locked exchange per call.
+    /// notification after a callback began always causes another callback: the waiter reads
+    /// (and so resets) the counter before the callback, so a later write makes it readable
+    /// again. One write(2) per call (see the type's comment for why).
     @inline(__always)
     public func notify() {
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if pending.load(ordering: .relaxed) { return }
-        if pending.exchange(true, ordering: .acquiringAndReleasing) { return }
         eventFD.signal()
     }
 
-    /// Reads (and so resets) the counter, then clears the pending flag: true if a
-    /// notification was pending, false when there was none (EAGAIN: the caller polls again;
-    /// see `EventFD.drain`). Called on the loop thread after a poll reported readable, before
-    /// the callback.
-    ///
-    /// The order is what keeps the invariant on `pending`: read first, clear second, fence
-    /// third, and only then the callback. Clearing before the read would let a notifier
-    /// write in between, have that write swallowed by this read, and leave the flag set with
-    /// the counter at zero: every later `notify()` would be coalesced into nothing and the
-    /// wait would never fire again. A notifier that sees the flag still set between the read
-    /// and the clear is covered by the callback that runs after the clear and the fence.
-    /// The flag is cleared whatever the read found: after EAGAIN (a spurious wake-up, or a
-    /// reader outside the notifier) a set flag may stand for a write that was taken, and a
-    /// cleared one only costs a later notifier a write.
+    /// Reads (and so resets) the counter: true if a notification was pending, false when
+    /// there was none (EAGAIN: a spurious wake-up, PITFALLS D2; the caller polls again; see
+    /// `EventFD.drain`). Called on the loop thread after a poll reported readable, before the
+    /// callback, so that every notification made after it gives another callback.
     package func consume() -> Result<Bool, EvError> {
-        let r = eventFD.drain()
-        pending.store(false, ordering: .relaxed)
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        return r
+        eventFD.drain()
     }
 
     /// The notifier owns its eventfd and closes it here, when the last reference goes.
@@ -120,10 +92,9 @@ public final class AsyncNotifier: Sendable {
 ///   non-blocking read(2) on the loop thread; never with an io_uring read of the eventfd,
 ///   which Linux 6.15.4 broke (anon inodes looked like regular files and the read hung).
 /// - Notifications coalesce: several `notify()` calls before the callback give one
-///   callback, and only the first of them writes the eventfd (see `AsyncNotifier`). No
-///   wake-up is lost: the counter is reset and the pending flag cleared *before* the
-///   callback runs, so a `notify()` that happens after the callback started writes the
-///   eventfd again and the next wait fires. A read that finds nothing (EAGAIN) is a spurious wake-up:
+///   callback (each writes the eventfd; see `AsyncNotifier` for why). No wake-up is lost:
+///   the counter is reset *before* the callback runs, so a `notify()` that happens after
+///   the callback started makes the eventfd readable again and the next wait fires. A read that finds nothing (EAGAIN) is a spurious wake-up:
 ///   the wait is re-armed without calling the callback.
 /// - Return `.rearm` from the callback to keep listening (the usual case). Set the
 ///   completion's `keepsLoopAlive` to false if the wait alone should not keep
