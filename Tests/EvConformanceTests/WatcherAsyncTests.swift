@@ -404,8 +404,10 @@ struct WatcherAsyncTests {
     }
 
     /// Another thread stops a loop blocked in accept (no timers armed): run returns within
-    /// 50 ms of the request (PITFALLS G2, libxev#173), the accept stays active and can be
-    /// cancelled by a later run (J3).
+    /// a second of the request (PITFALLS G2, libxev#173), the accept stays active and can be
+    /// cancelled by a later run (J3). The bug this catches is a loop that never wakes (the
+    /// run would block for ever); the bound was 50 ms until a parallel `swift test` on two
+    /// CPUs, with other suites spinning threads, was seen to exceed it by a scheduling delay.
     @Test(.tags(.pitfallG2, .pitfallJ3), arguments: conformanceBackends)
     func crossThreadStopWhileBlockedInAccept(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
@@ -433,7 +435,7 @@ struct WatcherAsyncTests {
         let requested = requestedAt.load(ordering: .sequentiallyConsistent)
         #expect(requested > 0, "run returned before the stop was requested")
         let latencyMs = Double(returnedAt &- requested) / 1_000_000
-        #expect(latencyMs < 50, "run returned \(latencyMs) ms after the stop request")
+        #expect(latencyMs < 1_000, "run returned \(latencyMs) ms after the stop request")
         #expect(stopper.stops == 1)
         #expect(accepting.state == .active && acceptResult == nil)
 
@@ -610,7 +612,10 @@ struct WatcherAsyncTests {
 
     /// PITFALLS D1: 10,000 cross-thread round trips (another thread notifies, the loop's
     /// callback answers, the thread waits for the answer before the next notify): every
-    /// one is answered, each within 50 ms, and on io_uring no READ SQE is submitted.
+    /// one is answered, each within a second, and on io_uring no READ SQE is submitted.
+    /// The Linux 6.15.4 bug hangs the eventfd read for good, so a second still catches it;
+    /// 50 ms, the bound before, was exceeded now and then by scheduling delays alone when
+    /// the parallel test runner kept both CPUs busy.
     @Test(.tags(.pitfallD1), arguments: conformanceBackends)
     func crossThreadRoundTripsStayFast(backend: Backend) throws {
         let loop = try makeTestLoop(backend)
@@ -648,7 +653,7 @@ struct WatcherAsyncTests {
                     }
                 }
                 let ns = Int((LoopInstant.now() - start).nanosecondsSaturating)
-                if ns > 50_000_000 { overLimit.add(1, ordering: .relaxed) }
+                if ns > 1_000_000_000 { overLimit.add(1, ordering: .relaxed) }
                 if ns > slowest.load(ordering: .relaxed) { slowest.store(ns, ordering: .relaxed) }
             }
         }
@@ -659,7 +664,7 @@ struct WatcherAsyncTests {
         #expect(done && !gaveUp.load(ordering: .relaxed), "\(callbacks) of \(rounds) notifications answered")
         #expect(readSQEs() == readsBefore, "an io_uring READ was submitted for the eventfd")
         #expect(overLimit.load(ordering: .relaxed) == 0,
-                "\(overLimit.load(ordering: .relaxed)) round trips over 50 ms (slowest \(Double(slowest.load(ordering: .relaxed)) / 1e6) ms)")
+                "\(overLimit.load(ordering: .relaxed)) round trips over a second (slowest \(Double(slowest.load(ordering: .relaxed)) / 1e6) ms)")
     }
 
     /// PITFALLS B6: the notifier's wait is a one-shot poll, so a completion queue that
