@@ -148,6 +148,13 @@ struct UringActivation {
         /// stale (another socket, data arrived meanwhile) costs a poll that is ready at
         /// once, after which the kernel receives as without it.
         static let socketDrained = Flags(rawValue: 1 << 6)
+        /// A cancel found the operation running in a kernel worker (io-wq) and got
+        /// -EALREADY: the kernel has interrupted the worker, so an EINTR (or EAGAIN) that
+        /// comes back is the cancel's doing and must not be restarted: the operation ends
+        /// cancelled. Without it a send blocked in a worker's sendmsg (a peer that reads
+        /// nothing, on a socket whose read side was shut down) was restarted after the
+        /// cancel's EINTR and blocked for good (test `cancelOfASendBlockedInTheKernelEnds`).
+        static let cancelInterrupted = Flags(rawValue: 1 << 7)
     }
 
     var bits: Int
@@ -199,8 +206,9 @@ struct UringActivation {
         }
     }
 
-    /// Closed by `.close` or killed by an internal cancel: must not be resubmitted.
-    @inline(__always) var isDoomed: Bool { !flags.isDisjoint(with: [.closing, .killed]) }
+    /// Closed by `.close`, killed by an internal cancel, or interrupted by a cancel that
+    /// found it running: must not be resubmitted.
+    @inline(__always) var isDoomed: Bool { !flags.isDisjoint(with: [.closing, .killed, .cancelInterrupted]) }
 
     /// What is left after the hand-off (see `Flags.cancelSucceeded`,
     /// `Flags.deadlineFired` and `Flags.socketDrained`): an idle activation.

@@ -662,6 +662,10 @@ public final class UringLoop: LoopCore, LoopBackend {
                     // resubmitting, and cancels it here.
                     finish(target, raw: -Int(ECANCELED))
                     result = 0
+                } else if result == -Int(EALREADY) {
+                    // Running in a kernel worker: the kernel interrupts it, and its CQE (an
+                    // EINTR, often) is still to come. It must end there, not start again.
+                    target.uring.flags.insert(.cancelInterrupted)
                 }
             }
             if result == 0 {
@@ -760,7 +764,11 @@ public final class UringLoop: LoopCore, LoopBackend {
     /// EINTR), unless it has been cancelled meanwhile.
     private func retry(_ c: Completion, _ step: UringActivation.Step) {
         let u = c.uring
-        if u.isDoomed {
+        if u.isDoomed || u.flags.contains(.deadlineFired) {
+            // A fired deadline ends it too: the kernel has spent the linked timeout, and what
+            // came back (an EINTR from a kernel worker the timeout interrupted, -EALREADY for
+            // the timeout) is the deadline's doing. The hand-off reports it as -ETIMEDOUT
+            // (test `deadlineOfASendBlockedInTheKernelEnds`).
             finish(c, raw: -Int(ECANCELED))
         } else if u.cancels > 0 {
             // A cancel is on its way to the kernel and would find nothing to cancel:

@@ -611,4 +611,77 @@ struct CancelConformanceTests {
             #expect(Fds.count() == baseline, "descriptor table changed by \(Fds.count() - baseline)")
         }
     }
+
+    /// A send blocked on a peer that reads nothing, on a socket whose read side was shut down
+    /// (shutdown(2) SHUT_RD, as a server does to end its idle connections at shutdown),
+    /// while the peer keeps sending: a cancel ends it, with `.canceled`, in bounded time.
+    /// On io_uring such a send ends up in a kernel worker (io-wq), blocked inside the
+    /// socket's sendmsg: the cancel finds it running (-EALREADY) and interrupts the worker,
+    /// whose send then returns -EINTR. That EINTR is the cancel's doing: the loop used to
+    /// restart the send (an interrupted write did nothing, PITFALLS B9-style restart), which
+    /// lost the cancel and left the send, and whatever awaited it, blocked for good (found
+    /// by ev-http-async's graceful shutdown, which hung in its grace period's cancel).
+    @Test(.timeLimit(.minutes(1)), arguments: conformanceBackends)
+    func cancelOfASendBlockedInTheKernelEnds(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.tcpPair()
+        h.forLoop(a); h.own(b)
+        Sock.setNonBlocking(b, true)
+        Sock.setInt(b, SOL_SOCKET, SO_RCVBUF, 4096)
+        Sock.fillSendBuffer(a)
+        _ = shutdown(a, Int32(SHUT_RD))
+        let wb = h.buffer(1 << 20, fill: 7)
+        var written: [CompletionResult] = []
+        let w = Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(wb))) { _, res in written.append(res); return .disarm }
+        try loop.add(w)
+        // The peer keeps sending to the shut-down read side for a while: every segment wakes
+        // the socket's waiters, which is what pushes io_uring's send into a kernel worker.
+        var junk = [UInt8](repeating: 1, count: 1024)
+        let until = LoopInstant.now() + .milliseconds(300)
+        while LoopInstant.now() < until {
+            _ = send(b, &junk, junk.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            try loop.run(.noWait)
+        }
+        #expect(written.isEmpty, "the send completed although its peer reads nothing: \(written)")
+        var cancelResult: CompletionResult?
+        try loop.cancel(w, using: Completion()) { _, res in cancelResult = res; return .disarm }
+        let ended = try runUntil(loop, timeout: .seconds(10)) { !written.isEmpty && cancelResult != nil }
+        #expect(ended, "the cancelled send never ended (cancel: \(String(describing: cancelResult)))")
+        #expect(written.count == 1 && written.first?.isCanceled == true, "\(written)")
+        // Success, or in progress (it reached a running kernel worker): never not found.
+        #expect(cancelResult?.error == nil || cancelResult?.error == .inProgress, "\(String(describing: cancelResult))")
+    }
+
+    /// The same blocked send with a deadline instead of a cancel: it ends with `.timedOut`
+    /// in bounded time. On io_uring the deadline is a linked timeout, which meets the same
+    /// running kernel worker (-EALREADY) and the same EINTR; restarting that send would drop
+    /// the deadline, which the kernel has already spent.
+    @Test(.timeLimit(.minutes(1)), arguments: conformanceBackends)
+    func deadlineOfASendBlockedInTheKernelEnds(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.tcpPair()
+        h.forLoop(a); h.own(b)
+        Sock.setNonBlocking(b, true)
+        Sock.setInt(b, SOL_SOCKET, SO_RCVBUF, 4096)
+        Sock.fillSendBuffer(a)
+        _ = shutdown(a, Int32(SHUT_RD))
+        let wb = h.buffer(1 << 20, fill: 7)
+        var written: [CompletionResult] = []
+        let w = Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(wb))) { _, res in written.append(res); return .disarm }
+        w.deadline = .within(.milliseconds(500))
+        try loop.add(w)
+        var junk = [UInt8](repeating: 1, count: 1024)
+        let until = LoopInstant.now() + .milliseconds(300)
+        while LoopInstant.now() < until {
+            _ = send(b, &junk, junk.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            try loop.run(.noWait)
+        }
+        let ended = try runUntil(loop, timeout: .seconds(10)) { !written.isEmpty }
+        #expect(ended, "the send outlived its deadline")
+        #expect(written.count == 1 && written.first?.error == .timedOut, "\(written)")
+    }
 }
