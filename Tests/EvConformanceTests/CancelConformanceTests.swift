@@ -618,7 +618,7 @@ struct CancelConformanceTests {
     /// On io_uring such a send ends up in a kernel worker (io-wq), blocked inside the
     /// socket's sendmsg: the cancel finds it running (-EALREADY) and interrupts the worker,
     /// whose send then returns -EINTR. That EINTR is the cancel's doing: the loop used to
-    /// restart the send (an interrupted write did nothing, PITFALLS B9-style restart), which
+    /// restart the send (an interrupted write did nothing; libxev PR #198 restarts them too), which
     /// lost the cancel and left the send, and whatever awaited it, blocked for good (found
     /// by ev-http-async's graceful shutdown, which hung in its grace period's cancel).
     @Test(.timeLimit(.minutes(1)), arguments: conformanceBackends)
