@@ -483,9 +483,18 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
             let outcome: Result<T, any Error>
             do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
             box.outcome = outcome
+            // This runs on the loop thread, inside one of the loop's callbacks (the job
+            // runs from a completion's callback or the executor's drain), so it ends the
+            // `run(.untilDone)` below after that callback.
+            self.loopUnchecked.stop()
         }
+        // One `run` for the whole body rather than `run(.once)` per tick: the readiness
+        // backends trust a registration kept idle across callbacks only within one run
+        // (a new run means the caller's code ran), so returning after every tick cost the
+        // async ping-pong on epoll an `epoll_ctl` per receive. The loop returns early only
+        // if someone else stops it; then it is run again.
         while !box.finished {
-            try _loop.run(.once)
+            try _loop.run(.untilDone)
         }
         let cancel = Completion()
         try _loop.cancel(hold, using: cancel)
@@ -584,9 +593,9 @@ private final class RunBox<T>: @unchecked Sendable {
     var outcome: Result<T, any Error>? {
         didSet { finished = true }
     }
-    /// Set with `outcome`: what `run(_:)` checks after every tick of the loop (testing
-    /// the generic `outcome` for nil copied it through its value witnesses, about 190
-    /// instructions a tick under callgrind).
+    /// Set with `outcome`: what `run(_:)` checks each time the loop returns (testing the
+    /// generic `outcome` for nil copied it through its value witnesses, about 190
+    /// instructions under callgrind).
     private(set) var finished = false
 }
 

@@ -8,7 +8,11 @@ import EvLoop
 // Waiting, and turning what the poller reports into completed operations.
 extension ReadinessLoop {
     package final func backendPoll(timeout requested: UInt64?) -> Int32 {
-        tick &+= 1
+        // A new run: the caller's code ran since the last poll (see `tick`).
+        if runs != tickRun {
+            tickRun = runs
+            tick &+= 1
+        }
         let callbacksQueued = hasQueuedCallbacks
         var i = 0
         while i < dirty.count {
@@ -35,6 +39,7 @@ extension ReadinessLoop {
         skippedLastWait = false
 
         waitCount &+= 1
+        tick &+= 1
         let n = poller.wait(timeout: timeout)
         if n < 0 {
             // EINTR: a signal arrived; the core recomputes the remaining time and calls

@@ -39,9 +39,10 @@ import CEvSys
 ///
 /// Descriptors: close them through the loop (`.close`). A descriptor closed with close(2)
 /// directly is safe once its operations have finished, with one exception on epoll: a
-/// descriptor closed and reopened under the same number *within one callback* and waited
-/// on again in that same callback may miss its wake-up, because the loop keeps an idle
-/// registration across the callback to avoid an epoll_ctl per operation. Whether a
+/// descriptor closed and reopened under the same number in a callback, and waited on again
+/// before the loop next waits for I/O (in that callback, or in the callback of an operation
+/// that completed at once), may miss its wake-up, because the loop keeps an idle
+/// registration across its callbacks to avoid an epoll_ctl per operation. Whether a
 /// descriptor number is a regular file is looked up once (fstat) and remembered until it
 /// is closed through the loop: after close(2) and reuse of the number by a different kind
 /// of file, reads and writes still complete correctly, but may run on the loop thread (a
@@ -89,9 +90,18 @@ open class ReadinessLoop: LoopCore, LoopBackend, DeadlineExpiring {
     final var connectRetries = IntrusiveList()
     @exclusivity(unchecked)
     final var nextJobID: UInt64 = 1
-    /// Incremented by every `backendPoll`.
+    /// Advanced by every wait in the kernel and by the first poll of every `run`, not by a
+    /// poll that skips its wait: two polls in one `tick` have only the loop's own callbacks
+    /// between them, which is the window in which a kept registration is trusted without
+    /// a confirmation (see `addWaiter`). (Advancing it on a skipped wait too cost the async
+    /// ping-pong an `epoll_ctl` per roundtrip per side: its receive waits again in the
+    /// callback of its send, one skipped wait after the receive went idle.)
     @exclusivity(unchecked)
     final var tick: UInt64 = 0
+    /// `runs` of the core at the last poll: a different value means `run` was left and
+    /// entered again since (the caller's code ran in between).
+    @exclusivity(unchecked)
+    final var tickRun: UInt64 = 0
     /// Whether the previous `backendPoll` skipped its zero-timeout wait.
     @exclusivity(unchecked)
     final var skippedLastWait = false

@@ -69,11 +69,13 @@ extension ReadinessLoop {
             markDirty(fd, s)
         } else if wasIdle && registrationsAreKernelState
                     && !(s.pointee.idleSinceTick == tick && isRunning) {
-            // A registration kept from an earlier operation. Inside the callbacks of the
-            // tick that made it idle, the descriptor cannot have been closed and reopened
-            // unless the callback did both itself; any later, it may have been closed with
-            // close(2) (which silently drops an epoll registration), so confirm it with
-            // EPOLL_CTL_MOD (ENOENT -> ADD) before waiting on it.
+            // A registration kept from an earlier operation. In the callbacks the loop
+            // runs before it next waits for I/O (the tick that made it idle; a skipped
+            // wait does not end it), within one `run`, the descriptor cannot have been
+            // closed and reopened unless a callback did both itself; any later, it may
+            // have been closed with close(2) (which silently drops an epoll
+            // registration), so confirm it with EPOLL_CTL_MOD (ENOENT -> ADD) before
+            // waiting on it.
             s.pointee.needsConfirm = true
             markDirty(fd, s)
         } else if bits & ~s.pointee.registered != 0 {

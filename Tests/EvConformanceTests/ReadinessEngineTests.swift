@@ -746,6 +746,101 @@ struct ReadinessEngineTests {
         RE.drain(server)
     }
 
+    /// The async form of the ping-pong above (issue 13): each side's receive is awaited
+    /// again when its send, which completed at once, resumes the task, one tick (a skipped
+    /// wait) after the receive went idle. It reuses the kept registration as the callback
+    /// form's rearm does: no registration change per roundtrip (there was one
+    /// `EPOLL_CTL_MOD` per roundtrip per side). epoll only: poll keeps no idle
+    /// registration (its registrations are an array in user space, rebuilt into every
+    /// wait, so dropping one costs no system call).
+    @Test(arguments: [Backend.epoll])
+    func asyncPingPongKeepsItsRegistrations(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let engine = RE.readiness(loop)
+        let executor = try LoopExecutor(loop)
+        let (client, server) = try RE.tcpPair()
+        defer { close(client); close(server) }
+        let ping = TestBuffer(Array("PING\n".utf8)), pong = TestBuffer(Array("PONG\n".utf8))
+        let clientIn = TestBuffer(64), serverIn = TestBuffer(64)
+        func roundtrips(_ count: Int) throws -> Int {
+            try executor.run {
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    group.addTask {
+                        for _ in 0..<count {
+                            let r = try await executor.perform(.recv(socket: server, buffer: serverIn.raw))
+                            guard r.count == 5 else { return 0 }
+                            _ = try await executor.perform(.send(socket: server, buffer: UnsafeRawBufferPointer(pong.raw)))
+                        }
+                        return 0
+                    }
+                    group.addTask {
+                        var done = 0
+                        for _ in 0..<count {
+                            _ = try await executor.perform(.send(socket: client, buffer: UnsafeRawBufferPointer(ping.raw)))
+                            let r = try await executor.perform(.recv(socket: client, buffer: clientIn.raw))
+                            guard r.count == 5 else { break }
+                            done += 1
+                        }
+                        return done
+                    }
+                    var total = 0
+                    for try await n in group { total += n }
+                    return total
+                }
+            }
+        }
+        #expect(try roundtrips(100) == 100)   // warm-up: registrations made, slots pooled
+        let changes = engine.registrationChanges
+        #expect(try roundtrips(2000) == 2000)
+        // The executor's own wake-up poll and the run's start and end may add a few.
+        #expect(engine.registrationChanges - changes <= 4,
+                "\(engine.registrationChanges - changes) registration changes in 2,000 async roundtrips")
+        executor.shutdown()
+        #expect(try RE.runUntilDone(loop))
+    }
+
+    /// The other side of the kept registration: between two runs of the loop the caller's
+    /// code may close a descriptor with close(2) and reuse its number, which drops the epoll
+    /// registration with it. A read waited on afterwards, from the first callback of the
+    /// next run and before that run has waited for I/O (a nop's, delivered without a
+    /// wait), must still be woken: the kept registration is confirmed.
+    @Test(arguments: readinessBackends)
+    func keptRegistrationIsConfirmedAfterTheLoopWasLeft(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let (a0, b) = try RE.socketPair()
+        let a = try RE.moveHigh(a0)
+        let (c, d) = try RE.socketPair()
+        defer { close(b); close(c); close(d) }
+        let buffer = RE.buffer(16)
+        defer { buffer.deallocate() }
+        var got: [CompletionResult] = []
+        let second = Completion(.recv(socket: a, buffer: buffer)) { _, res in got.append(res); return .disarm }
+        let poke = Completion(.nop) { _, _ in
+            // First callback of the next run, before it has waited: wait on `a` again.
+            try? loop.add(second)
+            return .disarm
+        }
+        let first = Completion(.recv(socket: a, buffer: buffer)) { _, res in
+            got.append(res)
+            // Completes at once; its callback runs in the next tick, which skips its wait.
+            try? loop.add(poke)
+            return .disarm
+        }
+        try loop.add(first)
+        RE.put(b, "1")
+        // Returns after the tick that delivered `first` (its registration kept, idle).
+        while got.isEmpty { try loop.run(.once) }
+        #expect(got.first?.count == 1)
+        #expect(poke.state == .active, "the nop's callback waits for the next run")
+        // Behind the loop's back: `a`'s number now names another socket (the old one, and
+        // its epoll registration, are gone).
+        #expect(dup2(d, a) == a)
+        RE.put(c, "22")
+        #expect(try RE.run(loop) { got.count == 2 }, "the read on the reused number was never woken")
+        #expect(got.last?.count == 2)
+        close(a)
+    }
+
     /// epoll(7) Q6, PITFALLS E3: a descriptor closed with close(2) while a dup keeps its
     /// file open leaves a registration that can no longer be deleted by number. A read
     /// waiting on it fails with `.badFileDescriptor` when data arrives, and the orphaned
