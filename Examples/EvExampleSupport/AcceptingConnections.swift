@@ -21,7 +21,8 @@ extension ConnectionSocket {
     /// the failure are silent (one of several accepts in flight on the same listener:
     /// `serveConnections` lets only the first one report, the others would repeat it).
     nonisolated(nonsending)
-    func acceptNextConnection(program: String, on executor: LoopExecutor, reportsErrors: Bool) async -> Self? {
+    func acceptNextConnection(program: String, on executor: LoopExecutor, reportsErrors: Bool,
+                              drain: ConnectionDrain? = nil) async -> Self? {
         while true {
             do {
                 let connection = try await accept(on: executor)
@@ -35,6 +36,9 @@ extension ConnectionSocket {
                 if reportsErrors { Report.warn("\(program): accept: out of descriptors; retrying in 100 ms") }
                 do { try await executor.sleep(for: .milliseconds(100)) } catch { return nil }
             } catch {
+                // After the drain began, the listener's shutdown makes accept fail (EINVAL):
+                // the stop, not a failure.
+                if let drain, await drain.isDraining { return nil }
                 if reportsErrors { Report.warn("\(program): accept failed: \(error)") }
                 return nil
             }
@@ -44,8 +48,9 @@ extension ConnectionSocket {
     /// Serves every connection of this listening socket in a child task of its own
     /// (`serve` gets the connection, TCP_NODELAY set, and must close it), with
     /// `acceptsInFlight` awaited accepts waiting on the listener at once; returns once the
-    /// calling task is cancelled (or accepting failed for good) and every connection's task
-    /// has ended.
+    /// calling task is cancelled, or `drain` has begun (the graceful stop, see
+    /// `ConnectionDrain`), or accepting failed for good, and every connection's task has
+    /// ended.
     ///
     /// Why several accepts: the loop delivers one completion of an operation per tick (an
     /// operation started in a callback is reported on the next tick, so that nothing can
@@ -64,14 +69,21 @@ extension ConnectionSocket {
     nonisolated(nonsending)
     public func serveConnections(program: String, on executor: LoopExecutor,
                                  acceptsInFlight: Int = Self.defaultAcceptsInFlight,
+                                 drain: ConnectionDrain? = nil,
                                  _ serve: @escaping @Sendable (Self) async -> Void) async {
         precondition(acceptsInFlight >= 1, "serveConnections needs at least one accept in flight")
+        await drain?.addListener(fd)
         await withDiscardingTaskGroup { acceptors in
             for index in 0..<acceptsInFlight {
                 acceptors.addTask {
                     await withDiscardingTaskGroup { connections in
-                        while let client = await self.acceptNextConnection(program: program, on: executor, reportsErrors: index == 0) {
-                            connections.addTask { await serve(client) }
+                        while let client = await self.acceptNextConnection(
+                            program: program, on: executor, reportsErrors: index == 0, drain: drain) {
+                            connections.addTask {
+                                let key = await drain?.add(fd: client.fd)
+                                await serve(client)
+                                if let key { await drain?.remove(key) }
+                            }
                         }
                     }
                 }

@@ -13,4 +13,8 @@ public enum HTTPLimits {
     public static let lingerQuiet: Duration = .milliseconds(200)
     /// ...or has sent this many more bytes.
     public static let lingerDropLimit = 1 << 20
+    /// How long a stopping server (SIGINT, SIGTERM) lets its connections finish the
+    /// responses they are writing before it closes them: a client that reads nothing would
+    /// otherwise keep the server running for ever. Both servers use it.
+    public static let shutdownGrace: Duration = .seconds(5)
 }

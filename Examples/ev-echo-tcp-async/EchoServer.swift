@@ -10,6 +10,10 @@ import EvExampleSupport
 struct ShutdownRequested: Error {}
 
 enum EchoServer {
+    /// How long a stopping server lets its connections finish echoing what they received
+    /// (a client that reads nothing would otherwise hold it for ever).
+    static let shutdownGrace: Duration = .seconds(5)
+
     /// Runs the server on `loop` (on this thread) until SIGINT or SIGTERM; returns the totals.
     ///
     /// A plain (nonisolated) function on purpose: top-level code and variables in main.swift
@@ -20,26 +24,37 @@ enum EchoServer {
         let statistics = LoopStatistics<TCPEchoStatistics>(executor: executor)
 
         try executor.run {
+            let drain = ConnectionDrain(executor: executor)
             try await withThrowingTaskGroup(of: Void.self) { server in
-                // Ends the server: returns (by throwing) when a signal arrives.
+                // The stop: on a signal, the drain (no more accepts; every connection ends
+                // once it has echoed what it received, its client seeing end of file), then
+                // the grace period; returns (by throwing) when that is over.
                 server.addTask {
                     // The signals are blocked in every thread (main.swift), so they stay
                     // pending until this signalfd reads them, even if they came earlier.
                     let signals = try SignalWatcher(signals: [SIGINT, SIGTERM])
-                    let info = try await signals.wait(on: executor)
-                    Report.say("received \(info.signal == SIGINT ? "SIGINT" : "SIGTERM"), shutting down")
+                    do {
+                        let info = try await signals.wait(on: executor)
+                        Report.say("received \(info.signal == SIGINT ? "SIGINT" : "SIGTERM"), shutting down")
+                        var open = TCPEchoStatistics()
+                        open.openAtShutdown = UInt64(await drain.begin())
+                        await statistics.add(open)
+                        try await executor.sleep(for: EchoServer.shutdownGrace)
+                    } catch is CancellationError {
+                        return   // every connection ended before the grace period did
+                    }
                     throw ShutdownRequested()
                 }
-                // Accepts connections, one child task each, until cancelled.
+                // Accepts connections, one child task each, until the drain has ended them all.
                 server.addTask {
-                    await listener.serveConnections(program: "ev-echo-tcp-async", on: executor) { connection in
+                    await listener.serveConnections(program: "ev-echo-tcp-async", on: executor, drain: drain) { connection in
                         await EchoTask.run(connection, on: executor, statistics: statistics)
                     }
                 }
                 do {
                     try await server.next()
                 } catch is ShutdownRequested {
-                    // Expected: cancel everything below.
+                    // The grace period is over: cancel every connection still echoing.
                 }
                 server.cancelAll()
                 try await server.waitForAll()
@@ -70,7 +85,7 @@ enum EchoTask {
         } catch EvError.endOfFile {
             ended.connectionsServed = 1   // the client shut down its side: all echoed
         } catch is CancellationError {
-            ended.openAtShutdown = 1
+            // The shutdown's grace period is over (the drain counted it as open at shutdown).
         } catch {
             ended.connectionsFailed = 1   // reset, broken pipe: this connection only
         }

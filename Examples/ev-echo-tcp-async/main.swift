@@ -6,10 +6,12 @@
 // one thread, the loop's: a completion's callback resumes the waiting task in place, with
 // no hop through the global thread pool.
 //
-// Shutdown is structured concurrency: SIGINT or SIGTERM (read through a signalfd, awaited
-// like any other operation) cancels the task group; cancellation reaches every pending
-// accept and read through the loop, each connection task closes its socket, and the
-// group ends when the last one has.
+// Shutdown: SIGINT or SIGTERM (read through a signalfd, awaited like any other operation)
+// begins the loop's drain (EvExampleSupport's `ConnectionDrain`): accepting stops, and each
+// connection's pending read returns end of file once what it received is echoed, so each
+// task closes its socket as when its client leaves. What is still echoing after the grace
+// period (a client that reads nothing) is cancelled; the task group ends when the last
+// connection task has.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -24,7 +26,8 @@ let tool = CommandLineTool(
     A TCP echo server built on EvLoop with async/await: one loop, one thread, one child task
     per connection. It prints the backend it runs on, then a line 'listening on HOST:PORT'
     for scripts, echoes every connection until the client shuts down its side, and on
-    SIGINT or SIGTERM cancels its tasks, closes every connection and prints the connections
+    SIGINT or SIGTERM stops accepting, closes every connection once it has echoed what it
+    received (a client that reads nothing is cut off after \(EchoServer.shutdownGrace)) and prints the connections
     served and bytes echoed. Each connection echoes a chunk completely before it reads the
     next one, so a client that sends without reading is throttled (at most
     \(EchoTask.bufferSize / 1024) KiB buffered per connection).

@@ -33,12 +33,13 @@ import EvHTTPSupport
 ///   input at once would make TCP reset the connection, and the client could lose the
 ///   response it was sent (the 400 above all). A client that closes its side is answered
 ///   and closed.
-/// - **Shutdown is cancellation** (the server's task group is cancelled): a pending read
-///   or write ends at once and the socket is closed (`close(on:)` ignores cancellation).
-///   An idle keep-alive connection, the usual case, has nothing unread or unsent, so the
-///   client reads a clean end of stream. Unlike ev-http, which waits up to 5 s for a
-///   response still being written, a response in flight is cut off: a cancelled task
-///   cannot await its linger (every await throws at once), and Swift has no shield.
+/// - **Shutdown** (SIGINT, SIGTERM): the loop's `ConnectionDrain` shuts down the read side
+///   of every connection, so the read this task awaits returns what had arrived and then end
+///   of file: an idle keep-alive connection, the usual case, ends at once with a clean end of
+///   stream for its client, and one in the middle of a response writes it first (as ev-http,
+///   which also waits up to `HTTPLimits.shutdownGrace`). A task still writing after the
+///   grace period is cancelled: its pending write ends at once and the socket is closed
+///   (`close(on:)` ignores cancellation).
 final class HTTPConnectionTask {
     private let socket: TCPSocket
     private let executor: LoopExecutor
@@ -62,7 +63,7 @@ final class HTTPConnectionTask {
         case idle
         /// The client closed its side: every complete request was answered; close.
         case clientClosed
-        /// The task was cancelled (server shutdown): close.
+        /// The task was cancelled (the shutdown's grace period is over): close.
         case cancelled
         /// A read or write failed (a reset, a broken pipe, a write deadline): close.
         case failed(any Error)
@@ -104,7 +105,7 @@ final class HTTPConnectionTask {
         case .clientClosed:
             break
         case .cancelled:
-            stats.openAtShutdown += 1
+            break   // counted in "open at shutdown" by the loop's drain (HTTPServerTask)
         case .failed(let error):
             stats.connectionsFailed += 1
             switch error {

@@ -15,17 +15,14 @@ final class HTTPServer: LoopServer {
     let listener: TCPSocket
     private let acceptor: ConnectionAcceptor<TCPSocket>
     private let connections = ConnectionList<HTTPConnection>()
-    /// At shutdown: connections still not ended after `shutdownGrace` are closed.
-    private let shutdown = ServerShutdown<HTTPConnection>(grace: HTTPServer.shutdownGrace)
+    /// At shutdown: connections still not ended after `HTTPLimits.shutdownGrace` are closed.
+    private let shutdown = ServerShutdown<HTTPConnection>(grace: HTTPLimits.shutdownGrace)
 
     var stats = HTTPStatistics()
 
     /// How long a connection may send nothing (or take nothing of a write) before it is
     /// closed; nil: forever. A deadline on each read and each write.
     let idleTimeout: Duration?
-
-    /// How long shutdown waits for connections to send what is queued and end cleanly.
-    static let shutdownGrace: Duration = .seconds(5)
 
     init(loop: LoopCore, listener: TCPSocket, idleTimeout: Duration?) {
         self.loop = loop
@@ -53,7 +50,7 @@ final class HTTPServer: LoopServer {
     }
 
     /// Stops accepting and ends every connection gracefully; those still open after
-    /// `shutdownGrace` (a client that reads nothing) are closed.
+    /// `HTTPLimits.shutdownGrace` (a client that reads nothing) are closed.
     func stop() {
         if let open = shutdown.begin(connections, loop: loop, stopAccepting: acceptor.stop) {
             stats.openAtShutdown = UInt64(open)

@@ -49,7 +49,7 @@ struct AsyncEchoServerTests {
         #expect((server.summaryValue("bytes echoed") ?? 0) > 0, "\(server.process.transcript)")
     }
 
-    @Test("SIGTERM cancels the tasks: open connections are closed (the peer sees end of file) and counted",
+    @Test("SIGTERM drains the server: open connections are closed (the peer sees end of file) and counted",
           .timeLimit(.minutes(1)), arguments: exampleBackends)
     func shutdownClosesOpenConnections(backend: Backend) throws {
         try requireBackend(backend)

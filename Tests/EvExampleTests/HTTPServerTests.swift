@@ -270,17 +270,43 @@ struct HTTPServerTests {
         let end = server.stop(SIGTERM)
         let elapsed = ContinuousClock.now - started
         #expect(end == .exited(0), "\(server.process.transcript)")
-        if program == "ev-http" {
-            // The grace period is 5 s (HTTPServer.shutdownGrace); without it the server
-            // would wait for the stalled client forever (and `stop` would time out).
-            #expect(elapsed >= .seconds(4) && elapsed < .seconds(15), "exited after \(elapsed)")
-        } else {
-            // ev-http-async cancels its connection tasks, which close their sockets at once.
-            #expect(elapsed < .seconds(15), "exited after \(elapsed)")
-        }
+        // The grace period is 5 s (HTTPLimits.shutdownGrace); without it the server would
+        // wait for the stalled client forever (and `stop` would time out).
+        #expect(elapsed >= .seconds(4) && elapsed < .seconds(15), "exited after \(elapsed)")
         #expect(server.summaryValue("connections open at shutdown") == 2, "\(server.process.transcript)")
         #expect(steady.seesEndOfFile(), "the idle keep-alive connection ends cleanly")
         flooder.close()
+    }
+
+    @Test("SIGTERM while responses are being written: they are finished, whole, before a clean end of stream, well within the grace period",
+          .timeLimit(.minutes(1)), arguments: httpServers, exampleBackends)
+    func shutdownFinishesResponsesInFlight(program: String, backend: Backend) throws {
+        try requireBackend(backend)
+        let server = try RunningServer(program, ["--backend", backend.rawValue])
+        let client = try RawTCPClient(port: server.port)
+        // 16 MiB of responses, more than the sockets buffer: the server is in the middle of
+        // a write when the signal comes, and the client reads only after it.
+        let size = 1 << 20   // the largest /bytes/N (HTTPResponse.maxBytes)
+        try client.send(String(repeating: get("/bytes/\(size)"), count: 16))
+        usleep(300_000)
+        let started = ContinuousClock.now
+        server.process.send(SIGTERM)
+        usleep(300_000)   // the stop has begun before the client reads anything
+        let (bytes, clean) = client.receiveUntilEnd(limit: 32 << 20)
+        let end = server.process.finish(timeout: .seconds(20))
+        let elapsed = ContinuousClock.now - started
+        #expect(end == .exited(0), "\(server.process.transcript)")
+        #expect(clean, "the stream ended with a reset or an error after \(bytes.count) bytes")
+        // Whole responses only: a head, then exactly `size` bytes of body, k times.
+        let separator = Array("\r\n\r\n".utf8)
+        let headLength = (0...(bytes.count - separator.count)).first { Array(bytes[$0..<($0 + separator.count)]) == separator }
+            .map { $0 + separator.count } ?? 0
+        let response = headLength + size
+        #expect(headLength > 0 && bytes.count >= response && bytes.count % response == 0,
+                "\(bytes.count) bytes are not whole responses of \(response) bytes: one was cut off")
+        #expect(elapsed < .seconds(4), "the server waited for its grace period (\(elapsed)) instead of finishing")
+        #expect(server.summaryValue("connections open at shutdown") == 1, "\(server.process.transcript)")
+        client.close()
     }
 
     @Test("the idle timeout closes a connection that sends nothing, and one that stops after a request",
