@@ -141,6 +141,10 @@ if [ "$BUILD" = 1 ]; then
         done
         return 1
     }
+    # The build plan is made again too: SwiftPM (6.3.1) keeps the list of a path
+    # dependency's source files in it, and a file added to the main package since the last
+    # build ("cannot find type ... in scope") would otherwise be left out.
+    rm -f "$SCRATCH/release.yaml"
     # EvLoop's own modules are always rebuilt from scratch: SwiftPM's incremental build
     # (Swift 6.3.1) has been seen to keep a dependent module compiled against an older
     # layout of Completion or LoopCore (stored properties reached through @inlinable
