@@ -23,7 +23,8 @@ package struct CompletionQueue {
 
     // Inlined: a call cost about 8 instructions on each of the four pushes per epoll
     // ping-pong roundtrip (callgrind), for a body of a dozen.
-    @inline(__always)
+    // Inlinable too: `LoopCore.complete`, inlined into the backends, pushes.
+    @inlinable @inline(__always)
     package mutating func push(_ c: Completion) {
         precondition(!c.isQueued, "EvLoop: completion is already in a queue")
         c.isQueued = true

@@ -27,6 +27,10 @@ package enum Syscalls {
 
     /// Whether `fd` is a datagram socket (SO_TYPE): a 0-byte `recvmsg` without a sender
     /// address is an empty datagram there, end of stream on a stream socket.
+    // Never inlined: its two locals are passed by address, which gives the function they
+    // land in a stack-protector check; inlined into `makeResult`, that was the dispatch
+    // loop, and every callback paid for a call made only for an empty datagram.
+    @inline(never)
     package static func isDatagramSocket(_ fd: Int32) -> Bool {
         var type: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
