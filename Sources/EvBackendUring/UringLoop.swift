@@ -315,6 +315,9 @@ public final class UringLoop: LoopCore, LoopBackend {
     @inline(__always)
     private var mustQueue: Bool { !st.pointee.parked.isEmpty || !st.pointee.killQueue.isEmpty }
 
+    // Always inlined into the `submit` hook's closure, its only caller on the hot path
+    // (as the readiness engine's is): one call and frame fewer per operation.
+    @inline(__always)
     package func backendSubmit(_ c: Completion) {
         c.uring = c.uring.added
         if c.kind.isFileSystem {
@@ -419,6 +422,8 @@ public final class UringLoop: LoopCore, LoopBackend {
         #endif
     }
 
+    // Inlined into `issue`, its one caller (one call fewer per SQE).
+    @inline(__always)
     private func prepare(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ c: Completion) {
         let dontWait: Int32 = forcesNonblocking ? Int32(MSG_DONTWAIT) : 0
         let fd = c.fd
@@ -802,6 +807,23 @@ public final class UringLoop: LoopCore, LoopBackend {
             assertionFailure("EvLoop: io_uring CQE for a completion that has no SQE in flight")
             return
         }
+        // The common case, first: the operation's own CQE, with a result (not an error to
+        // retry), for an activation that no other SQE names and that waits in no queue.
+        // The general path below reaches the same hand-off through `operationFinished`,
+        // `finish` and `handOff` (with this CQE, `sqes` drops to 0 in the `.submitted`
+        // phase; a result >= 0 is final; `.open` learns its direct-I/O path there, and a
+        // queued kill leaves the kill queue there); with `track` and `untrack` inlined, the
+        // short path took 1,860 to 1,734 user-space instructions per ping-udp1 roundtrip
+        // (two CQEs; callgrind).
+        let u = c.uring
+        if ud & Self.kindMask == Self.kindMain && res >= 0 && u.sqes == 1 && u.phase == .submitted
+            && !u.flags.contains(.killQueued) && c.kind != .open {
+            if c.kind == .recv && receivesPollFirst { noteReceive(c, raw: Int(res), cqeFlags: cqeFlags) }
+            untrack(c)
+            c.uring = c.uring.handedOff
+            complete(c, raw: Int(res))
+            return
+        }
         c.uring.sqes -= 1
         if ud & Self.kindMask != Self.kindMain {
             // A linked timeout that ends with anything but -ECANCELED has fired: -ETIME (it
@@ -1129,11 +1151,13 @@ public final class UringLoop: LoopCore, LoopBackend {
     // completion joins when it leaves idle or parked for a phase in flight, and leaves
     // when it is parked again or handed off.
 
+    @inline(__always)
     private func track(_ c: Completion) {
         assert(!c.uring.phase.isTracked, "EvLoop: io_uring completion tracked twice")
         st.pointee.tracked.append(c)
     }
 
+    @inline(__always)
     private func untrack(_ c: Completion) {
         st.pointee.tracked.remove(c)
     }
