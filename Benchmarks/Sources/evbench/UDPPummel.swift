@@ -35,6 +35,9 @@ enum UDPPummel {
         pummel.release()
     }
 
+    /// The callbacks capture the pummel strongly and its counters are
+    /// `@exclusivity(unchecked)`, as in PingUDP1.swift (harness costs, not the library's);
+    /// `release()` breaks the cycle.
     final class Pummel {
         let loop: LoopCore
         let receiver: UDPSocket
@@ -42,10 +45,10 @@ enum UDPPummel {
         let target: SocketAddress
         let count: Int
         let warmup: Int
-        private(set) var sent = 0
-        private(set) var received = 0
-        private(set) var receivedAtStart = 0
-        private(set) var startSample: Sample?
+        @exclusivity(unchecked) private(set) var sent = 0
+        @exclusivity(unchecked) private(set) var received = 0
+        @exclusivity(unchecked) private(set) var receivedAtStart = 0
+        @exclusivity(unchecked) private(set) var startSample: Sample?
         private let receiveCompletion = Completion()
         private let sendCompletion = Completion()
         private let receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 64)
@@ -65,9 +68,9 @@ enum UDPPummel {
 
         func start() throws(EvError) {
             receiveCompletion.operation = .recvmsg(socket: receiver.fd, buffer: receiveBuffer)
-            receiveCompletion.callback = { [unowned self] _, result in self.didReceive(result) }
+            receiveCompletion.callback = { _, result in self.didReceive(result) }
             sendCompletion.operation = .sendmsg(socket: sender.fd, buffer: UnsafeRawBufferPointer(message), address: target)
-            sendCompletion.callback = { [unowned self] _, result in self.didSend(result) }
+            sendCompletion.callback = { _, result in self.didSend(result) }
             try loop.add(receiveCompletion)
             try loop.add(sendCompletion)
         }
@@ -97,7 +100,10 @@ enum UDPPummel {
             return .rearm
         }
 
+        /// Frees the buffers, closes the sockets and drops the callbacks, which hold `self`.
         func release() {
+            receiveCompletion.callback = { _, _ in .disarm }
+            sendCompletion.callback = { _, _ in .disarm }
             receiveBuffer.deallocate()
             message.deallocate()
             close(receiver.fd)
