@@ -27,6 +27,12 @@ final class AwaitSlot: LoopCancellable {
     /// Set while an operation is in flight and its task is suspended.
     @exclusivity(unchecked) private var continuation: UnsafeContinuation<CompletionResult?, Never>?
     @exclusivity(unchecked) private(set) var awaitID: UInt64 = 0
+    /// Set by the cancellation handler when it runs for the current await before the
+    /// operation has started (see `perform`).
+    @exclusivity(unchecked) private var cancelledBeforeStart = false
+    /// The next free slot while this one is in the executor's pool (a retained link: the
+    /// pool owns its slots through it; see `LoopExecutor.takeSlot`).
+    @exclusivity(unchecked) var nextFree: Unmanaged<AwaitSlot>?
     /// The cancellation handler of every await on this slot, made once: the runtime keeps
     /// its address. It runs on the cancelling thread while `perform`'s record is installed,
     /// under the task's status-record lock, which `perform` took (adding the record) after
@@ -84,16 +90,20 @@ final class AwaitSlot: LoopCancellable {
     @inline(__always) nonisolated(nonsending)
     func perform() async -> CompletionResult? {
         awaitID &+= 1
-        // Runs `onCancel` at once when the task is already cancelled (which then finds no
-        // operation in flight, and the check below returns nil).
+        cancelledBeforeStart = false
+        // Runs `onCancel` at once, on this thread, when the task is already cancelled:
+        // it then finds no operation in flight and sets `cancelledBeforeStart`.
         let record = cevtask_add_cancellation_handler(onCancel)
         defer { cevtask_remove_cancellation_handler(record) }
         return await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
-            // The handler may already have run (on this thread, when the task was
-            // cancelled before the record was added; on another thread, racing with us).
-            // Either way the flag is set by now, and starting the operation would only
-            // make the cancel chase it.
-            if Task.isCancelled {
+            // The slot's flag rather than `Task.isCancelled` (a look-up of the current task
+            // through a thread-local, with a retain and a release: about 85 instructions per
+            // await): nothing else can have cancelled the task in between. A cancel on this
+            // thread before the record was added ran the handler just above; one on another
+            // thread after it runs the handler there, which queues the request for the loop
+            // thread, where it can only be handled once the operation has started (this
+            // closure runs synchronously), and then cancels it through the loop.
+            if self.cancelledBeforeStart {
                 continuation.resume(returning: nil)
                 return
             }
@@ -123,7 +133,13 @@ final class AwaitSlot: LoopCancellable {
     /// Cancels the operation of await `id` if it is still in flight (loop thread only). Its
     /// callback then runs once, with `.canceled` or with its real result.
     func cancelOnLoop(_ id: UInt64) {
-        guard id == awaitID, continuation != nil, completion.state == .active else { return }
+        guard id == awaitID else { return }
+        guard continuation != nil, completion.state == .active else {
+            // Not started (the handler ran inside `perform`, which then starts nothing), or
+            // already finished (then the next await resets the flag before it looks).
+            cancelledBeforeStart = true
+            return
+        }
         cancelInFlight(completion, reusing: &cancelCompletion, on: executor.loopUnchecked)
     }
 

@@ -126,8 +126,12 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
     /// The remote queue's contents while they are processed (swapped with `remote`, so
     /// neither side allocates in steady state).
     private var remoteBatch: [RemoteItem] = []
-    /// Free operation slots (see `AwaitSlot`), reused so an await allocates nothing.
-    @exclusivity(unchecked) private var slotPool: [AwaitSlot] = []
+    /// Free operation slots (see `AwaitSlot`), reused so an await allocates nothing: a
+    /// list linked through `AwaitSlot.nextFree`, each link holding its slot retained.
+    /// (An array cost a uniqueness check on each pop and push, and a capacity check on
+    /// each push: about 60 instructions per await.)
+    @exclusivity(unchecked) private var freeSlots: Unmanaged<AwaitSlot>?
+    @exclusivity(unchecked) private var freeSlotCount = 0
     private var phase = Phase.running
     /// Set when the eventfd's close has been handed to the loop.
     private var closeStarted = false
@@ -206,6 +210,11 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
         // on it any more (an armed poll would have kept the executor alive), so a plain
         // close is safe.
         if !closeStarted { eventFD.close() }
+        // The pool's retains (see `freeSlots`).
+        while let head = freeSlots {
+            freeSlots = head.takeUnretainedValue().nextFree
+            head.release()
+        }
     }
 
     // MARK: Thread binding
@@ -447,15 +456,24 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
 
     // MARK: Slots
 
+    @inline(__always)
     func takeSlot() -> AwaitSlot {
-        if let slot = slotPool.popLast() { return slot }
-        return AwaitSlot(executor: self)
+        guard let head = freeSlots else { return AwaitSlot(executor: self) }
+        let slot = head.takeUnretainedValue()
+        freeSlots = slot.nextFree
+        slot.nextFree = nil
+        freeSlotCount &-= 1
+        // The list's retain becomes the caller's reference.
+        return head.takeRetainedValue()
     }
 
+    @inline(__always)
     func putSlot(_ slot: AwaitSlot) {
-        guard slotPool.count < Self.slotPoolLimit else { return }
+        guard freeSlotCount < Self.slotPoolLimit else { return }
         slot.prepareForReuse()
-        slotPool.append(slot)
+        slot.nextFree = freeSlots
+        freeSlots = Unmanaged.passRetained(slot)
+        freeSlotCount &+= 1
     }
 
     // MARK: Running the loop for async code
@@ -513,7 +531,7 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
     /// True while the remote wake-up poll is armed (loop thread only).
     package var isWakeArmed: Bool { wakePoll.state == .active }
     /// Idle operation slots in the pool (loop thread only).
-    package var pooledSlots: Int { slotPool.count }
+    package var pooledSlots: Int { freeSlotCount }
 
     // MARK: Teardown
 

@@ -187,6 +187,41 @@ struct AsyncOperationTests {
         }
     }
 
+    /// The same through `perform` itself, which has no up-front check: the cancellation
+    /// handler it installs runs at once for a task that is already cancelled, and the
+    /// operation is never added to the loop. (Both would complete if they were started:
+    /// the receive has a byte waiting, the timer is due in 100 ms.)
+    @Test(arguments: conformanceBackends)
+    func alreadyCancelledTaskPerformsNothing(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, h in
+            let (a, b) = try Sock.socketPair()
+            h.forLoop(a); h.own(b)
+            try Sock.put(b, "x")
+            let buffer = TestBuffer(16)
+            let result = try runAsync(executor) {
+                let task = Task(executorPreference: executor) { () async -> [String] in
+                    withUnsafeCurrentTask { $0?.cancel() }
+                    var outcomes: [String] = []
+                    for operation in [Operation.recv(socket: a, buffer: buffer.raw),
+                                      .timer(deadline: executor.loop.now + .milliseconds(100))] {
+                        do {
+                            let r = try await executor.perform(operation)
+                            outcomes.append("\(r)")
+                        } catch is CancellationError {
+                            outcomes.append("cancelled")
+                        } catch {
+                            outcomes.append("\(error)")
+                        }
+                    }
+                    return outcomes
+                }
+                return await task.value
+            }
+            #expect(result == ["cancelled", "cancelled"])
+            #expect(loop.activeCount == 1, "only the executor's wake-up poll")
+        }
+    }
+
     /// 10,000 concurrent awaited timers in a task group on the loop executor: each fires
     /// once, never early, on the loop thread.
     @Test(arguments: conformanceBackends)
