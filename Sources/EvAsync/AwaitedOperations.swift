@@ -60,7 +60,12 @@ extension LoopExecutor {
         noteSuspension(.operation(operation.kind))
         let slot = takeSlot()
         defer { putSlot(slot) }
-        slot.completion.deadline = deadline
+        // The setter (a call into EvLoop) only when there is a deadline to set or to clear:
+        // almost every await has none (7 instructions per await, callgrind).
+        switch deadline {
+        case .none: if slot.completion.hasDeadline { slot.completion.deadline = .none }
+        default: slot.completion.deadline = deadline
+        }
         // Stored before the await, so the operation (150 bytes) is not kept across it.
         slot.completion.operation = operation
         let outcome = cancellable ? await slot.perform() : await slot.performIgnoringCancellation()
