@@ -612,6 +612,31 @@ struct CancelConformanceTests {
         }
     }
 
+    /// Starts a 1 MiB send on a TCP socket whose peer reads nothing (its send buffer is full
+    /// already) and whose read side is shut down, then has the peer send to it for 300 ms
+    /// while the loop ticks: every segment wakes the socket's waiters, which is what pushes
+    /// io_uring's send into a kernel worker. `result` gets the send's results.
+    private func startBlockedSend(loop: LoopCore, _ h: Harness, deadline: Deadline,
+                                  result: @escaping (CompletionResult) -> Void) throws -> Completion {
+        let (a, b) = try Sock.tcpPair()
+        h.forLoop(a); h.own(b)
+        Sock.setNonBlocking(b, true)
+        Sock.setInt(b, SOL_SOCKET, SO_RCVBUF, 4096)
+        Sock.fillSendBuffer(a)
+        _ = shutdown(a, Int32(SHUT_RD))
+        let wb = h.buffer(1 << 20, fill: 7)
+        let w = Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(wb))) { _, res in result(res); return .disarm }
+        w.deadline = deadline
+        try loop.add(w)
+        var junk = [UInt8](repeating: 1, count: 1024)
+        let until = LoopInstant.now() + .milliseconds(300)
+        while LoopInstant.now() < until {
+            _ = send(b, &junk, junk.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            try loop.run(.noWait)
+        }
+        return w
+    }
+
     /// A send blocked on a peer that reads nothing, on a socket whose read side was shut down
     /// (shutdown(2) SHUT_RD, as a server does to end its idle connections at shutdown),
     /// while the peer keeps sending: a cancel ends it, with `.canceled`, in bounded time.
@@ -626,24 +651,8 @@ struct CancelConformanceTests {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let (a, b) = try Sock.tcpPair()
-        h.forLoop(a); h.own(b)
-        Sock.setNonBlocking(b, true)
-        Sock.setInt(b, SOL_SOCKET, SO_RCVBUF, 4096)
-        Sock.fillSendBuffer(a)
-        _ = shutdown(a, Int32(SHUT_RD))
-        let wb = h.buffer(1 << 20, fill: 7)
         var written: [CompletionResult] = []
-        let w = Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(wb))) { _, res in written.append(res); return .disarm }
-        try loop.add(w)
-        // The peer keeps sending to the shut-down read side for a while: every segment wakes
-        // the socket's waiters, which is what pushes io_uring's send into a kernel worker.
-        var junk = [UInt8](repeating: 1, count: 1024)
-        let until = LoopInstant.now() + .milliseconds(300)
-        while LoopInstant.now() < until {
-            _ = send(b, &junk, junk.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-            try loop.run(.noWait)
-        }
+        let w = try startBlockedSend(loop: loop, h, deadline: .none) { written.append($0) }
         #expect(written.isEmpty, "the send completed although its peer reads nothing: \(written)")
         var cancelResult: CompletionResult?
         try loop.cancel(w, using: Completion()) { _, res in cancelResult = res; return .disarm }
@@ -663,23 +672,8 @@ struct CancelConformanceTests {
         let loop = try makeTestLoop(backend)
         let h = Harness(loop)
         defer { h.finish() }
-        let (a, b) = try Sock.tcpPair()
-        h.forLoop(a); h.own(b)
-        Sock.setNonBlocking(b, true)
-        Sock.setInt(b, SOL_SOCKET, SO_RCVBUF, 4096)
-        Sock.fillSendBuffer(a)
-        _ = shutdown(a, Int32(SHUT_RD))
-        let wb = h.buffer(1 << 20, fill: 7)
         var written: [CompletionResult] = []
-        let w = Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(wb))) { _, res in written.append(res); return .disarm }
-        w.deadline = .within(.milliseconds(500))
-        try loop.add(w)
-        var junk = [UInt8](repeating: 1, count: 1024)
-        let until = LoopInstant.now() + .milliseconds(300)
-        while LoopInstant.now() < until {
-            _ = send(b, &junk, junk.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-            try loop.run(.noWait)
-        }
+        _ = try startBlockedSend(loop: loop, h, deadline: .within(.milliseconds(500))) { written.append($0) }
         let ended = try runUntil(loop, timeout: .seconds(10)) { !written.isEmpty }
         #expect(ended, "the send outlived its deadline")
         #expect(written.count == 1 && written.first?.error == .timedOut, "\(written)")
