@@ -122,6 +122,18 @@ public final class StreamReader {
         try self.init(fd: stream.fd, isSocket: stream.isSocket, capacity: capacity)
     }
 
+    /// A reader released with a read or a pause's cancel in flight, or from inside the read
+    /// callback (which may still return `.rearm`): the completions outlive it in the loop,
+    /// so their callbacks stop reaching the reader. The read's keeps the buffer, which the
+    /// kernel may still write into until that read completes.
+    deinit {
+        completion.callback = { [buffer] _, _ in
+            withExtendedLifetime(buffer) {}
+            return .disarm
+        }
+        cancelCompletion.callback = { _, _ in .disarm }
+    }
+
     /// Arms the read; `callback` runs with each read's bytes (see the type's comment). A
     /// reader paused before it started stays paused until `resume`. Throws
     /// `.completionActive` if the reader has been started already and not stopped.
@@ -130,11 +142,16 @@ public final class StreamReader {
         self.callback = callback
         completion.operation = isSocket ? .recv(socket: fd, buffer: buffer.bytes) : .read(fd: fd, buffer: buffer.bytes)
         // Made once per start, not per read: every later read is a `.rearm` or a re-add of
-        // the same completion. Weak: a reader released with a read in flight is not
-        // touched; `buffer` is captured strongly so its memory outlives that read.
-        completion.callback = { [weak self, buffer] _, result in
-            guard let self else { return .disarm }
-            return self.readFinished(result.countResult, buffer)
+        // the same completion. `buffer` is captured strongly so its memory outlives a read
+        // in flight. `self` unretained, not weak (the reason is at `WriteQueue.init`): a
+        // reader released with a read in flight is still never touched, because `deinit`
+        // replaces this callback; the retain for the call keeps the reader alive while the
+        // user's callback drops the last reference to it.
+        completion.callback = { [unowned(unsafe) self, buffer] _, result in
+            let reader = Unmanaged.passUnretained(self).retain()
+            let action = self.readFinished(result.countResult, buffer)
+            reader.release()
+            return action
         }
         // A pause's cancel from before a restart may still be on its way: an active
         // completion keeps its operation and callback (both still right: same target,
@@ -143,8 +160,11 @@ public final class StreamReader {
             cancelCompletion.operation = .cancel(target: completion)
             // Unowned: the callback only runs inside `loop.run`, so the loop is alive, and a
             // strong capture would make loop -> completion -> callback -> loop a cycle.
-            cancelCompletion.callback = { [weak self, unowned loop] _, _ in
-                self?.cancelFinished(loop: loop)
+            // `self` unretained, as for the read (see above; `deinit` replaces this too).
+            cancelCompletion.callback = { [unowned(unsafe) self, unowned loop] _, _ in
+                let reader = Unmanaged.passUnretained(self).retain()
+                self.cancelFinished(loop: loop)
+                reader.release()
                 return .disarm
             }
         }
