@@ -120,4 +120,45 @@ struct ReleasedWatcherTests {
         #expect(drained > 0)
         #expect(requestCalls == 0, "a released queue's request was called back")
     }
+
+    /// A write queue released with a stalled write of bytes it owns (`enqueue(copying:)`):
+    /// the rest of that write still goes out once the peer reads, and it is the right bytes,
+    /// although the heap memory freed meanwhile is scribbled over.
+    @Test(arguments: conformanceBackends)
+    func writeQueueReleasedWithOwnedBytesInFlightSendsThemIntact(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (writer, reader) = try Sock.socketPair()
+        h.forLoop(writer)
+        h.own(reader)
+        Sock.setInt(writer, SOL_SOCKET, SO_SNDBUF, 4096)
+        Sock.setNonBlocking(reader, true)
+        let size = 64 * 1024   // below malloc's mmap threshold: freed memory is reused at once
+        let expected = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        var writeCompletion: Completion?
+        var sentBeforeRelease = 0
+        do {
+            let queue = WriteQueue(fd: writer)
+            try queue.enqueue(loop: loop, copying: expected)
+            try loop.run(.noWait)   // a first part goes out; the rest waits for room
+            writeCompletion = queue.completion
+            sentBeforeRelease = size - queue.bytesQueued
+        }
+        #expect(writeCompletion?.state == .active, "the write was not in flight")
+        // Reuse what the released queue freed (its request's bytes among it).
+        var junk: [[UInt8]] = []
+        for _ in 0..<8 { junk.append([UInt8](repeating: 0xEE, count: size)) }
+        var received: [UInt8] = []
+        #expect(try runUntil(loop, timeout: .seconds(10)) {
+            received += Sock.take(reader, 1 << 20, timeoutMs: 0)
+            return writeCompletion?.state == .dead
+        }, "the write never completed")
+        received += Sock.take(reader, 1 << 20, timeoutMs: 0)
+        withExtendedLifetime(junk) {}
+        #expect(received.count > sentBeforeRelease && received.count <= size,
+                "received \(received.count) bytes, \(sentBeforeRelease) of them before the release")
+        #expect(firstDifference(received, Array(expected.prefix(received.count))) == nil,
+                "the released queue's write sent memory that was reused")
+    }
 }

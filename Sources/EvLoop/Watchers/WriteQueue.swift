@@ -120,9 +120,16 @@ public final class WriteQueue {
 
     /// A queue released with a write in flight, or from inside its completion's callback
     /// (which may still return `.rearm`): the completion outlives it in the loop, so its
-    /// callback stops reaching the queue.
+    /// callback stops reaching the queue. The write in flight still reads its request's
+    /// bytes until its completion arrives (on io_uring in the kernel; on epoll and poll from
+    /// the loop, once the socket is writable again), so the replacement keeps the queued
+    /// requests, and with them their owned bytes, alive until then: released with the
+    /// queue, that memory was reused while the write still sent from it.
     deinit {
-        completion.callback = { _, _ in .disarm }
+        completion.callback = { [head] _, _ in
+            withExtendedLifetime(head) {}
+            return .disarm
+        }
     }
 
     /// A queue writing to a TCP socket.
