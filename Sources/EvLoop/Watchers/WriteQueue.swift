@@ -32,6 +32,12 @@
 /// again: later writes on a broken stream would fail anyway, and reporting them at once
 /// frees their buffers. The queue is defensive about its own state: a completion that
 /// fires while the queue is empty is ignored (PITFALLS I5, libxev#234).
+/// With water marks, a failure that empties an unwritable queue is then reported as
+/// writable again, like any other fall below the low mark, on purpose: writability counts
+/// the bytes queued, not the stream's health. Every failed request's callback has heard the
+/// error before the writability callback runs, so an owner that closes on the first error
+/// can `removeWaterMark()` there and hear nothing more; one that resumes its reader gets
+/// the error from that read.
 ///
 /// Not thread-safe (like everything but `AsyncNotifier`): use it on the loop thread.
 ///
