@@ -36,8 +36,8 @@
 /// writable again, like any other fall below the low mark, on purpose: writability counts
 /// the bytes queued, not the stream's health. Every failed request's callback has heard the
 /// error before the writability callback runs, so an owner that closes on the first error
-/// can `removeWaterMark()` there and hear nothing more; one that resumes its reader gets
-/// the error from that read.
+/// can `removeWaterMark()` there and hear nothing more; after a reset or a broken pipe, one
+/// that resumes its reader gets the error from that read.
 ///
 /// Not thread-safe (like everything but `AsyncNotifier`): use it on the loop thread.
 ///
