@@ -41,39 +41,56 @@ int cevsys_pidfd_send_signal(int pidfd, int sig, unsigned int flags) {
 // callgrind, December 2026: 6 calls and 174 instructions per epoll ping-pong roundtrip,
 // as many per cross-thread notification round trip). A loop thread is never cancelled
 // with pthread_cancel (it would leave its completions in flight), so the loop calls the
-// kernel directly. syscall(2) itself is not a cancellation point.
+// kernel directly: with inline system call instructions on x86_64 and aarch64 (CEvSys.h),
+// with syscall(2), which is not a cancellation point, elsewhere.
+
+#if defined(CEVSYS_INLINE_SYSCALLS)
+// The header's inline system calls use their own numbers (it may include no system
+// header): check them against the C library's here, on every build.
+_Static_assert(CEVSYS_NR_read == SYS_read, "SYS_read");
+_Static_assert(CEVSYS_NR_write == SYS_write, "SYS_write");
+_Static_assert(CEVSYS_NR_pread64 == SYS_pread64, "SYS_pread64");
+_Static_assert(CEVSYS_NR_pwrite64 == SYS_pwrite64, "SYS_pwrite64");
+_Static_assert(CEVSYS_NR_sendto == SYS_sendto, "SYS_sendto");
+_Static_assert(CEVSYS_NR_recvfrom == SYS_recvfrom, "SYS_recvfrom");
+_Static_assert(CEVSYS_NR_sendmsg == SYS_sendmsg, "SYS_sendmsg");
+_Static_assert(CEVSYS_NR_recvmsg == SYS_recvmsg, "SYS_recvmsg");
+#else
+// Other architectures: syscall(2), converted to the raw convention of the inline ones.
+static long cevsys_raw(long r) { return r < 0 ? -(long)errno : r; }
 
 long cevsys_read(int fd, void *buffer, unsigned long count) {
-    return syscall(SYS_read, fd, buffer, count);
+    return cevsys_raw(syscall(SYS_read, fd, buffer, count));
 }
 
 long cevsys_write(int fd, const void *buffer, unsigned long count) {
-    return syscall(SYS_write, fd, buffer, count);
+    return cevsys_raw(syscall(SYS_write, fd, buffer, count));
 }
 
 long cevsys_pread(int fd, void *buffer, unsigned long count, int64_t offset) {
-    return syscall(SYS_pread64, fd, buffer, count, (off_t)offset);
+    return cevsys_raw(syscall(SYS_pread64, fd, buffer, count, (off_t)offset));
 }
 
 long cevsys_pwrite(int fd, const void *buffer, unsigned long count, int64_t offset) {
-    return syscall(SYS_pwrite64, fd, buffer, count, (off_t)offset);
+    return cevsys_raw(syscall(SYS_pwrite64, fd, buffer, count, (off_t)offset));
 }
 
 long cevsys_recv(int fd, void *buffer, unsigned long count, int flags) {
-    return syscall(SYS_recvfrom, fd, buffer, count, flags, NULL, NULL);
+    return cevsys_raw(syscall(SYS_recvfrom, fd, buffer, count, flags, NULL, NULL));
 }
 
 long cevsys_send(int fd, const void *buffer, unsigned long count, int flags) {
-    return syscall(SYS_sendto, fd, buffer, count, flags, NULL, 0);
+    return cevsys_raw(syscall(SYS_sendto, fd, buffer, count, flags, NULL, 0));
 }
 
 long cevsys_recvmsg(int fd, void *message, int flags) {
-    return syscall(SYS_recvmsg, fd, message, flags);
+    return cevsys_raw(syscall(SYS_recvmsg, fd, message, flags));
 }
 
 long cevsys_sendmsg(int fd, const void *message, int flags) {
-    return syscall(SYS_sendmsg, fd, message, flags);
+    return cevsys_raw(syscall(SYS_sendmsg, fd, message, flags));
 }
+#endif
 
 int cevsys_gettid(void) { return (int)syscall(SYS_gettid); }
 
@@ -140,6 +157,22 @@ static int cevsys_copy_ready(const struct epoll_event *kev, int n, cevsys_ready_
     return n;
 }
 
+// The waits' system call: -1 with errno set on failure, as the epoll wrappers report.
+// Inline on x86_64 and aarch64 (see CEvSys.h: glibc's syscall(2) and its errno write
+// were about 15 instructions of every wait).
+static inline long cevsys_wait_syscall(long nr, long a, long b, long c, long d, long e, long f) {
+#if defined(CEVSYS_INLINE_SYSCALLS)
+    long r = cevsys_syscall6(nr, a, b, c, d, e, f);
+    if (r < 0) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+#else
+    return syscall(nr, a, b, c, d, e, f);
+#endif
+}
+
 int cevsys_epoll_pwait2(int epfd, cevsys_ready_event *out, int maxevents,
                         int64_t seconds, int64_t nanoseconds) {
 #if defined(__ANDROID__)
@@ -151,8 +184,8 @@ int cevsys_epoll_pwait2(int epfd, cevsys_ready_event *out, int maxevents,
     if (maxevents > CEVSYS_MAX_READY) maxevents = CEVSYS_MAX_READY;
     // The kernel reads a struct __kernel_timespec: two 64-bit fields on every architecture.
     struct { int64_t tv_sec; int64_t tv_nsec; } ts = { seconds, nanoseconds };
-    long n = syscall(SYS_epoll_pwait2, epfd, kev, maxevents, seconds < 0 ? NULL : (void *)&ts,
-                     NULL, (size_t)8);
+    long n = cevsys_wait_syscall(SYS_epoll_pwait2, epfd, (long)kev, maxevents,
+                                 seconds < 0 ? 0 : (long)&ts, 0, 8);
     if (n < 0) return -1;
     return cevsys_copy_ready(kev, (int)n, out);
 #endif
@@ -164,17 +197,17 @@ int cevsys_epoll_wait(int epfd, cevsys_ready_event *out, int maxevents, int time
     // epoll_pwait with no signal mask is epoll_wait (which aarch64 lacks), called through
     // syscall(2) to skip glibc's cancellation-point wrapper (see "I/O without glibc's
     // cancellation-point wrappers" above).
-    long n = syscall(SYS_epoll_pwait, epfd, kev, maxevents, timeout_ms, NULL, (size_t)8);
+    long n = cevsys_wait_syscall(SYS_epoll_pwait, epfd, (long)kev, maxevents, timeout_ms, 0, 8);
     if (n < 0) return -1;
     return cevsys_copy_ready(kev, (int)n, out);
 }
 
 int cevsys_ppoll(void *fds, uint64_t nfds, int64_t seconds, int64_t nanoseconds) {
     struct timespec ts = { (time_t)seconds, (long)nanoseconds };
-    // Through syscall(2), without glibc's cancellation-point wrapper (see above); no
+    // Without glibc's cancellation-point wrapper (see above); no
     // signal mask, so the mask size is not read.
-    return (int)syscall(SYS_ppoll, (struct pollfd *)fds, (nfds_t)nfds, seconds < 0 ? NULL : &ts,
-                        NULL, (size_t)8);
+    return (int)cevsys_wait_syscall(SYS_ppoll, (long)fds, (long)nfds, seconds < 0 ? 0 : (long)&ts,
+                                    0, 8, 0);
 }
 
 int cevsys_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }

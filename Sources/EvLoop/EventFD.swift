@@ -42,7 +42,7 @@ package struct EventFD: Sendable {
     package func signal() {
         var one: UInt64 = 1
         // cevsys_write: no cancellation-point wrapper (see CEvSys.c).
-        while cevsys_write(descriptor, &one, 8) < 0 && cevsys_errno() == EINTR {}
+        while cevsys_write(descriptor, &one, 8) == -Int(EINTR) {}
     }
 
     /// Reads (and so resets) the counter: `.success(true)` if it was non-zero, `.success(false)`
@@ -55,11 +55,11 @@ package struct EventFD: Sendable {
     package func drain() -> Result<Bool, EvError> {
         var value: UInt64 = 0
         while true {
-            if cevsys_read(descriptor, &value, 8) == 8 { return .success(true) }
-            let e = cevsys_errno()
-            if e == EINTR { continue }
-            if e == EAGAIN { return .success(false) }
-            return .failure(EvError(errno: e))
+            let r = cevsys_read(descriptor, &value, 8)
+            if r == 8 { return .success(true) }
+            if r == -Int(EINTR) { continue }
+            if r == -Int(EAGAIN) { return .success(false) }
+            return .failure(EvError(errno: Int32(truncatingIfNeeded: -r)))
         }
     }
 

@@ -25,6 +25,16 @@ package enum Syscalls {
         }
     }
 
+    /// Runs `body`, a CEvSys I/O call in the raw convention (a count, or -errno), until it
+    /// does not fail with EINTR; returns its result.
+    @inline(__always)
+    package static func retryingInterrupted(_ body: () -> Int) -> Int {
+        while true {
+            let r = body()
+            if r != -Int(EINTR) { return r }
+        }
+    }
+
     /// Whether `fd` is a datagram socket (SO_TYPE): a 0-byte `recvmsg` without a sender
     /// address is an empty datagram there, end of stream on a stream socket.
     // Never inlined: its two locals are passed by address, which gives the function they
@@ -68,18 +78,18 @@ package enum Syscalls {
         case .read, .write, .pread, .pwrite:
             return fileIO(c.kind, fd: fd, base: base, count: count, offset: c.offset)
         case .recv:
-            return retryingEINTR { cevsys_recv(fd, base, UInt(count), Int32(MSG_DONTWAIT)) }
+            return retryingInterrupted { cevsys_recv(fd, base, UInt(count), Int32(MSG_DONTWAIT)) }
         case .send:
-            return retryingEINTR { cevsys_send(fd, base, UInt(count), Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            return retryingInterrupted { cevsys_send(fd, base, UInt(count), Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
         case .recvmsg:
             let s = c.scratch!
-            return retryingEINTR {
+            return retryingInterrupted {
                 CompletionScratch.prepareMessage(for: c)
                 return cevsys_recvmsg(fd, CompletionScratch.messagePointer(s), Int32(MSG_DONTWAIT))
             }
         case .sendmsg:
             let s = c.scratch!
-            return retryingEINTR {
+            return retryingInterrupted {
                 CompletionScratch.prepareMessage(for: c)
                 return cevsys_sendmsg(fd, CompletionScratch.messagePointer(s), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
             }
@@ -124,10 +134,10 @@ package enum Syscalls {
                                offset: UInt64) -> Int {
         let off = off_t(Int64(bitPattern: offset))
         switch kind {
-        case .read: return retryingEINTR { cevsys_read(fd, base, UInt(count)) }
-        case .write: return retryingEINTR { cevsys_write(fd, base, UInt(count)) }
-        case .pread: return retryingEINTR { cevsys_pread(fd, base, UInt(count), Int64(off)) }
-        case .pwrite: return retryingEINTR { cevsys_pwrite(fd, base, UInt(count), Int64(off)) }
+        case .read: return retryingInterrupted { cevsys_read(fd, base, UInt(count)) }
+        case .write: return retryingInterrupted { cevsys_write(fd, base, UInt(count)) }
+        case .pread: return retryingInterrupted { cevsys_pread(fd, base, UInt(count), Int64(off)) }
+        case .pwrite: return retryingInterrupted { cevsys_pwrite(fd, base, UInt(count), Int64(off)) }
         default: preconditionFailure("EvLoop: \(kind) is not file I/O")
         }
     }
