@@ -10,7 +10,8 @@
 # Options: --rounds N, --backends "io_uring epoll poll", --only "ping-pongs timers ...",
 # --skip-build, --files-mb N (the file benchmark's file size, default 1024, 64 with --quick),
 # --files-dir DIR (where its file lives; default the scratch directory, on the disk).
-# --http-seconds N (each wrk run of the http group; default 5, 2 with --quick).
+# --http-seconds N (each wrk run of the http group; default 5, 2 with --quick),
+# --http-conns "50 500" (the http group's connection counts).
 # Groups for --only: ping-pongs udp timers async pummel echo files http callgrind
 # (callgrind, the user-space instructions per ping-pong roundtrip, is left out of --quick).
 #   http: wrk (Debian's package, installed with apt-get when missing) against ev-http on
@@ -74,6 +75,7 @@ WITH_UV=1
 FILES_MB=""
 FILES_DIR=""
 HTTP_SECONDS=""
+HTTP_CONNS="50 500"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -89,6 +91,7 @@ while [ $# -gt 0 ]; do
         --files-mb) FILES_MB=$2; shift ;;
         --files-dir) FILES_DIR=$2; shift ;;
         --http-seconds) HTTP_SECONDS=$2; shift ;;
+        --http-conns) HTTP_CONNS=$2; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -112,7 +115,6 @@ else
     REARM_ROUNDS=500; ASYNC_TOTAL=100000; APUMMEL_COUNT=100000; ECHO_SECONDS=2
     ECHO_CONNS="1 100 1000"
 fi
-HTTP_CONNS="50 500"
 LIBXEV_COUNTS=${LIBXEV_COUNTS:-$([ "$QUICK" = 1 ] && echo matched || echo shipped)}
 case "$LIBXEV_COUNTS" in shipped|matched) ;; *) echo "run.sh: --libxev-counts shipped|matched" >&2; exit 2 ;; esac
 # Paths given relative to where run.sh was started.
