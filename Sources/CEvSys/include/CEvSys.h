@@ -1,6 +1,7 @@
 // Thin wrappers for Linux system calls that Swift cannot call directly, because glibc
-// exposes them only through the variadic syscall(2) or as macros. Every function follows
-// the raw-syscall convention: it returns -1 and sets errno on failure.
+// exposes them only through the variadic syscall(2) or as macros. Every function returns
+// -1 and sets errno on failure, except the loop's I/O calls (cevsys_read and the rest
+// below), which return the kernel's -errno and leave errno alone.
 #ifndef CEVSYS_H
 #define CEVSYS_H
 
