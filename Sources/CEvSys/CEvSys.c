@@ -194,8 +194,8 @@ int cevsys_epoll_pwait2(int epfd, cevsys_ready_event *out, int maxevents,
 int cevsys_epoll_wait(int epfd, cevsys_ready_event *out, int maxevents, int timeout_ms) {
     struct epoll_event kev[CEVSYS_MAX_READY];
     if (maxevents > CEVSYS_MAX_READY) maxevents = CEVSYS_MAX_READY;
-    // epoll_pwait with no signal mask is epoll_wait (which aarch64 lacks), called through
-    // syscall(2) to skip glibc's cancellation-point wrapper (see "I/O without glibc's
+    // epoll_pwait with no signal mask is epoll_wait (which aarch64 lacks), called directly
+    // to skip glibc's cancellation-point wrapper (see "I/O without glibc's
     // cancellation-point wrappers" above).
     long n = cevsys_wait_syscall(SYS_epoll_pwait, epfd, (long)kev, maxevents, timeout_ms, 0, 8);
     if (n < 0) return -1;
@@ -204,8 +204,8 @@ int cevsys_epoll_wait(int epfd, cevsys_ready_event *out, int maxevents, int time
 
 int cevsys_ppoll(void *fds, uint64_t nfds, int64_t seconds, int64_t nanoseconds) {
     struct timespec ts = { (time_t)seconds, (long)nanoseconds };
-    // Without glibc's cancellation-point wrapper (see above); no
-    // signal mask, so the mask size is not read.
+    // Without glibc's cancellation-point wrapper (see above); no signal mask, so the mask
+    // size is not read.
     return (int)cevsys_wait_syscall(SYS_ppoll, (long)fds, (long)nfds, seconds < 0 ? 0 : (long)&ts,
                                     0, 8, 0);
 }

@@ -13,7 +13,10 @@ import CEvSys
 /// Socket I/O uses MSG_DONTWAIT (so a blocking socket cannot stall the loop) and sends use
 /// MSG_NOSIGNAL (so a closed peer is `.brokenPipe`, never a process-killing SIGPIPE).
 package enum Syscalls {
-    /// Runs `body` until it does not fail with EINTR; returns its raw result.
+    /// Runs `body`, a C library call in the -1-and-errno convention (accept4, shutdown,
+    /// poll, the file-system calls), until it does not fail with EINTR; returns its result in the raw
+    /// convention (a count or descriptor, or -errno). CEvSys's I/O calls already return
+    /// -errno: they use `retryingInterrupted`.
     @inline(__always)
     package static func retryingEINTR(_ body: () -> Int) -> Int {
         while true {
