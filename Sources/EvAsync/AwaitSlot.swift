@@ -95,20 +95,16 @@ final class AwaitSlot: LoopCancellable {
         // it then finds no operation in flight and sets `cancelledBeforeStart`.
         let record = cevtask_add_cancellation_handler(onCancel)
         defer { cevtask_remove_cancellation_handler(record) }
-        return await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
-            // The slot's flag rather than `Task.isCancelled` (a look-up of the current task
-            // through a thread-local, with a retain and a release: about 85 instructions per
-            // await): nothing else can have cancelled the task in between. A cancel on this
-            // thread before the record was added ran the handler just above; one on another
-            // thread after it runs the handler there, which queues the request for the loop
-            // thread, where it can only be handled once the operation has started (this
-            // closure runs synchronously), and then cancels it through the loop.
-            if self.cancelledBeforeStart {
-                continuation.resume(returning: nil)
-                return
-            }
-            self.start(continuation)
-        }
+        // The slot's flag rather than `Task.isCancelled` (a look-up of the current task
+        // through a thread-local, with a retain and a release: about 85 instructions per
+        // await): nothing else can have cancelled the task in between. A cancel on this
+        // thread before the record was added ran the handler just above; one on another
+        // thread after it runs the handler there, which queues the request for the loop
+        // thread, where it can only be handled once this job has suspended, and then
+        // cancels the operation through the loop.
+        if cancelledBeforeStart { return nil }
+        if let result = startTakingImmediateResult() { return result }
+        return await suspendUntilCallback()
     }
 
     /// `perform` without a cancellation handler, for operations that must happen whatever
@@ -116,17 +112,36 @@ final class AwaitSlot: LoopCancellable {
     nonisolated(nonsending)
     func performIgnoringCancellation() async -> CompletionResult? {
         awaitID &+= 1
-        return await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
-            self.start(continuation)
+        if let result = startTakingImmediateResult() { return result }
+        return await suspendUntilCallback()
+    }
+
+    /// Adds the completion; returns its result when the operation finished at once (see
+    /// `LoopCore.addTakingImmediateResult`) and the executor's budget of such results for
+    /// the running job allows it (`LoopExecutor.takeImmediateResult`), and nil when it is in
+    /// flight (its callback will resume the task: `suspendUntilCallback`).
+    @inline(__always)
+    private func startTakingImmediateResult() -> CompletionResult? {
+        let loop = executor.loopUnchecked
+        do {
+            if executor.mayTakeImmediateResult() {
+                guard let raw = try loop.addTakingImmediateResult(completion) else { return nil }
+                return completion.makeResult(raw: raw)
+            }
+            try loop.add(completion)
+            return nil
+        } catch {
+            preconditionFailure("EvAsync: an operation slot was still in flight: \(error)")
         }
     }
 
-    private func start(_ continuation: UnsafeContinuation<CompletionResult?, Never>) {
-        self.continuation = continuation
-        do {
-            try executor.loopUnchecked.add(completion)
-        } catch {
-            preconditionFailure("EvAsync: an operation slot was still in flight: \(error)")
+    /// Suspends until the completion's callback (`fire`) resumes the task. The operation
+    /// has been added; its callback cannot run before this returns to the runtime (it runs
+    /// from the loop's dispatch, on this thread, after this job has suspended).
+    @inline(__always) nonisolated(nonsending)
+    private func suspendUntilCallback() async -> CompletionResult? {
+        await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<CompletionResult?, Never>) in
+            self.continuation = continuation
         }
     }
 

@@ -12,7 +12,12 @@ extension LoopExecutor {
     /// precondition message, because the loop may only be touched on its thread.
     ///
     /// **Resumption.** The operation's completion callback resumes the task on the loop
-    /// thread, inside the same callback, without a thread switch or an extra loop tick.
+    /// thread, inside the same callback, without a thread switch or an extra loop tick. An
+    /// operation that finishes as it is started (on epoll and poll, a send into a socket
+    /// with room, a read of data already queued) returns at once without suspending, up to
+    /// `immediateResultBudget` times per job; then the await suspends until its callback on
+    /// a later tick, so that a task cannot keep the loop from its other work (docs/ASYNC.md,
+    /// "Awaitable operations").
     ///
     /// **Cancellation.** If the task is cancelled while the operation is in flight, the
     /// operation is cancelled through the loop (the request hops to the loop thread through

@@ -152,6 +152,28 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
     /// How many idle slots the pool keeps.
     static let slotPoolLimit = 1024
 
+    /// How many awaits one job may finish without suspending (an operation that finished
+    /// while it was started: `LoopCore.addTakingImmediateResult`); the next await suspends
+    /// until its callback, on a later tick. Why a budget: a task whose every send goes out
+    /// at once (a fast reader at the other end) would otherwise never give the loop thread
+    /// back, and its loop's other connections and timers would wait for it; with the budget
+    /// the loop looks at I/O at least once every 64 such awaits (two budgets, when the
+    /// readiness backends skip one zero-timeout wait), as it does between callbacks. The
+    /// callback form needs none: each send's callback comes on a tick of its own.
+    package static let immediateResultBudget = 64
+    /// What is left of the running job's `immediateResultBudget` (reset as each job starts).
+    @exclusivity(unchecked) private var immediateResultsLeft = LoopExecutor.immediateResultBudget
+
+    /// Whether the await being started may take its operation's result at once; counts it
+    /// against the running job's budget (an await whose operation does not finish at once
+    /// suspends, which ends the job, so counting every try is counting every result taken).
+    @inline(__always)
+    func mayTakeImmediateResult() -> Bool {
+        guard immediateResultsLeft > 0 else { return false }
+        immediateResultsLeft &-= 1
+        return true
+    }
+
     private enum Phase {
         /// The wake-up poll is armed (or is being re-armed by its own callback).
         case running
@@ -294,6 +316,7 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
 #if DEBUG
         jobsRun += 1
 #endif
+        immediateResultsLeft = Self.immediateResultBudget
         if let watch = slowJobs {
             watch.time(job) { runUnwatched($0) }
         } else {

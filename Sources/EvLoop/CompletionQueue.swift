@@ -56,6 +56,27 @@ package struct CompletionQueue {
     }
 
     /// Removes `c` if it is in this queue (O(n)); returns whether it was found.
+    /// Removes `c` if it is the last element and directly follows `previousTail` (the tail
+    /// before `c` was pushed; nil for an empty queue then): O(1), where `remove` walks the
+    /// queue. False, and nothing changes, otherwise.
+    @inline(__always)
+    package mutating func removeLast(_ c: Completion, after previousTail: Unmanaged<Completion>?) -> Bool {
+        let u = Unmanaged.passUnretained(c)
+        guard let t = _tail, t.toOpaque() == u.toOpaque() else { return false }
+        if let p = previousTail {
+            guard p._withUnsafeGuaranteedRef({ $0._queueNext?.toOpaque() == u.toOpaque() }) else { return false }
+            p._withUnsafeGuaranteedRef { $0._queueNext = nil }
+        } else {
+            guard _head?.toOpaque() == u.toOpaque() else { return false }
+            _head = nil
+        }
+        _tail = previousTail
+        c._queueNext = nil
+        c.isQueued = false
+        count -= 1
+        return true
+    }
+
     package mutating func remove(_ c: Completion) -> Bool {
         guard c.isQueued else { return false }
         let target = Unmanaged.passUnretained(c)

@@ -187,6 +187,48 @@ struct AsyncOperationTests {
         }
     }
 
+    /// An awaited send that finishes as it is started (epoll and poll try a send before
+    /// they wait) returns without suspending the task, but at most
+    /// `LoopExecutor.immediateResultBudget` in a row: a task that keeps sending into a
+    /// socket with room still lets the loop run its other callbacks, here a timer that is
+    /// due before the first send. (On io_uring every send suspends, so the timer fires
+    /// after one or two.) Every byte arrives, in order. (A thread reads them meanwhile:
+    /// an AF_UNIX socket charges each one-byte send its whole buffer's overhead, so a
+    /// thousand of them would fill the send buffer.)
+    @Test(arguments: conformanceBackends)
+    func sendsThatFinishAtOnceStillLetTheLoopRun(backend: Backend) throws {
+        try withAsyncLoop(backend) { _, executor, h in
+            let (a, b) = try Sock.socketPair()
+            h.forLoop(a); h.own(b)
+            let sends = 1_000
+            let buffer = TestBuffer((0..<sends).map { patternByte($0) })
+            let received = Locked<[UInt8]>([])
+            let reader = try TestThread { received.withLock { $0 = Sock.take(b, sends) } }
+            let (firedAfter, results) = try runAsync(executor) { () async throws -> (Int?, [String]) in
+                final class Progress { var sent = 0; var firedAfter: Int? }
+                let progress = Progress()
+                let timer = Completion()
+                try executor.loop.timer(timer, deadline: executor.loop.now) { _, _ in
+                    progress.firedAfter = progress.sent
+                    return .disarm
+                }
+                var unexpected: [String] = []
+                for i in 0..<sends {
+                    let r = try await executor.perform(.send(socket: a, buffer: UnsafeRawBufferPointer(rebasing: buffer.raw[i..<(i + 1)])))
+                    if case .write(.success(1)) = r {} else { unexpected.append("send \(i): \(r)") }
+                    progress.sent += 1
+                }
+                return (progress.firedAfter, unexpected)
+            }
+            #expect(results.isEmpty, "\(results.prefix(3))")
+            let limit = 2 * LoopExecutor.immediateResultBudget + 2
+            #expect(firedAfter != nil && firedAfter! <= limit,
+                    "the due timer fired after \(firedAfter.map(String.init) ?? "all") of \(sends) sends (at most \(limit))")
+            reader.join()
+            #expect(received.withLock { $0 } == buffer.bytes)
+        }
+    }
+
     /// The same through `perform` itself, which has no up-front check: the cancellation
     /// handler it installs runs at once for a task that is already cancelled, and the
     /// operation is never added to the loop. (Both would complete if they were started:

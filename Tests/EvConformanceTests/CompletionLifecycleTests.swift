@@ -55,6 +55,65 @@ struct CompletionLifecycleTests {
         #expect(timerFires == 5)
     }
 
+    /// `addTakingImmediateResult` (EvAsync's awaits) delivers every activation exactly
+    /// once: either as its returned raw result (an operation that finished while it was
+    /// started; the completion is then dead, counted out, and its callback never runs) or
+    /// through its callback, never both. The core's own kinds (a nop, a due timer) always go
+    /// through the callback, and so does a close that also ended a read waiting on its
+    /// descriptor: the read's `.canceled` comes first, in order. Which sends finish at once
+    /// is the backend's business, so the test accepts either outcome for them.
+    @Test(arguments: conformanceBackends)
+    func immediateResultIsDeliveredOnce(backend: Backend) throws {
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        let buf = h.buffer(4)
+        var callbacks: [String] = []
+        let send = Completion(.send(socket: a, buffer: UnsafeRawBufferPointer(buf))) { _, r in
+            callbacks.append("send \(r.count ?? -1)")
+            return .disarm
+        }
+        for _ in 0..<3 {
+            let before = loop.activeCount
+            if let raw = try loop.addTakingImmediateResult(send) {
+                #expect(raw == 4)
+                #expect(send.state == .dead)
+                #expect(loop.activeCount == before)
+                try runFor(loop, .milliseconds(5))
+                #expect(callbacks.isEmpty, "a result taken back must not reach the callback too")
+            } else {
+                #expect(try runUntil(loop) { callbacks == ["send 4"] })
+                callbacks.removeAll()
+            }
+        }
+        #expect(Sock.take(b, 12) == [UInt8](repeating: 0, count: 12))
+
+        let nop = Completion(.nop) { _, _ in callbacks.append("nop"); return .disarm }
+        #expect(try loop.addTakingImmediateResult(nop) == nil)
+        let timer = Completion(.timer(deadline: loop.now)) { _, _ in callbacks.append("timer"); return .disarm }
+        #expect(try loop.addTakingImmediateResult(timer) == nil)
+        #expect(try runUntil(loop) { callbacks.count == 2 })
+        #expect(callbacks == ["nop", "timer"])
+        callbacks.removeAll()
+
+        let read = Completion(.read(fd: a, buffer: buf)) { _, r in
+            callbacks.append("read \(r.error.map { "\($0)" } ?? "ok")")
+            return .disarm
+        }
+        try loop.add(read)
+        try runFor(loop, .milliseconds(5))   // the read is waiting now
+        let close = Completion(.close(fd: a)) { _, r in
+            callbacks.append("close \(r.error.map { "\($0)" } ?? "ok")")
+            return .disarm
+        }
+        #expect(try loop.addTakingImmediateResult(close) == nil)
+        h.forget(a)
+        #expect(try runUntil(loop) { callbacks.count == 2 })
+        #expect(callbacks == ["read \(EvError.canceled)", "close ok"])
+    }
+
     /// `.disarm` leaves the completion dead and free: one completion is reconfigured and
     /// reused for a nop, a timer, a write, a read and a close, from outside and from inside
     /// its own callback.
