@@ -7,6 +7,8 @@ typedef void (*cevtask_swift_handler)(void *context __attribute__((swift_context
 extern void *swift_task_addCancellationHandler(cevtask_swift_handler handler, void *context)
     __attribute__((swiftcall));
 extern void swift_task_removeCancellationHandler(void *record) __attribute__((swiftcall));
+extern void *swift_task_getCurrent(void) __attribute__((swiftcall));
+extern _Bool swift_task_isCancelled(void *task) __attribute__((swiftcall));
 
 __attribute__((swiftcall))
 static void cevtask_run_handler(void *context __attribute__((swift_context))) {
@@ -20,4 +22,9 @@ void *cevtask_add_cancellation_handler(cevtask_cancel_handler *handler) {
 
 void cevtask_remove_cancellation_handler(void *record) {
     swift_task_removeCancellationHandler(record);
+}
+
+_Bool cevtask_current_is_cancelled(void) {
+    void *task = swift_task_getCurrent();
+    return task != 0 && swift_task_isCancelled(task);
 }

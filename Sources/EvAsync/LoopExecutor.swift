@@ -144,6 +144,10 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
     /// How many jobs the executor has run, in debug builds only: what the test of "one job
     /// per await" counts (release builds do not pay for the count).
     package private(set) var jobsRun = 0
+    /// For tests, in debug builds only: called by an await whose operation did not finish
+    /// as it started, just before the await installs its cancellation record, so a test can
+    /// cancel the task inside that window (`AwaitSlot.perform`). Given the await's completion.
+    package var beforeCancellationRecord: ((Completion) -> Void)?
 #endif
 
     /// How many local jobs one drain runs before it lets the loop do I/O (the rest run on
@@ -161,8 +165,13 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
     /// readiness backends skip one zero-timeout wait), as it does between callbacks. The
     /// callback form needs none: each send's callback comes on a tick of its own.
     package static let immediateResultBudget = 64
-    /// What is left of the running job's `immediateResultBudget` (reset as each job starts).
-    @exclusivity(unchecked) private var immediateResultsLeft = LoopExecutor.immediateResultBudget
+    /// This loop's budget per job: `immediateResultBudget`, or 0 on a loop whose backend
+    /// never finishes an operation while starting it (io_uring: `triesOperationsAtOnce`),
+    /// where looking for an immediate result would only cost each await a look at the
+    /// task's cancellation flag (see `AwaitSlot.perform`).
+    private let immediateResultsPerJob: Int
+    /// What is left of the running job's budget (reset as each job starts).
+    @exclusivity(unchecked) private var immediateResultsLeft = 0
 
     /// Whether the await being started may take its operation's result at once; counts it
     /// against the running job's budget (an await whose operation does not finish at once
@@ -211,6 +220,7 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
         self.owner = pthread_self()
         self.loopThreadID = cevsys_gettid()
         self._loop = loop
+        immediateResultsPerJob = loop.triesOperationsAtOnce ? Self.immediateResultBudget : 0
         kick.operation = .nop
         kick.callback = { c, _ in
             let executor = unsafeDowncast(c.userData.unsafelyUnwrapped, to: LoopExecutor.self)
@@ -316,7 +326,7 @@ public final class LoopExecutor: TaskExecutor, @unchecked Sendable {
 #if DEBUG
         jobsRun += 1
 #endif
-        immediateResultsLeft = Self.immediateResultBudget
+        immediateResultsLeft = immediateResultsPerJob
         if let watch = slowJobs {
             watch.time(job) { runUnwatched($0) }
         } else {

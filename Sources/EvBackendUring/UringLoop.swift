@@ -269,7 +269,8 @@ public final class UringLoop: LoopCore, LoopBackend {
         self.st = .allocate(capacity: 1)
         self.st.initialize(to: UringState())
         // Descriptors are best left blocking: the kernel waits for readiness itself.
-        super.init(backend: .ioUring, prefersBlockingDescriptors: true, hooks: BackendHooks(
+        super.init(backend: .ioUring, prefersBlockingDescriptors: true, triesOperationsAtOnce: false,
+                   hooks: BackendHooks(
             submit: { unsafeDowncast($0, to: UringLoop.self).backendSubmit($1) },
             cancel: { unsafeDowncast($0, to: UringLoop.self).backendCancel($1, target: $2) },
             poll: { unsafeDowncast($0, to: UringLoop.self).backendPoll(timeout: $1) },

@@ -113,11 +113,20 @@ open class LoopCore: EventLoop {
     /// waits inside the kernel); false for readiness backends, which need O_NONBLOCK.
     public final let prefersBlockingDescriptors: Bool
 
+    /// Whether the backend may finish an operation while it is being started, so that
+    /// `addTakingImmediateResult` can return a result: the readiness backends try writes,
+    /// sends, shutdowns and closes at once, and reads and accepts after one that suggested
+    /// more was queued. False for io_uring, where an operation finishes in the kernel after
+    /// the next submit; EvAsync then does not look for immediate results at all.
+    package final let triesOperationsAtOnce: Bool
+
     /// For backends: a subclass that conforms to `LoopBackend` passes the hooks that call
     /// it (see `BackendHooks`); `backend` names the kernel interface it implements.
-    package init(backend: Backend, prefersBlockingDescriptors: Bool, hooks: BackendHooks) {
+    package init(backend: Backend, prefersBlockingDescriptors: Bool, triesOperationsAtOnce: Bool,
+                 hooks: BackendHooks) {
         self.backend = backend
         self.prefersBlockingDescriptors = prefersBlockingDescriptors
+        self.triesOperationsAtOnce = triesOperationsAtOnce
         self.now = .now()
         self.hooks = hooks
     }

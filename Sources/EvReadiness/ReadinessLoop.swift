@@ -144,7 +144,8 @@ open class ReadinessLoop: LoopCore, LoopBackend, DeadlineExpiring {
         self.table = .allocate(capacity: 64)
         self.table.initialize(repeating: FdSlot(), count: 64)
         // Readiness needs O_NONBLOCK descriptors: a ready-then-empty read must not block.
-        super.init(backend: backend, prefersBlockingDescriptors: false, hooks: BackendHooks(
+        super.init(backend: backend, prefersBlockingDescriptors: false, triesOperationsAtOnce: true,
+                   hooks: BackendHooks(
             submit: { unsafeDowncast($0, to: ReadinessLoop.self).backendSubmit($1) },
             cancel: { unsafeDowncast($0, to: ReadinessLoop.self).backendCancel($1, target: $2) },
             poll: { unsafeDowncast($0, to: ReadinessLoop.self).backendPoll(timeout: $1) },

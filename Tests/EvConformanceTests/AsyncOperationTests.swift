@@ -229,6 +229,52 @@ struct AsyncOperationTests {
         }
     }
 
+#if DEBUG
+    /// A task cancelled after its operation started but before the await installed its
+    /// cancellation record (the window an await that looked for an immediate result has on
+    /// epoll and poll; a test hook cancels the task there) still has its operation
+    /// cancelled: the record's handler runs as it is installed, and the await cancels the
+    /// operation through the loop instead of waiting for data that never comes. On io_uring
+    /// the record comes first, the hook is never called, and the task is cancelled while it
+    /// waits, as usual.
+    @Test(arguments: conformanceBackends)
+    func cancelJustAfterTheOperationStartedIsNotLost(backend: Backend) throws {
+        try withAsyncLoop(backend) { loop, executor, h in
+            let (a, b) = try Sock.socketPair()
+            h.forLoop(a); h.own(b)
+            let buffer = TestBuffer(16)
+            let hookRan = Locked(false)
+            executor.beforeCancellationRecord = { completion in
+                guard completion.kind == .recv else { return }   // not the harness's timers
+                executor.beforeCancellationRecord = nil
+                hookRan.withLock { $0 = true }
+                withUnsafeCurrentTask { $0?.cancel() }
+            }
+            defer { executor.beforeCancellationRecord = nil }
+            let outcome = try runAsync(executor) { () async -> String in
+                let task = Task(executorPreference: executor) { () async -> String in
+                    do {
+                        // The deadline bounds a lost cancel (it would wait for data forever).
+                        let r = try await executor.perform(.recv(socket: a, buffer: buffer.raw), deadline: .within(.seconds(2)))
+                        return "\(r)"
+                    } catch is CancellationError {
+                        return "cancelled"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                if !hookRan.withLock({ $0 }) {
+                    try? await executor.sleep(for: .milliseconds(20))
+                    task.cancel()
+                }
+                return await task.value
+            }
+            #expect(outcome == "cancelled")
+            #expect(loop.activeCount == 1, "only the executor's wake-up poll")
+        }
+    }
+#endif
+
     /// The same through `perform` itself, which has no up-front check: the cancellation
     /// handler it installs runs at once for a task that is already cancelled, and the
     /// operation is never added to the loop. (Both would complete if they were started:

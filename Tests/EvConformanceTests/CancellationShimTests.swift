@@ -4,10 +4,15 @@
 // name them). If a toolchain changed their signatures or the handler's calling convention,
 // the async suites would hang on their first cancellation or corrupt memory; these tests
 // name the cause instead: the handler runs exactly once, with its argument, strictly
-// between the add and the remove, and never after the remove.
+// between the add and the remove, and never after the remove. The cancellation flag that
+// EvAsync reads through `swift_task_getCurrent` and `swift_task_isCancelled` agrees with
+// `Task.isCancelled`.
 import Testing
 import CEvTask
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A handler that records how many times it ran and with which argument (itself).
 private final class HandlerLog: @unchecked Sendable {
@@ -31,6 +36,12 @@ private final class HandlerLog: @unchecked Sendable {
     deinit { handler.deallocate() }
 
     var callCount: Int { calls.load(ordering: .sequentiallyConsistent) }
+}
+
+/// Carries the atomic to a plain pthread (no task there).
+private final class OutsideBox: @unchecked Sendable {
+    // @unchecked Sendable: only the atomic is shared.
+    let value = Atomic<Int>(-1)
 }
 
 @Suite("CEvTask: the runtime's cancellation-handler entry points")
@@ -64,6 +75,28 @@ struct CancellationShimTests {
         }.value
         #expect(callsAfterAdd == 1)
         #expect(log.callCount == 1)
+    }
+
+    @Test("the current task's cancellation flag agrees with Task.isCancelled, and is false outside a task")
+    func currentIsCancelledAgrees() async {
+        #expect(!cevtask_current_is_cancelled())   // a test's task, not cancelled
+        let (before, after, swiftAfter) = await Task.detached { () -> (Bool, Bool, Bool) in
+            let before = cevtask_current_is_cancelled()
+            withUnsafeCurrentTask { $0?.cancel() }
+            return (before, cevtask_current_is_cancelled(), Task.isCancelled)
+        }.value
+        #expect(!before)
+        #expect(after)
+        #expect(swiftAfter)
+        let box = OutsideBox()
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { argument in
+            let b = Unmanaged<OutsideBox>.fromOpaque(argument!).takeUnretainedValue()
+            b.value.store(cevtask_current_is_cancelled() ? 1 : 0, ordering: .relaxed)
+            return nil
+        }, Unmanaged.passUnretained(box).toOpaque())
+        pthread_join(thread, nil)
+        #expect(box.value.load(ordering: .relaxed) == 0, "no task on a plain thread")
     }
 
     @Test("after the remove, cancelling the task leaves the handler alone")
