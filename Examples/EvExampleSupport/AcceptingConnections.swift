@@ -61,7 +61,10 @@ extension ConnectionSocket {
     /// first requests were the 99th percentile of a short benchmark run. With
     /// `acceptsInFlight` accepts waiting, a readiness backend tries every one of them when
     /// the listener becomes readable (io_uring has as many accepts queued in the kernel),
-    /// so a burst is admitted `acceptsInFlight` connections per tick.
+    /// so a burst is admitted `acceptsInFlight` connections per tick. (On epoll and poll an
+    /// acceptor's next accept, after one that succeeded, is tried before it waits, and a
+    /// connection already in the backlog then returns without suspending, up to 64 in a
+    /// row: docs/ASYNC.md, "Awaitable operations".)
     ///
     /// Each accept runs in an acceptor task of its own with its own discarding group of
     /// connection tasks (a child task cannot add tasks to its parent's group); all of them

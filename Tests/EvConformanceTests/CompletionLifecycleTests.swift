@@ -60,7 +60,8 @@ struct CompletionLifecycleTests {
     /// started; the completion is then dead, counted out, and its callback never runs) or
     /// through its callback, never both. The core's own kinds (a nop, a due timer) always go
     /// through the callback, and so does a close that also ended a read waiting on its
-    /// descriptor: the read's `.canceled` comes first, in order. Which sends finish at once
+    /// descriptor: the read's `.canceled` comes first, in order. An active completion is
+    /// refused with `.completionActive`, as by `add`. Which sends finish at once
     /// is the backend's business, so the test accepts either outcome for them.
     @Test(arguments: conformanceBackends)
     func immediateResultIsDeliveredOnce(backend: Backend) throws {
@@ -104,6 +105,9 @@ struct CompletionLifecycleTests {
         }
         try loop.add(read)
         try runFor(loop, .milliseconds(5))   // the read is waiting now
+        // An active completion is refused, as `add` refuses it, and left as it is.
+        #expect(throws: EvError.completionActive) { try loop.addTakingImmediateResult(read) }
+        #expect(read.state == .active)
         let close = Completion(.close(fd: a)) { _, r in
             callbacks.append("close \(r.error.map { "\($0)" } ?? "ok")")
             return .disarm
