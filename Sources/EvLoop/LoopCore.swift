@@ -178,14 +178,8 @@ open class LoopCore: EventLoop {
         activate(completion)
         start(completion)
         guard completion.resultReady, completed.removeLast(completion, after: tailBefore) else { return nil }
-        // Back to dead, as `dispatch` does before a callback that returns `.disarm`.
-        completion.resultReady = false
-        completion.state = .dead
-        activeCount -= 1
-        if completion.activatedInBackground {
-            backgroundCount -= 1
-            if drainingBackground > 0 && completion.drainEpoch != drainEpoch { drainingBackground -= 1 }
-        }
+        // Back to dead, as `dispatch` leaves it for a callback that returns `.disarm`.
+        deactivate(completion)
         Unmanaged.passUnretained(completion).release()
         return completion.rawResult
     }
@@ -322,6 +316,19 @@ open class LoopCore: EventLoop {
         }
     }
 
+    /// Ends an activation whose result has been taken (its callback is about to run, or
+    /// `addTakingImmediateResult` returns it): dead, and counted out. Undoes `activate`.
+    @inline(__always)
+    private func deactivate(_ c: Completion) {
+        c.resultReady = false
+        c.state = .dead
+        activeCount -= 1
+        if c.activatedInBackground {
+            backgroundCount -= 1
+            if drainingBackground > 0 && c.drainEpoch != drainEpoch { drainingBackground -= 1 }
+        }
+    }
+
     // Inlined into its two callers (`add` and a `.rearm`), like `activate`.
     @inline(__always)
     private func start(_ c: Completion) {
@@ -426,13 +433,7 @@ open class LoopCore: EventLoop {
     @inline(__always)
     private func dispatch(_ c: Completion) -> CallbackAction {
         let result = c.makeResult(raw: c.rawResult)
-        c.resultReady = false
-        c.state = .dead
-        activeCount -= 1
-        if c.activatedInBackground {
-            backgroundCount -= 1
-            if drainingBackground > 0 && c.drainEpoch != drainEpoch { drainingBackground -= 1 }
-        }
+        deactivate(c)
         let action = slowCallbacks == nil ? c.callBorrowedCallback(result) : slowCallbacks.unsafelyUnwrapped.run(c, result)
         if action == .rearm {
             precondition(c.state == .dead,
