@@ -153,9 +153,10 @@ open class LoopCore: EventLoop {
     /// roundtrip, two such sends in each; BENCHMARKS.md "Where an await's instructions go").
     ///
     /// What finishes at once is the backend's business: the readiness backends (epoll,
-    /// poll) try writes, sends, shutdowns and closes before they wait, and reads after a
-    /// read that filled its buffer; io_uring finishes nothing inside `add` but a request it
-    /// refuses before it reaches the kernel (a path with a NUL byte). The core's own kinds
+    /// poll) try writes, sends, shutdowns and closes before they wait, and reads and accepts
+    /// after one that suggested more was queued (`triesOperationsAtOnce`); io_uring finishes
+    /// nothing inside `add` but a request it refuses before it reaches the kernel (a path
+    /// with a NUL byte). The core's own kinds
     /// (`.nop`, `.timer`, `.cancel`, `.work`) are always delivered through the callback:
     /// an awaited nop or due timer is how a task waits for the next tick.
     ///
