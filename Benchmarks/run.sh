@@ -42,7 +42,8 @@
 #   1. builds, in release mode, this package (evbench, niobench, bench-report) and the
 #      main package's ev-echo-tcp and ev-echo-client (a path dependency), in one scratch
 #      directory;
-#   2. compiles c/pingpong.c (the plain-C floor), c/uv_pingpong.c (libuv) and
+#   2. compiles c/pingpong.c (the plain-C ping-pong floor), c/async_notify.c (the
+#      plain-C floor of async1..8: epoll and eventfds), c/uv_pingpong.c (libuv) and
 #      c/malloc_count.c (the allocation counting shim, preloaded into every benchmark
 #      process with LD_PRELOAD); builds libxev's suite when given a checkout;
 #   3. runs every benchmark on every backend, interleaving implementations round by round
@@ -174,6 +175,7 @@ if [ "$BUILD" = 1 ]; then
     if wants http; then http_build || { echo "run.sh: the http group's C servers did not build" >&2; exit 1; }; fi
     cc -O2 -Wall -Wextra -shared -fPIC -o "$CBIN/malloc_count.so" "$HERE/c/malloc_count.c" || exit 1
     cc -O2 -Wall -Wextra -o "$CBIN/pingpong" "$HERE/c/pingpong.c" -luring -lpthread -ldl || exit 1
+    cc -O2 -Wall -Wextra -o "$CBIN/async_notify" "$HERE/c/async_notify.c" -lpthread -ldl || exit 1
     if [ "$WITH_UV" = 1 ] && wants ping-pongs; then
         # libuv's C peer builds on Debian's libuv1-dev (as scripts/setup.sh installs liburing).
         if ! dpkg -s libuv1-dev > /dev/null 2>&1 || ! command -v pkg-config > /dev/null; then
@@ -340,6 +342,7 @@ for round in $(seq 1 "$ROUNDS"); do
             for b in $AVAILABLE; do
                 run "$round" 1 "async$n" "evloop/$b" "$BIN/evbench" "async$n" --backend "$b" --count $((ASYNC_TOTAL / n))
             done
+            run "$round" 1 "async$n" c/epoll "$CBIN/async_notify" --threads "$n" --count $((ASYNC_TOTAL / n))
             xev "$round" 1 "async$n"
             [ "$n" = 1 ] && uvb "$round" 1 async1
         done

@@ -17,15 +17,15 @@ enum AsyncPingPong {
     /// The main loop's side of one worker.
     ///
     /// The counters are `@exclusivity(unchecked)` and the callbacks capture their state
-    /// `unowned(unsafe)` (safe here: `pairs` and each worker's `side` outlive their loop's
-    /// run, see the `withExtendedLifetime`s), so that the harness costs what libxev's does --
-    /// a field increment through a pointer -- and not dynamic exclusivity checks and
-    /// unowned retains at every access (callgrind, epoll: about 280 user-space instructions
-    /// per round trip, none of them the library's).
+    /// strongly (no cycle: the completions are not the state's), so that the harness costs
+    /// what libxev's does -- a field increment through a pointer -- and not dynamic
+    /// exclusivity checks and retains at every access (callgrind, epoll: about 280
+    /// user-space instructions per round trip, none of them the library's; an
+    /// `unowned(unsafe)` capture still cost a retain and a release per callback, about 40
+    /// instructions per notification, as in PingPongs.swift).
     final class Pair {
         let toWorker: AsyncNotifier
         let fromWorker: Async
-        let completion = Completion()
         @exclusivity(unchecked) var seen = 0
         let count: Int
         init(toWorker: AsyncNotifier, fromWorker: Async, count: Int) {
@@ -64,6 +64,9 @@ enum AsyncPingPong {
     static func run(_ setup: BenchSetup, threads: Int, count: Int, warmup: Int) {
         let loop = setup.openLoop()
         var pairs: [Pair] = []
+        // The main loop's waits, one per worker (not the pairs': a pair's completion holding
+        // the callback that captures the pair would be a cycle).
+        var completions: [Completion] = []
         var workers: [BenchThread] = []
         let name = "async\(threads)"
         let warmup = min(warmup, count / 4)
@@ -80,8 +83,10 @@ enum AsyncPingPong {
             let workerNotifier = check("async") { try AsyncNotifier() }
             let pair = Pair(toWorker: workerNotifier, fromWorker: Async(notifier: mainNotifier), count: count)
             let first = pairs.isEmpty
+            let completion = Completion()
+            completions.append(completion)
             check("wait") {
-                try pair.fromWorker.wait(loop: loop, completion: pair.completion) { [unowned(unsafe) pair] _, result in
+                try pair.fromWorker.wait(loop: loop, completion: completion) { [pair] _, result in
                     guard case .success = result else { BenchOutput.fail("async wait: \(result)") }
                     let action = pair.delivered()
                     if first {
@@ -105,14 +110,13 @@ enum AsyncPingPong {
                 // Kick off the exchange, then answer every notification with one.
                 mainNotifier.notify()
                 check("worker wait") {
-                    try waiter.wait(loop: workerLoop, completion: completion) { [unowned(unsafe) side] _, result in
+                    try waiter.wait(loop: workerLoop, completion: completion) { [side] _, result in
                         guard case .success = result else { BenchOutput.fail("worker wait: \(result)") }
                         return side.answered()
                     }
                 }
                 check("worker loop") { try workerLoop.run(.untilDone) }
                 if side.sent < count { BenchOutput.fail("worker sent \(side.sent) of \(count)") }
-                withExtendedLifetime(side) {}
                 drain(workerLoop)
             })
         }
@@ -131,7 +135,7 @@ enum AsyncPingPong {
         BenchOutput.result(bench: name, impl: setup.implementation, value: Double(count) / elapsed,
                            unit: "notifications/s", window: window, opName: "notification",
                            extra: [("threads", String(threads)), ("seconds_total", BenchOutput.fixed(elapsed, 3))])
-        withExtendedLifetime(pairs) {}
+        withExtendedLifetime(completions) {}
     }
 }
 
