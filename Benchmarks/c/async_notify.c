@@ -176,12 +176,7 @@ int main(int argc, char **argv) {
            threads, rate, window, ops, cpu);
     printf("RESULT bench=async%d impl=c/epoll value=%.3f unit=notifications/s op=notification ops=%ld seconds=%.6f cpu_us_per_op=%.4f",
            threads, rate, ops, window, cpu);
-    if (start.have_allocs) {
-        printf(" allocs_per_op=%.6f allocs=%llu", (double)(end.allocs - start.allocs) / (double)ops,
-               (unsigned long long)(end.allocs - start.allocs));
-    } else {
-        printf(" allocs_per_op=na");
-    }
+    print_allocation_fields(&start, &end, ops);
     printf(" threads=%d seconds_total=%.3f\n", threads, elapsed);
     return 0;
 }

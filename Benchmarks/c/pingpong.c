@@ -332,11 +332,7 @@ int main(int argc, char **argv) {
     }
     printf("RESULT bench=ping-pongs impl=c/%s value=%.3f unit=roundtrips/s op=roundtrip ops=%ld seconds=%.6f cpu_us_per_op=%.4f",
            mode_name, rate, count, seconds, cpu);
-    if (start.have_allocs) {
-        printf(" allocs_per_op=%.6f allocs=%llu\n", (double)(end.allocs - start.allocs) / (double)count,
-               (unsigned long long)(end.allocs - start.allocs));
-    } else {
-        printf(" allocs_per_op=na\n");
-    }
+    print_allocation_fields(&start, &end, count);
+    printf("\n");
     return 0;
 }

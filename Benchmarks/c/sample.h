@@ -1,4 +1,4 @@
-// One measurement sample for the C peers (pingpong.c, uv_pingpong.c): wall clock, CPU time
+// One measurement sample for the C peers (pingpong.c, uv_pingpong.c, async_notify.c): wall clock, CPU time
 // of the whole process (user + sys) and, when malloc_count.c is preloaded, the number of
 // allocations so far. Shared so that every C figure is taken the same way.
 #ifndef EVBENCH_SAMPLE_H
@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -35,6 +36,18 @@ static struct sample sample_now(void) {
     s.cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
                (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
     return s;
+}
+
+// The RESULT line's allocation fields for `ops` operations between two samples (a leading
+// space, no newline): "allocs_per_op=... allocs=..." when the counting shim is preloaded,
+// "allocs_per_op=na" otherwise.
+static void print_allocation_fields(const struct sample *start, const struct sample *end, long ops) {
+    if (start->have_allocs) {
+        printf(" allocs_per_op=%.6f allocs=%llu", (double)(end->allocs - start->allocs) / (double)ops,
+               (unsigned long long)(end->allocs - start->allocs));
+    } else {
+        printf(" allocs_per_op=na");
+    }
 }
 
 #endif

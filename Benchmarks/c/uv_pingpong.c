@@ -253,12 +253,7 @@ int main(int argc, char **argv) {
     printf(", libuv %s\n", uv_version_string());
     printf("RESULT bench=ping-pongs impl=libuv/epoll value=%.3f unit=roundtrips/s op=roundtrip ops=%ld seconds=%.6f cpu_us_per_op=%.4f",
            rate, count, seconds, cpu);
-    if (start_sample.have_allocs) {
-        printf(" allocs_per_op=%.6f allocs=%llu", (double)(end_sample.allocs - start_sample.allocs) / (double)count,
-               (unsigned long long)(end_sample.allocs - start_sample.allocs));
-    } else {
-        printf(" allocs_per_op=na");
-    }
+    print_allocation_fields(&start_sample, &end_sample, count);
     printf(" libuv=%s\n", uv_version_string());
     return 0;
 }
