@@ -132,6 +132,10 @@ CBIN="$SCRATCH/c"
 # the same library sources, in release mode.
 MAIN_BIN="$BIN"
 if [ "$BUILD" = 1 ]; then
+    # What the library itself needs on a fresh machine (liburing-dev and pkg-config for
+    # the io_uring backend and the C io_uring peers), as the test command installs it:
+    # without it the first build fails on a missing liburing.h.
+    bash "$ROOT/scripts/setup.sh" || { echo "run.sh: scripts/setup.sh could not install what the build needs" >&2; exit 1; }
     echo "== building (release)"
     # Other people may be editing the library while this builds ("input file was modified
     # during the build"): try again a few times before giving up.
