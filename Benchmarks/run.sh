@@ -205,6 +205,8 @@ if [ -n "$LIBXEV" ]; then
     else
         xev_counts=()
     fi
+    # The callgrind group measures libxev too, from a build valgrind can run (libxev.sh).
+    wants callgrind && command -v valgrind > /dev/null && xev_counts+=(--callgrind)
     if LIBXEV_DIR="$LIBXEV" bash "$HERE/peers/libxev.sh" build "${xev_counts[@]}" --timers "$TIMERS"; then
         XEV_OK=1
     else
@@ -460,43 +462,84 @@ if wants http; then
     http_group "$ROUNDS"
 fi
 
-# Instructions per roundtrip (user space, both threads), from callgrind: the difference of
+# Instructions per operation (user space, every thread), from callgrind: the difference of
 # two runs of different lengths, so start-up and teardown cancel out. Repeatable to a few
-# instructions, whatever the machine's load. Valgrind 3.19 cannot run io_uring programs
-# (they hang) nor read the DWARF 5 of Swift binaries, so io_uring is skipped and the Swift
-# programs run from copies without debug info.
+# instructions, whatever the machine's load, which is why the benchmarks whose wall and CPU
+# times this machine scatters most (ping-pongs, async1, ping-udp1) are counted here too.
+# Valgrind 3.19 hangs on an io_uring program whose other thread waits in io_uring_enter (the
+# TCP ping-pong, async1), so io_uring is counted only in the one-thread ping-udp1; it cannot
+# read the DWARF 5 of Swift binaries, so those run from copies without debug info.
+# callgrind_per_op BENCH IMPL OPS_PER_COUNT COMMAND...: COMMAND takes --count N and
+# performs N x OPS_PER_COUNT operations (async1: two notifications per ping).
 callgrind_per_op() {
-    local impl=$1
-    shift
+    local bench=$1 impl=$2 per_count=$3
+    shift 3
     local a b
     a=$(timeout 300 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" --count 2000 --warmup 10 2>&1 >/dev/null |
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
     b=$(timeout 300 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" --count 7000 --warmup 10 2>&1 >/dev/null |
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+    callgrind_result "$bench" "$impl" "$a" "$b" $((5000 * per_count))
+}
+# callgrind_whole BENCH IMPL OPS COMMAND...: one run of a program whose length is compiled
+# in (libxev's), divided by its OPS operations.
+callgrind_whole() {
+    local bench=$1 impl=$2 ops=$3
+    shift 3
+    local b
+    b=$(timeout 600 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
+        sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+    callgrind_result "$bench" "$impl" 0 "$b" "$ops"
+}
+callgrind_result() {
+    local bench=$1 impl=$2 a=$3 b=$4 ops=$5
+    local op=roundtrip
+    [ "$bench" = instructions-async1 ] && op=notification
     if [ -z "$a" ] || [ -z "$b" ]; then
-        echo "   callgrind [$impl]: FAILED"
-        echo "FAILED bench=instructions impl=$impl" >> "$RESULTS"
+        echo "   callgrind $bench [$impl]: FAILED"
+        echo "FAILED bench=$bench impl=$impl" >> "$RESULTS"
         return
     fi
-    local per=$(( (b - a) / 5000 ))
-    echo "   callgrind [$impl]: $per instructions/roundtrip (user space, both ends)"
-    echo "RESULT bench=instructions impl=$impl value=$per unit=instructions/roundtrip op=roundtrip ops=5000 seconds=na cpu_us_per_op=na allocs_per_op=na round=1" >> "$RESULTS"
+    local per=$(( (b - a) / ops ))
+    echo "   callgrind $bench [$impl]: $per instructions/$op (user space)"
+    echo "RESULT bench=$bench impl=$impl value=$per unit=instructions/$op op=$op ops=$ops seconds=na cpu_us_per_op=na allocs_per_op=na round=1" >> "$RESULTS"
+}
+# callgrind_libxev BENCH BACKEND: libxev's callgrind build of BENCH (libxev.sh build --callgrind).
+callgrind_libxev() {
+    local bench=$1 backend=$2 target
+    local name=instructions-$bench
+    [ "$bench" = ping-pongs ] && name=instructions
+    if ! target=$(bash "$HERE/peers/libxev.sh" callgrind-target "$bench" "$backend"); then
+        echo "FAILED bench=$name impl=libxev/$backend" >> "$RESULTS"
+        return
+    fi
+    # shellcheck disable=SC2086
+    callgrind_whole "$name" "libxev/$backend" ${target#* } ${target%% *}
 }
 if wants callgrind; then
     if command -v valgrind > /dev/null; then
-        echo "== callgrind: instructions per ping-pong roundtrip"
+        echo "== callgrind: instructions per ping-pong roundtrip, async1 notification, ping-udp1 roundtrip"
         CG="$SCRATCH/callgrind"
         mkdir -p "$CG"
         objcopy --strip-debug "$BIN/evbench" "$CG/evbench"
         objcopy --strip-debug "$BIN/niobench" "$CG/niobench"
-        callgrind_per_op c/blocking "$CBIN/pingpong" --mode blocking
-        callgrind_per_op c/epoll "$CBIN/pingpong" --mode epoll
-        callgrind_per_op swiftnio "$CG/niobench" ping-pongs
+        callgrind_per_op instructions c/blocking 1 "$CBIN/pingpong" --mode blocking
+        callgrind_per_op instructions c/epoll 1 "$CBIN/pingpong" --mode epoll
+        callgrind_per_op instructions swiftnio 1 "$CG/niobench" ping-pongs
+        callgrind_per_op instructions-async1 c/epoll 2 "$CBIN/async_notify"
         for b in $AVAILABLE; do
+            callgrind_per_op instructions-ping-udp1 "evloop/$b" 1 "$CG/evbench" ping-udp1 --backend "$b"
             [ "$b" = io_uring ] && continue
-            callgrind_per_op "evloop/$b" "$CG/evbench" ping-pongs --backend "$b"
-            callgrind_per_op "evloop/$b/async" "$CG/evbench" ping-pongs-async --backend "$b"
+            callgrind_per_op instructions "evloop/$b" 1 "$CG/evbench" ping-pongs --backend "$b"
+            callgrind_per_op instructions "evloop/$b/async" 1 "$CG/evbench" ping-pongs-async --backend "$b"
+            callgrind_per_op instructions-async1 "evloop/$b" 2 "$CG/evbench" async1 --backend "$b"
         done
+        if [ "$XEV_OK" = 1 ]; then
+            callgrind_libxev ping-pongs epoll
+            callgrind_libxev async1 epoll
+            callgrind_libxev ping-udp1 epoll
+            callgrind_libxev ping-udp1 io_uring
+        fi
     else
         echo "== callgrind: valgrind not installed, skipped"
     fi

@@ -3,8 +3,9 @@
 # mitchellh/libxev and run as a peer in the same run as EvLoop's (run.sh --libxev PATH
 # calls it; it can also be used by hand).
 #
-#   libxev.sh build [--ping N] [--udp N] [--pummel N] [--async N] [--apummel N] [--timers N]
+#   libxev.sh build [--ping N] [--udp N] [--pummel N] [--async N] [--apummel N] [--timers N] [--callgrind]
 #   libxev.sh run BENCH BACKEND     BACKEND: io_uring | epoll
+#   libxev.sh callgrind-target BENCH BACKEND   prints "BINARY OPERATIONS" for run.sh's callgrind group
 #
 # Environment: LIBXEV_DIR (the checkout; never modified), EVBENCH_SCRATCH (the benchmark
 # scratch directory, default Benchmarks/.build-bench).
@@ -29,6 +30,14 @@
 #      install prefix under the scratch directory (libxev builds its benchmarks ReleaseFast
 #      whatever -Doptimize says; the option covers the library and its tests, which the
 #      install step builds too).
+#   5. with --callgrind (x86_64 only), the same copy once more with -Dcpu=x86_64_v2 into
+#      out-callgrind/: the native build uses AVX-512 (EVEX) instructions, which valgrind 3.19
+#      cannot decode ("vex amd64->IR: unhandled instruction bytes: 0x62 ..."), so callgrind
+#      stops at the first one. Its instruction counts differ from the native build's where
+#      code vectorizes: mostly memcpy, whose vector width follows the CPU target (38 % of the
+#      ping-pong's instructions in this build, under 5 % of ping-udp1's and async1's), so read
+#      libxev's figures as an upper bound. The first such build takes several minutes (the
+#      library's tests are built too); later ones come from Zig's cache.
 #
 # run: runs one benchmark binary under `/usr/bin/time -f` (whole-process user + sys CPU,
 # peak RSS; GNU time prints CPU to 10 ms), prints libxev's own lines and one RESULT line in
@@ -91,7 +100,7 @@ patch() {
 }
 
 build() {
-    local ping="" udp="" pummel="" async="" apummel="" timers=1000000
+    local ping="" udp="" pummel="" async="" apummel="" timers=1000000 callgrind=0
     while [ $# -gt 0 ]; do
         case "$1" in
             --ping) ping=$2; shift ;;
@@ -100,6 +109,7 @@ build() {
             --async) async=$2; shift ;;
             --apummel) apummel=$2; shift ;;
             --timers) timers=$2; shift ;;
+            --callgrind) callgrind=1 ;;
             *) die "build: unknown option $1" ;;
         esac
         shift
@@ -159,8 +169,36 @@ build() {
     (cd "$src" && "$VENV/bin/python" -m ziglang build -Demit-bench -Doptimize=ReleaseFast \
         --prefix "$XEV/out" --cache-dir "$XEV/cache" --global-cache-dir "$XEV/global-cache") >&2 ||
         die "zig build failed"
+    rm -rf "$XEV/out-callgrind"
+    if [ "$callgrind" = 1 ] && [ "$(uname -m)" = x86_64 ]; then
+        echo "== libxev: the same benchmarks for callgrind (-Dcpu=x86_64_v2: no AVX-512)" >&2
+        (cd "$src" && "$VENV/bin/python" -m ziglang build -Demit-bench -Doptimize=ReleaseFast -Dcpu=x86_64_v2 \
+            --prefix "$XEV/out-callgrind" --cache-dir "$XEV/cache" --global-cache-dir "$XEV/global-cache") >&2 ||
+            die "zig build (x86_64_v2, for callgrind) failed"
+    fi
     mv "$XEV/counts.env.new" "$XEV/counts.env"
     echo "== libxev: benchmarks in $XEV/out/bin/bench" >&2
+}
+
+# callgrind-target BENCH BACKEND: the callgrind build's binary of BENCH and how many
+# operations it runs (ping-pongs and ping-udp1: roundtrips; async1: notifications, both
+# sides), for run.sh, which runs it under valgrind once and divides (libxev's counts are
+# compiled in, so the difference of two lengths that EvLoop's figures use is not available;
+# the start-up and teardown included this way are under 1 % of the totals).
+callgrind_target() {
+    local bench=$1 backend=$2
+    [ -f "$XEV/counts.env" ] || die "not built (libxev.sh build)"
+    # shellcheck disable=SC1091
+    . "$XEV/counts.env"
+    local bin=$XEV/out-callgrind/bin/bench/$bench
+    [ "$backend" = epoll ] && bin=$bin-epoll
+    [ -x "$bin" ] || die "$bin missing (libxev.sh build --callgrind)"
+    case "$bench" in
+        ping-pongs) echo "$bin $((PING + 1))" ;;
+        ping-udp1) echo "$bin $((UDP + 1))" ;;
+        async1) echo "$bin $((2 * ASYNC))" ;;
+        *) die "callgrind-target: $bench is not measured under callgrind" ;;
+    esac
 }
 
 # field NAME TEXT: the number before NAME in libxev's line, e.g. field 'roundtrips/s'.
@@ -258,5 +296,6 @@ run() {
 case "${1:-}" in
     build) shift; build "$@" ;;
     run) shift; [ $# -eq 2 ] || die "usage: libxev.sh run BENCH io_uring|epoll"; run "$@" ;;
-    *) sed -n '2,9p' "$0"; exit 2 ;;
+    callgrind-target) shift; [ $# -eq 2 ] || die "usage: libxev.sh callgrind-target BENCH io_uring|epoll"; callgrind_target "$@" ;;
+    *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

@@ -142,7 +142,22 @@ let libxevImpls = ["libxev/io_uring", "libxev/epoll"]
 
 /// The headline figure of million-timers is seconds (lower is better); every other
 /// benchmark's is a rate.
-func lowerIsBetter(_ bench: String) -> Bool { bench == "million-timers" || bench == "instructions" }
+func lowerIsBetter(_ bench: String) -> Bool { bench == "million-timers" || isInstructionCount(bench) }
+
+/// Callgrind's counts (run.sh's callgrind group): "instructions" per ping-pong roundtrip,
+/// "instructions-async1" per notification, "instructions-ping-udp1" per roundtrip. They have
+/// no CPU time, no allocations and no rounds.
+func isInstructionCount(_ bench: String) -> Bool { bench == "instructions" || bench.hasPrefix("instructions-") }
+
+/// The heading of a callgrind table.
+func instructionTitle(_ bench: String) -> String {
+    switch bench {
+    case "instructions": return "Instructions per ping-pong roundtrip (callgrind, user space, client + server)"
+    case "instructions-async1": return "Instructions per async1 notification (callgrind, user space, both loops)"
+    case "instructions-ping-udp1": return "Instructions per ping-udp1 roundtrip (callgrind, user space)"
+    default: return "\(bench) (callgrind, user space)"
+    }
+}
 
 /// The CPU figure compared across implementations: CPU µs per operation, except for
 /// million-timers, where it is the whole process's CPU seconds (libxev's is measured with
@@ -176,7 +191,7 @@ func lowerIsBetter(_ bench: String) -> Bool { bench == "million-timers" || bench
     let pb = peerBench ?? bench
     var cell = ratio(stats(bench, impl).median, stats(pb, peer).median)
     let c = cpuFigure(bench, impl), pc = cpuFigure(pb, peer)
-    if bench != "instructions", c.isFinite, pc.isFinite, pc > 0 { cell += " (CPU \(ratio(c, pc)))" }
+    if !isInstructionCount(bench), c.isFinite, pc.isFinite, pc > 0 { cell += " (CPU \(ratio(c, pc)))" }
     return cell
 }
 
@@ -222,15 +237,13 @@ let pingPeerOrder = ["c/blocking", "c/epoll", "c/io_uring", "libuv/epoll", "libu
     guard let first = records.first(where: { $0.bench == bench }) else { return }
     let unit = first.fields["unit"] ?? ""
     let op = first.fields["op"] ?? "op"
-    say(bench == "instructions"
-        ? "### Instructions per ping-pong roundtrip (callgrind, user space, client + server)"
-        : "### \(bench)")
+    say(isInstructionCount(bench) ? "### \(instructionTitle(bench))" : "### \(bench)")
     say()
     let showBound = !cpuBoundRate(bench, impls.first(where: isEvLoopBackend) ?? impls.first ?? "").isNaN
     let extraKey: String? = bench == "udp_pummel_1v1" ? "sent_per_s" : nil
     var header = "| implementation | \(unit) (median) | range |"
     var rule = "|---|---:|---:|"
-    if bench != "instructions" {
+    if !isInstructionCount(bench) {
         header += " CPU µs/\(op) |\(showBound ? " CPU-bound rate |" : "") allocations/\(op) |"
         rule += "---:|\(showBound ? "---:|" : "")---:|"
     }
@@ -240,7 +253,7 @@ let pingPeerOrder = ["c/blocking", "c/epoll", "c/io_uring", "libuv/epoll", "libu
     for impl in impls {
         let s = stats(bench, impl)
         var row = "| \(impl) | \(num(s.median)) | \(range(s)) |"
-        if bench != "instructions" {
+        if !isInstructionCount(bench) {
             row += " \(num(stats(bench, impl, "cpu_us_per_op").median)) |\(showBound ? " \(num(cpuBoundRate(bench, impl))) |" : "") \(allocs(bench, impl)) |"
         }
         if let k = extraKey { row += " \(num(stats(bench, impl, k).median)) |" }
@@ -254,7 +267,7 @@ let pingPeerOrder = ["c/blocking", "c/epoll", "c/io_uring", "libuv/epoll", "libu
     let hasXev = peers.contains { libxevImpls.contains($0) }
     let xevBest = best(bench, among: libxevImpls)
     let otherPeers = peers.filter { !libxevImpls.contains($0) }
-    say(bench == "instructions"
+    say(isInstructionCount(bench)
         ? "Against the peers of this run: instructions ÷ the peer's (below 1: fewer)."
         : "Against the peers of this run (same rounds): \(unit) ÷ the peer's (above 1: better), and in brackets CPU per \(op) ÷ the peer's (below 1: less CPU).")
     say()
@@ -585,7 +598,7 @@ if !implementations("ping-pongs-concrete").isEmpty {
     pingPongTable("ping-pongs-concrete",
                   title: "ping-pongs on the concrete backend type (UringLoop, EpollLoop, PollLoop) instead of the runtime-chosen LoopCore, same setting")
 }
-for bench in ["instructions", "ping-udp1", "udp_pummel_1v1", "timer-rearm"] where !implementations(bench).isEmpty {
+for bench in ["instructions", "instructions-async1", "instructions-ping-udp1", "ping-udp1", "udp_pummel_1v1", "timer-rearm"] where !implementations(bench).isEmpty {
     genericTable(bench)
 }
 timersTable()
