@@ -13,28 +13,24 @@ import CEvSys
 /// Socket I/O uses MSG_DONTWAIT (so a blocking socket cannot stall the loop) and sends use
 /// MSG_NOSIGNAL (so a closed peer is `.brokenPipe`, never a process-killing SIGPIPE).
 package enum Syscalls {
-    /// Runs `body`, a C library call in the -1-and-errno convention (accept4, shutdown,
-    /// poll, the file-system calls), until it does not fail with EINTR; returns its result in the raw
-    /// convention (a count or descriptor, or -errno). CEvSys's I/O calls already return
-    /// -errno: they use `retryingInterrupted`.
-    @inline(__always)
-    package static func retryingEINTR(_ body: () -> Int) -> Int {
-        while true {
-            let r = body()
-            if r >= 0 { return r }
-            let e = cevsys_errno()
-            if e == EINTR { continue }
-            return -Int(e)
-        }
-    }
-
     /// Runs `body`, a CEvSys I/O call in the raw convention (a count, or -errno), until it
-    /// does not fail with EINTR; returns its result.
+    /// does not fail with EINTR; returns its result. The one EINTR retry loop of the library.
     @inline(__always)
     package static func retryingInterrupted(_ body: () -> Int) -> Int {
         while true {
             let r = body()
             if r != -Int(EINTR) { return r }
+        }
+    }
+
+    /// `retryingInterrupted` for a C library call in the -1-and-errno convention (accept4,
+    /// shutdown, poll, the file-system calls): its result is turned into the raw convention
+    /// (a count or descriptor, or -errno) first.
+    @inline(__always)
+    package static func retryingEINTR(_ body: () -> Int) -> Int {
+        retryingInterrupted {
+            let r = body()
+            return r >= 0 ? r : -Int(cevsys_errno())
         }
     }
 
