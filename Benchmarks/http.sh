@@ -66,12 +66,8 @@ http_run() {
     fi
     # taskset execs the server: $! is the server's own PID.
     "${pin[@]}" "$@" > "$slog" 2>&1 &
-    local server=$! port=""
-    for _ in $(seq 1 200); do
-        port=$(sed -n 's/^listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$slog" | head -1)
-        [ -n "$port" ] && break
-        sleep 0.05
-    done
+    local server=$! port
+    port=$(server_port "$slog" 200)
     if [ -z "$port" ]; then
         echo "   $bench [$impl]: server did not start (see log.txt)"
         cat "$slog" >> "$LOG"

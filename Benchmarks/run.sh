@@ -415,13 +415,8 @@ echo_run() {
     local b=$1 threads=$2 conns=$3 round=$4
     local slog="$OUT/echo-server-$b-t$threads-c$conns-r$round.txt"
     "$MAIN_BIN/ev-echo-tcp" --backend "$b" --threads "$threads" --port 0 > "$slog" 2>&1 &
-    local server=$!
-    local port=""
-    for _ in $(seq 1 100); do
-        port=$(sed -n 's/^listening on [^ ]*:\([0-9][0-9]*\) .*/\1/p' "$slog" | head -1)
-        [ -n "$port" ] && break
-        sleep 0.05
-    done
+    local server=$! port
+    port=$(server_port "$slog" 100)
     if [ -z "$port" ]; then
         echo "   echo $b t$threads c$conns: server did not start"
         echo "FAILED bench=echo-tcp-c$conns-t$threads impl=evloop/$b reason=server" >> "$RESULTS"

@@ -11,3 +11,16 @@ apt_install() {
     echo "${PROGRAM:-benchmarks}: installing $*" >&2
     $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
 }
+
+# server_port LOG TRIES: the port a server started with --port 0 printed to LOG
+# ("listening on ADDRESS:PORT ..."), waiting up to TRIES x 50 ms for the line; empty if it
+# never came.
+server_port() {
+    local log=$1 tries=$2 port=""
+    for _ in $(seq 1 "$tries"); do
+        port=$(sed -n 's/^listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    echo "$port"
+}
