@@ -106,7 +106,7 @@ package final class EpollPoller: ReadinessPoller {
         return n >= 0 ? Int(n) : -Int(cevsys_errno())
     }
 
-    package func ready(_ i: Int) -> cevsys_ready_event { events[i] }
+    package var readyEvents: UnsafePointer<cevsys_ready_event> { UnsafePointer(events) }
 
     package func reset() -> Int32 {
         let fresh = cevsys_epoll_create()

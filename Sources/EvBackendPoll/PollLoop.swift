@@ -40,19 +40,20 @@ package final class PollPoller: ReadinessPoller {
     /// position of each descriptor in `fds`, or -1
     private var index: UnsafeMutablePointer<Int32>
     private var indexCapacity = 64
-    /// the ready entries of the last wait
-    private var readyEvents: UnsafeMutablePointer<cevsys_ready_event>
+    /// the ready entries of the last wait; grown only in `wait` (see `readyEvents`)
+    private var ready: UnsafeMutablePointer<cevsys_ready_event>
+    private var readyCapacity = 64
 
     package init() {
         fds = .allocate(capacity: 64)
-        readyEvents = .allocate(capacity: 64)
+        ready = .allocate(capacity: 64)
         index = .allocate(capacity: 64)
         index.initialize(repeating: -1, count: 64)
     }
 
     deinit {
         fds.deallocate()
-        readyEvents.deallocate()
+        ready.deallocate()
         index.deallocate()
     }
 
@@ -82,8 +83,6 @@ package final class PollPoller: ReadinessPoller {
             fresh.moveInitialize(from: fds, count: count)
             fds.deallocate()
             fds = fresh
-            readyEvents.deallocate()
-            readyEvents = .allocate(capacity: n)
             capacity = n
         }
         fds[count] = pollfd(fd: fd, events: Int16(truncatingIfNeeded: events), revents: 0)
@@ -113,6 +112,13 @@ package final class PollPoller: ReadinessPoller {
 
     package func wait(timeout: UInt64?) -> Int {
         let (seconds, nanoseconds) = timespecParts(timeout)
+        if readyCapacity < count {
+            // Between waits only: the engine reads the last wait's events while it may
+            // register more descriptors (`readyEvents`).
+            ready.deallocate()
+            ready = .allocate(capacity: capacity)
+            readyCapacity = capacity
+        }
         let n = cevsys_ppoll(fds, UInt64(count), seconds, nanoseconds)
         if n < 0 { return -Int(cevsys_errno()) }
         var k = 0
@@ -120,7 +126,7 @@ package final class PollPoller: ReadinessPoller {
         while k < Int(n) && i < count {
             let revents = fds[i].revents
             if revents != 0 {
-                readyEvents[k] = cevsys_ready_event(fd: fds[i].fd, events: UInt32(UInt16(bitPattern: revents)))
+                ready[k] = cevsys_ready_event(fd: fds[i].fd, events: UInt32(UInt16(bitPattern: revents)))
                 k += 1
             }
             i += 1
@@ -128,7 +134,7 @@ package final class PollPoller: ReadinessPoller {
         return k
     }
 
-    package func ready(_ i: Int) -> cevsys_ready_event { readyEvents[i] }
+    package var readyEvents: UnsafePointer<cevsys_ready_event> { UnsafePointer(ready) }
 
     /// poll has no kernel-side registrations to go stale.
     package func reset() -> Int32 { 0 }

@@ -47,9 +47,9 @@ extension ReadinessLoop {
             if n == -Int(EINTR) { return 0 }
             return Int32(-n)
         }
+        let ready = poller.readyEvents
         for k in 0..<n {
-            let e = poller.ready(k)
-            handleReady(fd: e.fd, events: e.events)
+            handleReady(fd: ready[k].fd, events: ready[k].events)
         }
         retryConnects()
         return 0
