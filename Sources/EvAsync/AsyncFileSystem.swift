@@ -26,7 +26,7 @@ extension File {
     /// The file's status (statx of the descriptor).
     nonisolated(nonsending)
     public func stat(on executor: LoopExecutor) async throws -> FileStatus {
-        try status(try await executor.perform(.statDescriptor(fd: fd)))
+        try await status(of: .statDescriptor(fd: fd), on: executor)
     }
 
     /// fsync, or fdatasync with `dataOnly`.
@@ -53,7 +53,7 @@ extension FileSystem {
     /// The status of the file at `path` (statx).
     nonisolated(nonsending)
     public static func stat(path: String, followSymlinks: Bool = true, on executor: LoopExecutor) async throws -> FileStatus {
-        try status(try await executor.perform(.stat(path: path, followSymlinks: followSymlinks)))
+        try await status(of: .stat(path: path, followSymlinks: followSymlinks), on: executor)
     }
 
     /// Renames `from` to `to` (renameat).
@@ -81,9 +81,15 @@ extension FileSystem {
     }
 }
 
-private func status(_ result: CompletionResult) throws -> FileStatus {
-    guard case .stat(let r) = result else { unexpected(result) }
-    return try r.get()
+/// A `.stat` or `.statDescriptor` awaited on `executor`, with the status the pooled
+/// completion keeps (`Completion.fileStatus`; the result itself says only whether statx
+/// answered), read before the completion goes back to the pool.
+nonisolated(nonsending)
+private func status(of operation: Operation, on executor: LoopExecutor) async throws -> FileStatus {
+    executor.preconditionOnLoopThread("an awaited loop operation")
+    return try await executor.performChecked(operation, cancellable: true) { c, result in
+        result.status(of: c)
+    }.get()
 }
 
 private func done(_ result: CompletionResult) throws {

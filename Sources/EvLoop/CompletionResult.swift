@@ -11,15 +11,18 @@ import Musl
 /// read of 0 bytes means `.endOfFile` (or 0 for an empty buffer) identically on io_uring,
 /// epoll and poll.
 ///
-/// Why no case carries more than a few words: every watcher's callback and every caller's
-/// `switch` copies the value it matches on. When `.recvmsg` carried the sender's
-/// `SocketAddress` and `.stat` a `FileStatus` by value, and `.work` an existential, the enum
-/// was 143 bytes and address-only: each match was a value-witness copy and destroy (about
-/// 270 instructions per async ping-pong roundtrip and 400 per TCP ping-pong roundtrip,
-/// callgrind, December 2026). Now a datagram's sender stays in the completion
-/// (`Completion.lastAddress`, where the kernel wrote it), and the two rare large payloads
-/// (`.stat`, `.work`) are boxed (`indirect`): one allocation per stat or work result, none
-/// on the I/O path.
+/// Why no case carries more than a few words, and none a reference: every watcher's
+/// callback and every caller's `switch` copies the value it matches on. When `.recvmsg`
+/// carried the sender's `SocketAddress` and `.stat` a `FileStatus` by value, and `.work` an
+/// existential, the enum was 143 bytes and address-only: each match was a value-witness
+/// copy and destroy (about 270 instructions per async ping-pong roundtrip and 400 per TCP
+/// ping-pong roundtrip, callgrind, December 2026). Boxing the two large payloads
+/// (`indirect`) kept it small but not trivial: a box is a reference, so every callback still
+/// released its result through an outlined consume, and a copy retained it. Now the large
+/// payloads stay where they were produced, as a datagram's sender does: a `.stat`'s status
+/// in the completion (`Completion.fileStatus`), a `.work` job's value in its job (taken by
+/// `WorkPool.run`'s callback in the closure's own type), and the enum is plain data, two
+/// words, copied as such.
 public enum CompletionResult: Sendable {
     case nop
     /// `.success` when the deadline passed; `.failure(.canceled)` when cancelled.
@@ -41,15 +44,17 @@ public enum CompletionResult: Sendable {
     case close(Result<Void, EvError>)
     /// The events that are ready.
     case poll(Result<PollEvents, EvError>)
-    /// A `WorkPool` job: the value its closure returned, or the `EvError` it threw;
-    /// `.failure(.canceled)` when it was cancelled before it started (or abandoned, for the
-    /// resolver's jobs) or its pool was shut down first. `WorkPool.run` hands the value to
-    /// its callback in the closure's own type.
-    indirect case work(Result<any Sendable, EvError>)
+    /// A `WorkPool` job: `.success` when its closure returned (the value waits in the job,
+    /// and `WorkPool.run` hands it to its callback in the closure's own type), or the
+    /// `EvError` it threw; `.failure(.canceled)` when it was cancelled before it started (or
+    /// abandoned, for the resolver's jobs) or its pool was shut down first.
+    case work(Result<Void, EvError>)
     /// `.open`: the new descriptor (close-on-exec), which the callback now owns.
     case open(Result<Int32, EvError>)
-    /// `.stat` and `.statDescriptor`: what statx reported.
-    indirect case stat(Result<FileStatus, EvError>)
+    /// `.stat` and `.statDescriptor`: `.success` when statx answered; what it reported is
+    /// the completion's `fileStatus` until it is added again (`File.status` and
+    /// `FileSystem.status` hand it to their callbacks).
+    case stat(Result<Void, EvError>)
     /// fsync, fallocate, truncate, rename, unlink, mkdir.
     case fileSystem(Result<Void, EvError>)
 
@@ -169,13 +174,30 @@ extension Completion {
         }
     }
 
-    /// A `.work` completion's result: the outcome the job left, or the loop's own error
-    /// (`raw < 0`: withdrawn before it started). Out of line, so the dispatch loop that
-    /// inlines `makeResult` does not grow for it.
+    /// A `.work` completion's result: whether the job's closure returned (its value stays
+    /// in the job for `takeWorkValue`) or threw, or the loop's own error (`raw < 0`:
+    /// withdrawn before it started). Out of line, so the dispatch loop that inlines
+    /// `makeResult` does not grow for it.
     @inline(never)
-    package func workOutcome(raw: Int) -> Result<any Sendable, EvError> {
+    package func workOutcome(raw: Int) -> Result<Void, EvError> {
         if raw < 0 { return .failure(EvError(errno: Int32(truncatingIfNeeded: -raw))) }
-        guard let job = workJob else { return .failure(.invalidArgument) }
-        return job.takeOutcome()
+        // Only a job whose delivery was forged (a completion whose operation was replaced
+        // while in flight) can have no job or no outcome.
+        guard let job = workJob, let outcome = job.outcome else { return .failure(.invalidArgument) }
+        switch outcome {
+        case .success: return .success(())
+        case .failure(let e):
+            job.outcome = nil
+            return .failure(e)
+        }
+    }
+
+    /// The value the `.work` job just delivered returned, which the job lets go of (a
+    /// large value is not kept until the next run); nil when there is none (the callback's
+    /// result was a failure, or the value was taken already).
+    package func takeWorkValue() -> (any Sendable)? {
+        guard let job = workJob, case .success(let value) = job.outcome else { return nil }
+        job.outcome = nil
+        return value
     }
 }

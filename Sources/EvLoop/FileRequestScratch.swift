@@ -93,6 +93,14 @@ extension Completion {
     /// operation (always, for the kinds that name a path or fill a status).
     package var fileScratch: UnsafeMutablePointer<FileRequestScratch>? { _scratch?.pointee.file }
 
+    /// What the last `.stat` or `.statDescriptor` on this completion reported (its result
+    /// says only whether statx answered: see `CompletionResult`), until the completion is
+    /// added again; all zero when it has run no such operation.
+    public var fileStatus: FileStatus {
+        guard _kind == .stat, let f = fileScratch else { return FileStatus(cevsys_statx()) }
+        return FileStatus(f.pointee.status)
+    }
+
     /// Stores a file-system operation's arguments (`store(_:)` for the kinds from `.open`
     /// on). Out of line: the socket operations' stores stay as small as they were.
     @usableFromInline
@@ -173,7 +181,7 @@ extension Completion {
             return .open(.success(Int32(truncatingIfNeeded: raw)))
         case .stat:
             if let failure { return .stat(.failure(failure)) }
-            return .stat(.success(FileStatus(fileScratch!.pointee.status)))
+            return .stat(.success(()))
         default:
             if let failure { return .fileSystem(.failure(failure)) }
             return .fileSystem(.success(()))

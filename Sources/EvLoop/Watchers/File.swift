@@ -151,7 +151,7 @@ public struct File: LoopDescriptor, Hashable {
     /// The file's status (statx of the descriptor): size, kind, times, inode, device,
     /// block size, and direct I/O's alignment where the kernel reports it.
     public func stat(loop: some EventLoop, completion: Completion, callback: @escaping StatusCallback) throws(EvError) {
-        try completion.start(.statDescriptor(fd: fd), on: loop, viewing: { $1.statusResult }, callback: callback)
+        try completion.start(.statDescriptor(fd: fd), on: loop, viewing: { $1.status(of: $0) }, callback: callback)
     }
 
     /// Flushes the file's data and metadata to the device (fsync), or only its data and

@@ -41,7 +41,7 @@ public enum FileSystem {
     public static func stat(loop: some EventLoop, completion: Completion, path: String, followSymlinks: Bool = true,
                             callback: @escaping StatusCallback) throws(EvError) {
         try completion.start(.stat(path: path, followSymlinks: followSymlinks), on: loop,
-                             viewing: { $1.statusResult }, callback: callback)
+                             viewing: { $1.status(of: $0) }, callback: callback)
     }
 
     /// Renames `from` to `to` (renameat), atomically replacing a file at `to`.

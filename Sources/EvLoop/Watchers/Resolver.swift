@@ -119,7 +119,7 @@ public final class Resolver: Sendable {
             #endif
             return try Resolver.lookUp(name, port: port, family: family)
         }
-        try completion.start(.work(job: job), on: loop, viewing: { $1.workValue([SocketAddress].self) },
+        try completion.start(.work(job: job), on: loop, viewing: { $1.workValue([SocketAddress].self, of: $0) },
                              callback: callback)
     }
 

@@ -60,11 +60,11 @@ extension CompletionResult {
         return .failure(mismatch)
     }
 
-    /// A file's status.
+    /// A file's status, which `completion` keeps (see `Completion.fileStatus`).
     @inline(__always)
-    var statusResult: Result<FileStatus, EvError> {
-        if case .stat(let r) = self { return r }
-        return .failure(mismatch)
+    package func status(of completion: Completion) -> Result<FileStatus, EvError> {
+        guard case .stat(let r) = self else { return .failure(mismatch) }
+        return r.map { completion.fileStatus }
     }
 
     /// A received message (recvmsg), with the sender `completion` keeps.

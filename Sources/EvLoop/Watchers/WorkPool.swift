@@ -82,19 +82,19 @@ public final class WorkPool: Sendable {
         // Checked before anything changes: an active completion keeps its operation.
         guard completion.state == .dead else { throw .completionActive }
         let job = Job(threads: threads) { () throws(EvError) -> any Sendable in try work() }
-        try completion.start(.work(job: job), on: loop, viewing: { $1.workValue(Value.self) }, callback: callback)
+        try completion.start(.work(job: job), on: loop, viewing: { $1.workValue(Value.self, of: $0) }, callback: callback)
     }
 }
 
 extension CompletionResult {
-    /// A work job's value in the type its closure returns.
+    /// A work job's value in the type its closure returns, taken from `completion`'s job.
     @inline(__always)
-    package func workValue<Value>(_: Value.Type) -> Result<Value, EvError> {
+    package func workValue<Value>(_: Value.Type, of completion: Completion) -> Result<Value, EvError> {
         guard case .work(let r) = self else { return .failure(.invalidArgument) }
         switch r {
-        case .success(let value):
-            // Another type only when the operation was replaced while in flight.
-            guard let typed = value as? Value else { return .failure(.invalidArgument) }
+        case .success:
+            // Another type (or none) only when the operation was replaced while in flight.
+            guard let typed = completion.takeWorkValue() as? Value else { return .failure(.invalidArgument) }
             return .success(typed)
         case .failure(let e):
             return .failure(e)
