@@ -30,14 +30,16 @@
 #      install prefix under the scratch directory (libxev builds its benchmarks ReleaseFast
 #      whatever -Doptimize says; the option covers the library and its tests, which the
 #      install step builds too).
-#   5. with --callgrind (x86_64 only), the same copy once more with -Dcpu=x86_64_v2 into
-#      out-callgrind/: the native build uses AVX-512 (EVEX) instructions, which valgrind 3.19
-#      cannot decode ("vex amd64->IR: unhandled instruction bytes: 0x62 ..."), so callgrind
-#      stops at the first one. Its instruction counts differ from the native build's where
-#      code vectorizes: mostly memcpy, whose vector width follows the CPU target (38 % of the
-#      ping-pong's instructions in this build, under 5 % of ping-udp1's and async1's), so read
-#      libxev's figures as an upper bound. The first such build takes several minutes (the
-#      library's tests are built too); later ones come from Zig's cache.
+#   5. with --callgrind (x86_64 only), the same copy once more with -Dcpu=x86_64_v3 (AVX2;
+#      x86_64_v2 on a CPU without AVX2) into out-callgrind/, the target written to
+#      out-callgrind/cpu-target: the native build uses AVX-512 (EVEX) instructions, which
+#      valgrind 3.19 cannot decode ("vex amd64->IR: unhandled instruction bytes: 0x62 ..."),
+#      so callgrind stops at the first one. Its instruction counts differ from the native
+#      build's where code vectorizes: mostly memcpy, whose vector width follows the CPU
+#      target (with v2 38 % of the ping-pong's instructions, 2,110 per roundtrip against
+#      1,669 with v3; ping-udp1 and async1 moved by under 2 %), so read libxev's figures as
+#      an upper bound. The first such build takes several minutes (the library's tests are
+#      built too); later ones come from Zig's cache.
 #
 # run: runs one benchmark binary under `/usr/bin/time -f` (whole-process user + sys CPU,
 # peak RSS; GNU time prints CPU to 10 ms), prints libxev's own lines and one RESULT line in
@@ -171,10 +173,16 @@ build() {
         die "zig build failed"
     rm -rf "$XEV/out-callgrind"
     if [ "$callgrind" = 1 ] && [ "$(uname -m)" = x86_64 ]; then
-        echo "== libxev: the same benchmarks for callgrind (-Dcpu=x86_64_v2: no AVX-512)" >&2
-        (cd "$src" && "$VENV/bin/python" -m ziglang build -Demit-bench -Doptimize=ReleaseFast -Dcpu=x86_64_v2 \
+        # The widest target valgrind 3.19 decodes: x86_64_v3 (AVX2) where the CPU has it,
+        # else x86_64_v2. v2 made memcpy 38 % of the ping-pong's count (2,110 instructions
+        # per roundtrip against 1,669 with v3, 7 December 2026).
+        local target=x86_64_v2
+        grep -qw avx2 /proc/cpuinfo 2>/dev/null && target=x86_64_v3
+        echo "== libxev: the same benchmarks for callgrind (-Dcpu=$target: no AVX-512)" >&2
+        (cd "$src" && "$VENV/bin/python" -m ziglang build -Demit-bench -Doptimize=ReleaseFast -Dcpu=$target \
             --prefix "$XEV/out-callgrind" --cache-dir "$XEV/cache" --global-cache-dir "$XEV/global-cache") >&2 ||
-            die "zig build (x86_64_v2, for callgrind) failed"
+            die "zig build ($target, for callgrind) failed"
+        echo "$target" > "$XEV/out-callgrind/cpu-target"
     fi
     mv "$XEV/counts.env.new" "$XEV/counts.env"
     echo "== libxev: benchmarks in $XEV/out/bin/bench" >&2
