@@ -52,8 +52,8 @@ public enum CompletionResult: Sendable {
     /// `.open`: the new descriptor (close-on-exec), which the callback now owns.
     case open(Result<Int32, EvError>)
     /// `.stat` and `.statDescriptor`: `.success` when statx answered; what it reported is
-    /// the completion's `fileStatus` until it is added again (`File.status` and
-    /// `FileSystem.status` hand it to their callbacks).
+    /// the completion's `fileStatus` until it is added again (`File.stat` and
+    /// `FileSystem.stat` hand it to their callbacks).
     case stat(Result<Void, EvError>)
     /// fsync, fallocate, truncate, rename, unlink, mkdir.
     case fileSystem(Result<Void, EvError>)
