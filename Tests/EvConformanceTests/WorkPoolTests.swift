@@ -65,6 +65,29 @@ struct WorkPoolTests {
         #expect(loop.activeCount == 0, "the inbox's wait ends with the last job")
     }
 
+    /// The value a job delivered is its callback's: once the callback has let go of it, the
+    /// job (still held by the completion) keeps no reference to it until its next run.
+    @Test(arguments: conformanceBackends)
+    func aDeliveredValueIsNotKeptByTheJob(backend: Backend) throws {
+        final class Payload: Sendable {}
+        let loop = try makeTestLoop(backend)
+        let h = Harness(loop)
+        defer { h.finish() }
+        let pool = try WorkPool(threads: 1)
+        defer { pool.shutdown() }
+        let c = Completion()
+        weak var delivered: Payload?
+        var ran = false
+        try pool.run(loop: loop, completion: c, { () throws(EvError) -> Payload in Payload() }) { _, r in
+            if case .success(let p) = r { delivered = p }
+            ran = true
+            return .disarm
+        }
+        #expect(try runUntil(loop) { ran })
+        #expect(c.state == .dead)
+        #expect(delivered == nil, "the job kept the value after its callback")
+    }
+
     /// An `EvError` thrown by the closure arrives as the callback's typed failure.
     @Test(arguments: conformanceBackends)
     func aThrownErrorArrivesTyped(backend: Backend) throws {
