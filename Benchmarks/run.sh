@@ -51,7 +51,11 @@
 #      async_pummel_1 run pinned to CPU 0 with taskset (both ends on one CPU, see
 #      BENCHMARKS.md, "How it is measured"); the timers, async_pummel_2/4/8 and the echo
 #      throughput run unpinned; the peers (libxev, libuv) run in the same rounds, pinned
-#      the same way as EvLoop's counterpart;
+#      the same way as EvLoop's counterpart; async1 runs twice more, c/epoll and
+#      evloop/epoll with glibc's rseq registration turned off (GLIBC_TUNABLES, rows
+#      .../rseq-off), because libxev's binaries have no libc and so no rseq, whose update
+#      at every return to user space after a context switch is part of async1's cost
+#      (BENCHMARKS.md, "async1 and glibc's rseq");
 #   4. writes every RESULT line to results/<time>/results.txt and the tables (medians,
 #      ranges, ratios, targets) to results/<time>/report.md, and prints the report.
 set -uo pipefail
@@ -273,6 +277,8 @@ done
 
 # run ROUND PINNED BENCH IMPL COMMAND... : runs one benchmark process with the shim, keeps
 # its RESULT lines (tagged with the round), and records a failure instead of stopping.
+# With RENAME=1 in its environment, the RESULT lines carry IMPL instead of the name the
+# program gives itself (a variant of a program run in another setting).
 run() {
     local round=$1 pinned=$2 bench=$3 impl=$4
     shift 4
@@ -287,7 +293,9 @@ run() {
         echo "FAILED bench=$bench impl=$impl rc=$rc round=$round" >> "$RESULTS"
         return
     fi
-    printf '%s\n' "$output" | grep '^RESULT ' | sed "s/\$/ round=$round/" >> "$RESULTS"
+    local rename=()
+    [ "${RENAME:-0}" = 1 ] && rename=(-e "s| impl=[^ ]*| impl=$impl|")
+    printf '%s\n' "$output" | grep '^RESULT ' | sed "${rename[@]}" -e "s/\$/ round=$round/" >> "$RESULTS"
     printf '%s\n' "$output" | grep -v '^RESULT ' | sed 's/^/   /'
 }
 
@@ -349,6 +357,16 @@ for round in $(seq 1 "$ROUNDS"); do
                 run "$round" 1 "async$n" "evloop/$b" "$BIN/evbench" "async$n" --backend "$b" --count $((ASYNC_TOTAL / n))
             done
             run "$round" 1 "async$n" c/epoll "$CBIN/async_notify" --threads "$n" --count $((ASYNC_TOTAL / n))
+            if [ "$n" = 1 ]; then
+                # The same without glibc's rseq area (glibc 2.35+ registers one per thread;
+                # libxev's static Zig binaries have none): the kernel updates it on the
+                # return to user space after every context switch, once per notification
+                # here. Figures for the comparison only; the targets use the rows above.
+                RENAME=1 run "$round" 1 async1 c/epoll/rseq-off env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$CBIN/async_notify" --threads 1 --count "$ASYNC_TOTAL"
+                case " $AVAILABLE " in *" epoll "*)
+                    RENAME=1 run "$round" 1 async1 evloop/epoll/rseq-off env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$BIN/evbench" async1 --backend epoll --count "$ASYNC_TOTAL" ;;
+                esac
+            fi
             xev "$round" 1 "async$n"
             [ "$n" = 1 ] && uvb "$round" 1 async1
         done
