@@ -5,7 +5,9 @@
 # (RLIMIT_NOFILE, the whole descriptor table, the thread count) run in child processes of
 # their own (Tests/EvConformanceTests/ProcessIsolation.swift), so no --no-parallel is needed.
 # A backend this machine cannot run is reported as SKIPPED on stderr and by Swift Testing.
-# Without arguments it also runs scripts/check-products.sh (the one-backend products) and
+# Without arguments it also runs scripts/check-products.sh (the one-backend products),
+# scripts/release-tests.sh (the same suite built with optimization, in .build-release-tests:
+# lifetimes end earlier there, which hides nothing a debug build would) and
 # scripts/sanitize.sh --ci (ThreadSanitizer on the cross-thread tests and the differential
 # tester: a sanitized build of its own in .build-tsan, then about two minutes of tests).
 set -euo pipefail
@@ -25,6 +27,7 @@ fi
 # The one-backend products (EvEpoll, EvPoll) build and link without liburing (about 20 s).
 if [[ $# -eq 0 ]]; then
     bash scripts/check-products.sh || status=1
+    bash scripts/release-tests.sh || status=1
     bash scripts/sanitize.sh --ci || status=1
 fi
 exit "$status"

@@ -86,6 +86,7 @@ struct AsyncServiceTests {
         }
     }
 
+    #if DEBUG   // Resolver.lookupDelayForTesting exists in debug builds only
     /// Awaited lookups: numeric, "localhost", an unknown host (typed), and a cancelled task
     /// in mid-resolution, which gives up at once.
     @Test(arguments: conformanceBackends)
@@ -127,6 +128,7 @@ struct AsyncServiceTests {
             #expect(LoopInstant.now() - started < .seconds(1), "the cancelled await waited for the lookup")
         }
     }
+    #endif
 
     /// An awaited connect by name reaches a local listener; to a closed port it throws
     /// `.connectionRefused`; to a list of addresses it takes the first that accepts.
@@ -159,6 +161,7 @@ struct AsyncServiceTests {
         }
     }
 
+    #if DEBUG   // Resolver.lookupDelayForTesting exists in debug builds only
     /// The awaited services take a deadline: a slow lookup and a connect that hangs throw
     /// `.timedOut` when it passes, without waiting for the lookup or the connect.
     @Test(arguments: conformanceBackends)
@@ -191,4 +194,5 @@ struct AsyncServiceTests {
             withExtendedLifetime(silent) {}
         }
     }
+    #endif
 }

@@ -171,6 +171,7 @@ struct ConnectByNameTests {
         #expect(c.state == .dead && loop.activeCount == 0)
     }
 
+    #if DEBUG   // Resolver.lookupDelayForTesting exists in debug builds only
     /// One deadline over everything: a connect that hangs (an address that drops SYNs)
     /// ends with `.timedOut` at the deadline, as does a lookup that takes too long; the
     /// half-open socket is closed and nothing stays active.
@@ -206,7 +207,9 @@ struct ConnectByNameTests {
         #expect(try runUntilDone(loop, timeout: .seconds(1)), "something waited for the abandoned lookup")
         #expect(loop.activeCount == 0)
     }
+    #endif
 
+    #if DEBUG   // Resolver.lookupDelayForTesting exists in debug builds only
     /// Cancelling the caller's completion gives up at once, during the lookup or a hanging
     /// attempt, with `.canceled`; `cancelAll()` does the same.
     @Test(arguments: conformanceBackends)
@@ -245,6 +248,7 @@ struct ConnectByNameTests {
         #expect(try runUntilDone(loop, timeout: .seconds(1)))
         #expect(loop.activeCount == 0)
     }
+    #endif
 
     /// `.rearm` connects again, from the lookup on.
     @Test(arguments: conformanceBackends)

@@ -124,6 +124,7 @@ struct ResolverTests {
         #expect(first == .success([try SocketAddress(ipv4: "127.0.0.1", port: 0)]))
     }
 
+    #if DEBUG   // Resolver.lookupDelayForTesting exists in debug builds only
     /// A lookup cancelled before it starts is withdrawn: `.canceled`, and the cancel succeeds.
     @Test(arguments: conformanceBackends)
     func cancelBeforeTheLookupStarts(backend: Backend) throws {
@@ -147,7 +148,9 @@ struct ResolverTests {
         #expect(first == .success([try SocketAddress(ipv4: "127.0.0.1", port: 0)]))
         #expect(second.count == 1)
     }
+    #endif
 
+    #if DEBUG   // Resolver.lookupDelayForTesting exists in debug builds only
     /// A cancel in mid-resolution ends the lookup at once (`.canceled`, the cancel
     /// succeeds) instead of waiting for the slow lookup; the completion can be used again
     /// right away; the late result is dropped and the abandoned job freed once the lookup
@@ -194,7 +197,9 @@ struct ResolverTests {
         #expect(results.count == 2, "the late result reached a callback")
         #expect(loop.activeCount == 0)
     }
+    #endif
 
+    #if DEBUG   // Resolver.lookupDelayForTesting exists in debug builds only
     /// Lookups run on the resolver's own threads, never on the loop's file pool (libuv#28):
     /// with every resolver thread stuck in a slow lookup, file reads and other pool work
     /// still complete at once.
@@ -231,6 +236,7 @@ struct ResolverTests {
         #expect(try runUntilDone(loop, timeout: .seconds(1)))
         #expect(lookups.count == 4 && lookups.allSatisfy { $0 == .failure(.canceled) }, "\(lookups)")
     }
+    #endif
 
     /// Lookups leave no descriptor open and nothing active beyond the loop's one work
     /// eventfd, which goes with the loop. (The whole descriptor table: in a child process.)

@@ -210,6 +210,7 @@ struct WorkPoolTests {
         #expect(loop.activeCount == 0)
     }
 
+    #if DEBUG   // Resolver.lookupDelayForTesting exists in debug builds only
     /// A deadline on pool work (kept in the core's heap on every backend): a job still
     /// queued when it passes is withdrawn with `.timedOut` and never runs; a running one
     /// cannot be stopped and reports its real result; a lookup is abandoned at once.
@@ -259,6 +260,7 @@ struct WorkPoolTests {
         #expect(try runUntilDone(loop, timeout: .seconds(1)))
         #expect(loop.activeCount == 0)
     }
+    #endif
 
     /// `run(.untilDone)` does not return while a job is in flight (the inbox's own wait
     /// does not hold the loop, the work does).
