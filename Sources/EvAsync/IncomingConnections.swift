@@ -47,17 +47,20 @@ public struct IncomingConnections<Socket: ConnectionSocket>: AsyncSequence, Send
     public let listener: Socket
     /// The deadline of each accept.
     public let deadline: Deadline
-    let executor: LoopExecutor
+    @usableFromInline let executor: LoopExecutor
 
     public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
     /// Accepts one connection per `next()`; nil once the consuming task is cancelled.
+    /// Both `next` methods are inlined into the consuming loop (see `sequenceStep`).
     public struct Iterator: AsyncIteratorProtocol {
-        let sequence: IncomingConnections
-        var finished = false
+        @usableFromInline let sequence: IncomingConnections
+        @usableFromInline var finished = false
+
+        @usableFromInline init(sequence: IncomingConnections) { self.sequence = sequence }
 
         /// The next accepted connection; nil when the task has been cancelled.
-        nonisolated(nonsending)
+        @inlinable @inline(__always) nonisolated(nonsending)
         public mutating func next() async throws(EvError) -> Socket? {
             let s = sequence
             return try await sequenceStep(&finished) {
@@ -65,6 +68,7 @@ public struct IncomingConnections<Socket: ConnectionSocket>: AsyncSequence, Send
             }
         }
 
+        @inlinable @inline(__always)
         public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> Socket? {
             try await next()
         }

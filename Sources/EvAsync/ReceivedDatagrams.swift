@@ -61,6 +61,13 @@ public struct ReceivedDatagram {
     public let sender: SocketAddress
     /// The datagram was longer than the buffer; its tail was discarded (MSG_TRUNC).
     public let truncated: Bool
+
+    /// Made by the sequence's (inlinable) iterator only.
+    @usableFromInline init(bytes: UnsafeRawBufferPointer, sender: SocketAddress, truncated: Bool) {
+        self.bytes = bytes
+        self.sender = sender
+        self.truncated = truncated
+    }
 }
 
 /// The datagrams a socket receives: see `DatagramReceiver.datagrams(into:deadline:on:)`.
@@ -72,19 +79,22 @@ public struct ReceivedDatagrams<Socket: DatagramReceiver>: AsyncSequence {
 
     /// The socket received from.
     public let socket: Socket
-    let buffer: UnsafeMutableRawBufferPointer
-    let deadline: Deadline
-    let executor: LoopExecutor
+    @usableFromInline let buffer: UnsafeMutableRawBufferPointer
+    @usableFromInline let deadline: Deadline
+    @usableFromInline let executor: LoopExecutor
 
     public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
     /// Receives one datagram per `next()`; nil once the consuming task is cancelled.
+    /// Both `next` methods are inlined into the consuming loop (see `sequenceStep`).
     public struct Iterator: AsyncIteratorProtocol {
-        let sequence: ReceivedDatagrams
-        var finished = false
+        @usableFromInline let sequence: ReceivedDatagrams
+        @usableFromInline var finished = false
+
+        @usableFromInline init(sequence: ReceivedDatagrams) { self.sequence = sequence }
 
         /// The next datagram; nil when the task has been cancelled.
-        nonisolated(nonsending)
+        @inlinable @inline(__always) nonisolated(nonsending)
         public mutating func next() async throws(EvError) -> ReceivedDatagram? {
             let s = sequence
             return try await sequenceStep(&finished) {
@@ -94,6 +104,7 @@ public struct ReceivedDatagrams<Socket: DatagramReceiver>: AsyncSequence {
             }
         }
 
+        @inlinable @inline(__always)
         public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> ReceivedDatagram? {
             try await next()
         }

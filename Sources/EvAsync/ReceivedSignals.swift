@@ -41,17 +41,20 @@ public struct ReceivedSignals: AsyncSequence {
 
     /// The watcher read from.
     public let watcher: SignalWatcher
-    let executor: LoopExecutor
+    @usableFromInline let executor: LoopExecutor
 
     public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
     /// Waits for one signal per `next()`; nil once the consuming task is cancelled.
+    /// Both `next` methods are inlined into the consuming loop (see `sequenceStep`).
     public struct Iterator: AsyncIteratorProtocol {
-        let sequence: ReceivedSignals
-        var finished = false
+        @usableFromInline let sequence: ReceivedSignals
+        @usableFromInline var finished = false
+
+        @usableFromInline init(sequence: ReceivedSignals) { self.sequence = sequence }
 
         /// The next signal; nil when the task has been cancelled.
-        nonisolated(nonsending)
+        @inlinable @inline(__always) nonisolated(nonsending)
         public mutating func next() async throws(EvError) -> SignalInfo? {
             let s = sequence
             return try await sequenceStep(&finished) {
@@ -59,6 +62,7 @@ public struct ReceivedSignals: AsyncSequence {
             }
         }
 
+        @inlinable @inline(__always)
         public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> SignalInfo? {
             try await next()
         }

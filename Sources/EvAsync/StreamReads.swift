@@ -70,20 +70,23 @@ public struct StreamReads<Stream: ReadableStream>: AsyncSequence {
 
     /// The stream read from.
     public let stream: Stream
-    let buffer: UnsafeMutableRawBufferPointer
-    let deadline: Deadline
-    let executor: LoopExecutor
+    @usableFromInline let buffer: UnsafeMutableRawBufferPointer
+    @usableFromInline let deadline: Deadline
+    @usableFromInline let executor: LoopExecutor
 
     public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
     /// Reads one chunk per `next()`; nil at the end of the stream or once the consuming
     /// task is cancelled.
+    /// Both `next` methods are inlined into the consuming loop (see `sequenceStep`).
     public struct Iterator: AsyncIteratorProtocol {
-        let sequence: StreamReads
-        var finished = false
+        @usableFromInline let sequence: StreamReads
+        @usableFromInline var finished = false
+
+        @usableFromInline init(sequence: StreamReads) { self.sequence = sequence }
 
         /// The next chunk; nil at the end of the stream or when the task has been cancelled.
-        nonisolated(nonsending)
+        @inlinable @inline(__always) nonisolated(nonsending)
         public mutating func next() async throws(EvError) -> UnsafeRawBufferPointer? {
             let s = sequence
             return try await sequenceStep(&finished) {
@@ -96,6 +99,8 @@ public struct StreamReads<Stream: ReadableStream>: AsyncSequence {
             }
         }
 
+        /// The form a `for try await` loop calls.
+        @inlinable @inline(__always)
         public mutating func next(isolation actor: isolated (any Actor)?) async throws(EvError) -> UnsafeRawBufferPointer? {
             try await next()
         }
