@@ -157,7 +157,7 @@ extension LoopExecutor {
 }
 
 /// The loop reported a result of another kind than the operation it was given.
-@inline(never)
+@inline(never) @usableFromInline
 func unexpected(_ result: CompletionResult, file: StaticString = #fileID, line: UInt = #line) -> Never {
     preconditionFailure("EvAsync: unexpected result \(result)", file: file, line: line)
 }
