@@ -62,8 +62,8 @@ extension ConnectionSocket {
     /// after the loop (and the kernel) are done with it, cancellation included.
     ///
     /// Inlinable (as `write` is): compiled into the caller for its socket type, an awaited
-    /// read or write is one async frame fewer (a task allocation each, and for a read in
-    /// `reads(into:)` the protocol witness's frame too).
+    /// read or write is one async frame (a task allocation) fewer. (`reads(into:)` still
+    /// reaches it through `ReadableStream`'s witness, which is a frame of its own.)
     @inlinable nonisolated(nonsending)
     public func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline = .none,
                      on executor: LoopExecutor) async throws -> Int {
