@@ -729,8 +729,9 @@ public final class UringLoop: LoopCore, LoopBackend {
 
     private func writeKill(_ t: Completion) -> Bool {
         // Held, or already decided: nothing in the kernel to cancel (`retry`, the held
-        // activation's cancel, or the hand-off settles it).
-        guard t.uring.sqes > 0, t.uring.phase != .stored else { return true }
+        // activation's cancel, or the hand-off settles it). A held one may still be named by
+        // its last step's linked timeout, which is no reason for a kill.
+        guard t.uring.sqes > 0, t.uring.phase != .stored, t.uring.phase != .held else { return true }
         guard let sqe = io_uring_get_sqe(ring) else { return false }
         io_uring_prep_cancel64(sqe, Self.userData(t, kind: Self.kindMain), 0)
         sqe.pointee.user_data = Self.userData(t, kind: Self.kindKill)
@@ -778,7 +779,8 @@ public final class UringLoop: LoopCore, LoopBackend {
             finish(c, raw: -Int(ECANCELED))
         } else if u.cancels > 0 {
             // A cancel is on its way to the kernel and would find nothing to cancel:
-            // hold the operation until its CQE arrives (`cancelFinished`).
+            // hold the operation until its CQE arrives (`cancelFinished`). With a deadline,
+            // the linked timeout's CQE may still be to come: it only releases (`sqes`).
             c.uring.phase = .held
         } else if mustQueue || !issue(c, step) {
             park(c, step)

@@ -458,6 +458,35 @@ struct UringInternalsTests {
         #expect(!results.values.contains { $0.error == .errno(EAGAIN) })
     }
 
+    /// An operation with a deadline is two SQEs (its own and the linked timeout). When its
+    /// own CQE is an EAGAIN (or an EINTR) while a cancel is on its way, the loop holds it
+    /// instead of trying again, and the cancel's CQE ends it; the linked timeout's CQE may
+    /// still be to come then. (The debug build's check of the held phase wanted no SQE
+    /// left at all, and stopped ev-http-async on io_uring in CI: a write with the idle
+    /// deadline, interrupted by the shutdown's cancel.) Here the receive, its timeout and
+    /// the cancel go to the kernel in one batch: the receive fails at once (MSG_DONTWAIT,
+    /// the test knob), its timeout is disarmed, and the cancel finds nothing.
+    @Test(.tags(.pitfallD7), .enabled(if: uringListed))
+    func operationWithADeadlineHeldForACancelAfterEAGAIN() throws {
+        let loop = try uringTestLoop()
+        loop.forceNonblockingAttempts = true
+        let h = Harness(loop)
+        defer { h.finish() }
+        let (a, b) = try Sock.socketPair()
+        h.forLoop(a); h.own(b)
+        for round in 0..<20 {
+            var received: CompletionResult?, outcome: CompletionResult?
+            let receive = Completion(.recv(socket: a, buffer: h.buffer(8))) { _, r in received = r; return .disarm }
+            receive.deadline = .within(.seconds(30))
+            try loop.add(receive)
+            try loop.cancel(receive, using: Completion()) { _, r in outcome = r; return .disarm }
+            #expect(try runUntil(loop) { received != nil && outcome != nil })
+            #expect(received?.isCanceled == true, "round \(round): \(String(describing: received))")
+            #expect(outcome?.error == nil, "round \(round): the cancel ended it: \(String(describing: outcome))")
+        }
+        #expect(loop.eagainRetries >= 20, "every receive got EAGAIN first")
+    }
+
     /// PITFALLS B1 with D7: EAGAINs that come back while other work waits for room in the
     /// ring park the readiness polls they need behind it (in order), and those polls are
     /// written as room frees up: 20 receives through an 8-entry ring all get EAGAIN, all
