@@ -230,9 +230,17 @@ struct UringActivation {
         let current = phase
         precondition(current.mayBecome(next), "EvLoop: io_uring activation cannot go from \(current) to \(next)")
         switch next {
-        case .idle, .parked, .parkedForPoll, .parkedForConnectPoll:
+        case .idle:
+            // Handed back, or a parked activation cancelled: nothing the kernel still holds
+            // may name it (a later CQE would reach a completion that may be reused or freed).
             precondition(sqes == 0, "EvLoop: io_uring activation \(next) with \(sqes) SQEs naming it")
-            precondition(next == .idle || !flags.contains(.killQueued),
+        case .parked, .parkedForPoll, .parkedForConnectPoll:
+            // Parked again by a retry (from a phase in flight), the step that just ended may
+            // still be named by its linked timeout: the kernel posts that CQE with the
+            // operation's, and the same reap takes it next (test
+            // `eagainPollsOfOperationsWithDeadlinesWaitForRoom`). A first park has none.
+            precondition(current != .idle || sqes == 0, "EvLoop: io_uring activation \(next) with \(sqes) SQEs naming it")
+            precondition(!flags.contains(.killQueued),
                          "EvLoop: a parked io_uring activation cannot also wait in the kill queue")
         case .submitted, .polling, .connectPolling, .cancelling:
             precondition(sqes > 0, "EvLoop: io_uring activation \(next) with no SQE naming it")
