@@ -238,7 +238,7 @@ struct UringActivation {
             // Parked again by a retry (from a phase in flight), the step that just ended may
             // still be named by its linked timeout: the kernel posts that CQE with the
             // operation's, and the same reap takes it next (test
-            // `eagainPollsOfOperationsWithDeadlinesWaitForRoom`). A first park has none.
+            // `eagainPollsWaitForRoomInAFullRing(withDeadlines:)`). A first park has none.
             precondition(current != .idle || sqes == 0, "EvLoop: io_uring activation \(next) with \(sqes) SQEs naming it")
             precondition(!flags.contains(.killQueued),
                          "EvLoop: a parked io_uring activation cannot also wait in the kill queue")
